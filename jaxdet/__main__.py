@@ -1,0 +1,5 @@
+import sys
+
+from jaxdet.cli import main
+
+sys.exit(main())
