@@ -20,8 +20,11 @@ test: $(STAMP)
 
 # Builds the embedded `shapes` dataset, trains, evaluates, exports ONNX, runs it with onnxruntime
 # and writes predictions.png and the metric plots into runs/demo.
+DEMO ?= runs/demo
 demo: $(STAMP)
-	$(VENV)/bin/jaxdet demo --workdir runs/demo
+	$(VENV)/bin/jaxdet train --config experiments/shapes_yolo.py --workdir $(DEMO)
+	$(VENV)/bin/jaxdet export --workdir $(DEMO) --output $(DEMO)/model.onnx
+	$(VENV)/bin/jaxdet predict --model $(DEMO)/model.onnx --dataset shapes --split validation --num-images 16 --out $(DEMO)/predictions
 
 # Benchmarks need the peers (torch/torchvision, faster-coco-eval): `make bench-ops` etc.
 $(VENV)/.bench: $(STAMP)

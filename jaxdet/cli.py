@@ -14,7 +14,6 @@ _SUBCOMMANDS = (
     ("evaluate", "jaxdet.eval.cli"),
     ("data", "jaxdet.data.cli"),
     ("train", "jaxdet.train.cli"),
-    ("demo", "jaxdet.train.demo"),
     ("export", "export.cli"),
     ("predict", "export.cli_predict"),
 )
