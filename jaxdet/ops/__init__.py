@@ -1,5 +1,16 @@
 """Box ops with torchvision.ops semantics: jit/vmap-able, static shapes, xyxy unless named."""
 
 # --- boxes & nms (ops A) ---
+from jaxdet.ops.boxes import box_area
+from jaxdet.ops.boxes import box_convert
+from jaxdet.ops.boxes import box_iou
+from jaxdet.ops.boxes import clip_boxes_to_image
+from jaxdet.ops.boxes import complete_box_iou
+from jaxdet.ops.boxes import complete_box_iou_loss
+from jaxdet.ops.boxes import distance_box_iou
+from jaxdet.ops.boxes import distance_box_iou_loss
+from jaxdet.ops.boxes import generalized_box_iou
+from jaxdet.ops.boxes import generalized_box_iou_loss
+from jaxdet.ops.boxes import remove_small_boxes
 
 # --- roi_align, anchors, coders, matching (ops B) ---
