@@ -14,3 +14,8 @@ from jaxdet.ops.boxes import generalized_box_iou_loss
 from jaxdet.ops.boxes import remove_small_boxes
 
 # --- roi_align, anchors, coders, matching (ops B) ---
+from jaxdet.ops.anchors import feature_sizes
+from jaxdet.ops.anchors import grid_points
+from jaxdet.ops.anchors import multilevel_anchors_xyxy
+from jaxdet.ops.anchors import retinanet_anchors_xyxy
+from jaxdet.ops.anchors import ssd_default_boxes_xyxy
