@@ -19,3 +19,6 @@ from jaxdet.ops.anchors import grid_points
 from jaxdet.ops.anchors import multilevel_anchors_xyxy
 from jaxdet.ops.anchors import retinanet_anchors_xyxy
 from jaxdet.ops.anchors import ssd_default_boxes_xyxy
+from jaxdet.ops.coders import BoxCoder
+from jaxdet.ops.coders import decode_ltrb
+from jaxdet.ops.coders import encode_ltrb
