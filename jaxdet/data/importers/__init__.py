@@ -1,0 +1,1 @@
+"""Converters from user annotation formats (COCO, VOC, YOLO, KITTI) to jaxdet TFDS datasets."""
