@@ -12,6 +12,11 @@ from jaxdet.ops.boxes import distance_box_iou_loss
 from jaxdet.ops.boxes import generalized_box_iou
 from jaxdet.ops.boxes import generalized_box_iou_loss
 from jaxdet.ops.boxes import remove_small_boxes
+from jaxdet.ops.nms import NmsResult
+from jaxdet.ops.nms import SoftNmsResult
+from jaxdet.ops.nms import batched_nms
+from jaxdet.ops.nms import nms
+from jaxdet.ops.nms import soft_nms
 
 # --- roi_align, anchors, coders, matching (ops B) ---
 from jaxdet.ops.anchors import feature_sizes
