@@ -27,3 +27,9 @@ from jaxdet.ops.anchors import ssd_default_boxes_xyxy
 from jaxdet.ops.coders import BoxCoder
 from jaxdet.ops.coders import decode_ltrb
 from jaxdet.ops.coders import encode_ltrb
+from jaxdet.ops.matching import MatchCode
+from jaxdet.ops.matching import gather_matched
+from jaxdet.ops.matching import iou_matcher
+from jaxdet.ops.matching import match_boxes
+from jaxdet.ops.matching import sample_balanced
+from jaxdet.ops.matching import ssd_matcher
