@@ -1,0 +1,221 @@
+"""``input_pipeline``: TFDS (ArrayRecord, random access) -> grain -> static-shape NumPy batches.
+
+Every batch is a pure function of (seed, batch index): example ``g`` of the stream reads record
+``perm_epoch(g)[g % n]`` and augments it with ``np.random.default_rng([seed, g])``, so resuming at
+``start_step`` gives bit-identical batches, and thread/process parallelism never changes results.
+"""
+
+import functools
+import logging
+import sys
+import warnings
+
+import numpy as np
+
+from jaxdet.data import augment as augment_lib
+from jaxdet.data import preprocess
+from jaxdet.data import sources
+from jaxdet.data import tfds_maps
+
+_truncation_warned = False
+
+
+class _Records:
+  """Lazily opened, picklable random-access view of one split (decoded NumPy examples)."""
+
+  def __init__(self, dataset, split, data_dir):
+    self.dataset, self.split, self.data_dir = dataset, split, data_dir
+    self._source = None
+    source, _ = sources.open_split(dataset, split, data_dir)
+    self.size = len(source)
+    self._source = source
+
+  def __getstate__(self):
+    return {"dataset": self.dataset, "split": self.split, "data_dir": self.data_dir,
+            "size": self.size, "_source": None}
+
+  def __len__(self):
+    return self.size
+
+  def __getitem__(self, index):
+    if self._source is None:
+      self._source, _ = sources.open_split(self.dataset, self.split, self.data_dir)
+    record = tfds_maps.to_jaxdet_record(self._source[int(index)], int(index))
+    return sources.record_to_example(record)
+
+
+def _finalize(example, *, max_boxes, scale, example_mask):
+  """Drops zero-area boxes, pads/truncates to ``max_boxes`` and normalizes the image."""
+  global _truncation_warned
+  boxes = np.asarray(example["boxes"], np.float32).reshape(-1, 4)
+  classes = np.asarray(example["classes"], np.int32).reshape(-1)
+  keep = np.all(np.isfinite(boxes), 1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+  boxes, classes = boxes[keep], classes[keep]
+  n = len(boxes)
+  if n > max_boxes:
+    if not _truncation_warned:
+      _truncation_warned = True
+      msg = (f"image {int(example['image_id'])} has {n} boxes > max_boxes={max_boxes}; keeping "
+             f"the first {max_boxes} (warned once; raise max_boxes to keep all)")
+      warnings.warn(msg, stacklevel=2)
+      logging.warning(msg)
+    n = max_boxes
+  padded_boxes = np.zeros((max_boxes, 4), np.float32)
+  padded_classes = np.zeros((max_boxes,), np.int32)
+  padded_boxes[:n], padded_classes[:n] = boxes[:n], classes[:n]
+  return {
+      "image": preprocess.normalize_image(example["image"]),
+      "boxes": padded_boxes,
+      "classes": padded_classes,
+      "box_mask": np.arange(max_boxes) < n,
+      "image_id": np.int64(example["image_id"]),
+      "orig_size": np.asarray(example["orig_size"], np.int32),
+      "scale": np.asarray(scale, np.float32),
+      "example_mask": np.bool_(example_mask),
+  }
+
+
+def eval_example(example, *, image_size, max_boxes, example_mask=True):
+  """Top-left letterbox of one example, no randomness (boxes scaled with the pixels)."""
+  image, (sx, sy) = preprocess.letterbox_image(example["image"], image_size)
+  boxes = example["boxes"] * np.array([sx, sy, sx, sy], np.float32)
+  return _finalize(dict(example, image=image, boxes=boxes), max_boxes=max_boxes,
+                   scale=(sx, sy), example_mask=example_mask)
+
+
+class _TrainFn:
+  """Stream index -> augmented, finalized example (a pure function of ``(seed, index)``)."""
+
+  def __init__(self, records, shard, *, seed, image_size, max_boxes, cfg):
+    self.records, self.shard, self.seed = records, shard, seed
+    self.image_size, self.max_boxes, self.cfg = image_size, max_boxes, cfg
+
+  @functools.lru_cache(maxsize=2)
+  def _permutation(self, epoch):
+    return np.random.default_rng([self.seed, epoch, 0x5EED]).permutation(len(self.shard))
+
+  def __call__(self, g):
+    epoch, pos = divmod(int(g), len(self.shard))
+    rng = np.random.default_rng([self.seed, int(g)])
+    load = lambda i: self.records[int(self.shard[i])]  # i: position inside this host's shard
+    out = augment_lib.augment(rng, load, int(self._permutation(epoch)[pos]), self.image_size,
+                              self.cfg, len(self.shard))
+    h, w = out["orig_size"]
+    s = self.image_size / max(int(h), int(w))
+    return _finalize(out, max_boxes=self.max_boxes, scale=(s, s), example_mask=True)
+
+
+def _shard_indices(n, shard_index, shard_count, *, pad):
+  """Contiguous per-host shard of ``range(n)``; equal sizes (train drops the tail, eval pads)."""
+  if not 0 <= shard_index < shard_count:
+    raise ValueError(f"shard_index={shard_index} must be in [0, shard_count={shard_count})")
+  if pad:
+    per = -(-n // shard_count)
+    return np.arange(shard_index * per, min((shard_index + 1) * per, n)), per
+  per = n // shard_count
+  return np.arange(shard_index * per, (shard_index + 1) * per), per
+
+
+class _EvalFn:
+  """Position -> letterboxed example; positions past the shard give ``example_mask=False``."""
+
+  def __init__(self, records, shard, *, image_size, max_boxes):
+    self.records, self.shard = records, shard
+    self.image_size, self.max_boxes = image_size, max_boxes
+
+  def __call__(self, pos):
+    valid = pos < len(self.shard)
+    example = self.records[int(self.shard[pos if valid else 0])] if len(self.shard) else None
+    if example is None:  # an empty shard: a blank padding example
+      s = self.image_size
+      example = {"image": np.zeros((s, s, 3), np.uint8), "boxes": np.zeros((0, 4), np.float32),
+                 "classes": np.zeros((0,), np.int32), "image_id": np.int64(-1),
+                 "orig_size": np.array([s, s], np.int32)}
+    out = eval_example(example, image_size=self.image_size, max_boxes=self.max_boxes,
+                       example_mask=valid)
+    if not valid:
+      out["box_mask"][:] = False
+      out["image_id"] = np.int64(-1)
+    return out
+
+
+def input_pipeline(dataset, split, *, batch_size, image_size, max_boxes, train, seed,
+                   data_dir=None, augment=None, num_epochs=None, shard_index=None,
+                   shard_count=None, drop_remainder=None, start_step=0, worker_count=0,
+                   num_threads=2, prefetch=4):
+  """Batches of a TFDS detection dataset with static shapes.
+
+  Training streams shuffled (per-epoch permutation), augmented examples; evaluation reads the
+  split in order, letterboxes to the top-left without randomness and pads the last batch with
+  ``example_mask=False``. Batches are a pure function of ``(seed, step)``.
+
+  Args:
+    dataset: TFDS name (``shapes``, ``shapes/small``, ``voc/2007``, ``coco/2017``, an imported
+      NAME).
+    split: split name, e.g. ``train`` or ``validation`` (TFDS slicing such as ``train[:10%]``
+      is accepted).
+    batch_size: examples per batch ``B`` (per host).
+    image_size: square network input side ``S``.
+    max_boxes: boxes per example after padding/truncation.
+    train: augment + shuffle + repeat (True) or deterministic eval order (False).
+    seed: int seed of the shuffle and the augmentation.
+    data_dir: TFDS data dir (TFDS default when None).
+    augment: ``AugmentConfig``, dict/ConfigDict of its fields, a preset name (``"none"``,
+      ``"default"``, ``"full"``) or None (defaults). Ignored when ``train=False``.
+    num_epochs: training epochs (None: infinite). Evaluation always reads one epoch.
+    shard_index: this host's shard (default ``jax.process_index()``).
+    shard_count: number of shards (default ``jax.process_count()``).
+    drop_remainder: drop a final partial batch (default: True for training, False for eval,
+      where the last batch is padded instead).
+    start_step: first batch to produce: resuming at step k gives exactly the batches k, k+1, ...
+      of an uninterrupted run.
+    worker_count: grain worker processes (0: threads in this process).
+    num_threads: reader threads (batches computed concurrently).
+    prefetch: batches buffered ahead.
+
+  Returns:
+    a grain ``IterDataset``; iterating yields dicts of NumPy arrays: ``image`` float32
+    ``[B,S,S,3]`` normalized, ``boxes`` float32 ``[B,max_boxes,4]`` xyxy input pixels,
+    ``classes`` int32 ``[B,max_boxes]``, ``box_mask`` bool ``[B,max_boxes]``, ``image_id`` int64
+    ``[B]``, ``orig_size`` int32 ``[B,2]`` (h, w), ``scale`` float32 ``[B,2]`` (sx, sy) with
+    ``boxes_orig = boxes / [sx, sy, sx, sy]`` (eval), ``example_mask`` bool ``[B]``.
+
+  Raises:
+    ValueError: bad arguments or an unknown dataset/split.
+  """
+  import grain  # pylint: disable=g-import-not-at-top
+  for name, value in (("batch_size", batch_size), ("image_size", image_size),
+                      ("max_boxes", max_boxes)):
+    if int(value) <= 0:
+      raise ValueError(f"{name} must be positive, got {value}")
+  if start_step < 0:
+    raise ValueError(f"start_step must be >= 0, got {start_step}")
+  if shard_index is None or shard_count is None:
+    import jax  # pylint: disable=g-import-not-at-top
+    shard_index = jax.process_index() if shard_index is None else shard_index
+    shard_count = jax.process_count() if shard_count is None else shard_count
+  records = _Records(dataset, split, data_dir)
+  if drop_remainder is None:
+    drop_remainder = train
+  if train:
+    shard, _ = _shard_indices(len(records), shard_index, shard_count, pad=False)
+    if len(shard) == 0:
+      raise ValueError(f"{dataset}:{split} has {len(records)} examples, too few for "
+                       f"{shard_count} shards")
+    cfg = augment_lib.make_config(augment)
+    fn = _TrainFn(records, shard, seed=seed, image_size=image_size, max_boxes=max_boxes, cfg=cfg)
+    stop = sys.maxsize if num_epochs is None else int(num_epochs) * len(shard)
+  else:
+    shard, per = _shard_indices(len(records), shard_index, shard_count, pad=True)
+    fn = _EvalFn(records, shard, image_size=image_size, max_boxes=max_boxes)
+    # Every host yields the same number of batches; positions past the shard are padding.
+    stop = per if drop_remainder else -(-per // batch_size) * batch_size
+  start = min(start_step * batch_size, stop)
+  ds = grain.MapDataset.range(start, stop).map(fn).batch(batch_size,
+                                                        drop_remainder=drop_remainder)
+  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=max(num_threads, 1),
+                                            prefetch_buffer_size=max(prefetch, 1)))
+  if worker_count > 0:
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count,
+                                                     per_worker_buffer_size=prefetch))
+  return it

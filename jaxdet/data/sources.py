@@ -1,0 +1,141 @@
+"""Opening TFDS datasets for random access and turning records into plain NumPy examples."""
+
+import functools
+import io
+import logging
+import os
+
+import numpy as np
+
+_SHAPES_PREFIX = "shapes"
+
+
+def _tfds():
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  return tfds
+
+
+def _is_shapes(name):
+  return name == _SHAPES_PREFIX or name.startswith(_SHAPES_PREFIX + "/") or name.startswith(
+      _SHAPES_PREFIX + ":")
+
+
+def builder(dataset, data_dir=None, *, prepare_shapes=True):
+  """The TFDS builder of ``dataset``; builds `shapes` on first use (procedural, no download).
+
+  Args:
+    dataset: TFDS name such as ``shapes``, ``shapes/tiny``, ``voc/2007``, ``coco/2017`` or an
+      imported dataset's NAME.
+    data_dir: TFDS data dir (TFDS default when None).
+    prepare_shapes: build `shapes` when it is not prepared yet.
+
+  Returns:
+    ``tfds.core.DatasetBuilder``.
+
+  Raises:
+    ValueError: the dataset is not registered nor prepared in ``data_dir``.
+  """
+  tfds = _tfds()
+  if _is_shapes(dataset):
+    from jaxdet.data import shapes  # pylint: disable=g-import-not-at-top  (registers the builder)
+    b = tfds.builder(dataset, data_dir=data_dir, file_format="array_record")
+    if prepare_shapes and not b.is_prepared():
+      logging.info("Building %s in %s (procedural, about a minute)", dataset, b.data_dir)
+      b.download_and_prepare(file_format="array_record")
+    return b
+  try:
+    b = tfds.builder(dataset, data_dir=data_dir)
+  except Exception as e:  # TFDS raises several types for unknown names / missing files.
+    raise ValueError(f"dataset {dataset!r} not found (data_dir={data_dir or 'TFDS default'}): "
+                     f"{e}") from e
+  if not b.is_prepared():
+    raise ValueError(f"dataset {dataset!r} is not prepared in {b.data_dir}; prepare it with TFDS "
+                     f"or `jaxdet data import`")
+  return b
+
+
+def class_names(b):
+  """Class names of a prepared builder's ``objects/label`` ClassLabel."""
+  return tuple(b.info.features["objects"]["label"].names)
+
+
+def open_split(dataset, split, data_dir=None, *, decode_image=True):
+  """Random-access source of one split (``tfds.data_source`` over ArrayRecord).
+
+  Returns:
+    ``(source, b)``: ``source[i]`` is the TFDS record dict, ``len(source)`` its size; ``b`` the
+    builder.
+  """
+  tfds = _tfds()
+  b = builder(dataset, data_dir)
+  if split not in b.info.splits:
+    raise ValueError(f"dataset {dataset!r} has no split {split!r}; splits: "
+                     f"{sorted(b.info.splits)}")
+  decoders = None if decode_image else {"image": tfds.decode.SkipDecoding()}
+  try:
+    source = b.as_data_source(split=split, decoders=decoders)
+  except NotImplementedError as e:
+    raise ValueError(f"dataset {dataset!r} is not stored as array_record, which random access "
+                     f"needs; rebuild it with file_format='array_record'") from e
+  return source, b
+
+
+def record_to_example(record, *, drop_crowd=True):
+  """Converts a TFDS record (our features, after ``tfds_maps``) into a NumPy example.
+
+  Boxes are sanitized: non-finite boxes are dropped, inverted corners sorted, boxes clipped to
+  the image and zero-area boxes dropped.
+
+  Args:
+    record: dict with ``image`` uint8 ``[H, W, 3]`` (or ``[H, W, 1]``), ``image/id``, and
+      ``objects`` with ``bbox`` ``[n, 4]`` TFDS (ymin, xmin, ymax, xmax) normalized, ``label``
+      ``[n]``, ``is_crowd`` ``[n]`` (optional), ``is_difficult`` ``[n]`` (optional).
+    drop_crowd: drop ``is_crowd`` boxes (they are ignore regions, not targets).
+
+  Returns:
+    dict ``image`` uint8 ``[H, W, 3]``, ``boxes`` float32 ``[n', 4]`` xyxy pixels, ``classes``
+    int32 ``[n']``, ``image_id`` int64, ``orig_size`` int32 ``[2]`` (h, w).
+  """
+  image = np.asarray(record["image"])
+  if image.ndim == 2:
+    image = image[..., None]
+  if image.shape[-1] == 1:
+    image = np.repeat(image, 3, axis=-1)
+  elif image.shape[-1] == 4:
+    image = image[..., :3]
+  h, w = image.shape[:2]
+  objects = record.get("objects", {})
+  bbox = np.asarray(objects.get("bbox", []), np.float32).reshape(-1, 4)
+  labels = np.asarray(objects.get("label", []), np.int64).reshape(-1)
+  n = min(len(bbox), len(labels))  # mock data can give mismatched lengths
+  bbox, labels = bbox[:n], labels[:n]
+  crowd = np.asarray(objects.get("is_crowd", np.zeros(n, bool)), bool).reshape(-1)[:n]
+  if len(crowd) < n:
+    crowd = np.zeros(n, bool)
+  ymin, xmin, ymax, xmax = bbox.T
+  boxes = np.stack([np.minimum(xmin, xmax) * w, np.minimum(ymin, ymax) * h,
+                    np.maximum(xmin, xmax) * w, np.maximum(ymin, ymax) * h], axis=1)
+  finite = np.all(np.isfinite(boxes), axis=1)
+  boxes = np.clip(np.where(finite[:, None], boxes, 0), 0, [w, h, w, h]).astype(np.float32)
+  keep = finite & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+  if drop_crowd:
+    keep &= ~crowd
+  return {
+      "image": image.astype(np.uint8, copy=False),
+      "boxes": boxes[keep].reshape(-1, 4),
+      "classes": labels[keep].astype(np.int32),
+      "image_id": np.int64(record.get("image/id", -1)),
+      "orig_size": np.array([h, w], np.int32),
+  }
+
+
+def image_size_from_bytes(data):
+  """``(h, w)`` of an encoded image, reading only its header."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  with Image.open(io.BytesIO(data)) as im:
+    return im.size[1], im.size[0]
+
+
+@functools.lru_cache(maxsize=None)
+def default_data_dir():
+  return os.environ.get("TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets"))
