@@ -77,7 +77,8 @@ def coco_ground_truth(dataset, split, data_dir=None):
       is_difficult = bool(difficult[j]) if j < len(difficult) else False
       annotations.append({
           "id": len(annotations) + 1, "image_id": image_id, "category_id": int(labels[j]),
-          "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0),
+          "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
+          "area": float((x1 - x0) * (y1 - y0)),
           "iscrowd": int(is_crowd), "ignore": int(is_crowd or is_difficult),
           "difficult": int(is_difficult),
       })

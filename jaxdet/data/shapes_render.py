@@ -85,12 +85,14 @@ def _draw_clutter(rng, draw, size):
       draw.rectangle([x - r, y - r, x + r, y + r], outline=(grey,) * 3, width=1)
 
 
-def render(seed, *, image_size=256):
+def render(seed, *, image_size=256, return_owner=False):
   """Renders one image from an integer seed sequence.
 
   Args:
     seed: anything ``np.random.default_rng`` accepts (e.g. ``[base_seed, split_id, index]``).
     image_size: side ``S`` of the square image.
+    return_owner: also return the ``[S, S]`` int32 map of which object owns each pixel (-1:
+      background), for tests.
 
   Returns:
     ``(image [S, S, 3] uint8, boxes_xyxy [n, 4] int64 pixel edges, labels [n] int64)``. Boxes are
@@ -144,6 +146,8 @@ def render(seed, *, image_size=256):
       boxes[k] = [xa + xs.min(), ya + ys.min(), xa + xs.max() + 1, ya + ys.max() + 1]
   noise = rng.integers(-6, 7, canvas.shape, dtype=np.int16)
   image = np.clip(canvas.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+  if return_owner:
+    return image, boxes, np.asarray(labels, np.int64), owner
   return image, boxes, np.asarray(labels, np.int64)
 
 
