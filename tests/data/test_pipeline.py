@@ -1,0 +1,172 @@
+import chex
+import numpy as np
+import pytest
+
+from jaxdet.data import pipeline
+from jaxdet.data import preprocess
+
+
+def _batches(it, n):
+  out = []
+  for i, batch in enumerate(it):
+    if i == n:
+      break
+    out.append(batch)
+  return out
+
+
+def _records(data_dir, split):
+  import tensorflow_datasets as tfds
+  src = tfds.data_source("shapes/tiny", split=split, data_dir=data_dir)
+  return [src[i] for i in range(len(src))]
+
+
+def _assert_equal_batches(a, b):
+  assert len(a) == len(b)
+  for x, y in zip(a, b):
+    assert x.keys() == y.keys()
+    for k in x:
+      np.testing.assert_array_equal(x[k], y[k], err_msg=k)
+
+
+def test_train_batch_shapes_and_dtypes(tiny_data_dir):
+  it = pipeline.input_pipeline("shapes/tiny", "train", batch_size=4, image_size=64, max_boxes=16,
+                               train=True, seed=0, data_dir=tiny_data_dir, shard_index=0,
+                               shard_count=1)
+  (b,) = _batches(it, 1)
+  chex.assert_shape(b["image"], (4, 64, 64, 3))
+  chex.assert_type(b["image"], np.float32)
+  chex.assert_shape(b["boxes"], (4, 16, 4))
+  chex.assert_type(b["boxes"], np.float32)
+  chex.assert_shape(b["classes"], (4, 16))
+  chex.assert_type(b["classes"], np.int32)
+  chex.assert_shape([b["box_mask"], b["example_mask"]], [(4, 16), (4,)])
+  assert b["box_mask"].dtype == bool and b["example_mask"].all()
+  chex.assert_type([b["image_id"], b["orig_size"], b["scale"]], [np.int64, np.int32, np.float32])
+  chex.assert_shape([b["orig_size"], b["scale"]], [(4, 2), (4, 2)])
+  boxes = b["boxes"][b["box_mask"]]
+  assert np.all(boxes[:, 2:] > boxes[:, :2]) and boxes.min() >= 0 and boxes.max() <= 64
+  assert np.all(b["boxes"][~b["box_mask"]] == 0)
+
+
+def test_eval_at_native_size_keeps_boxes_exactly(tiny_data_dir):
+  records = _records(tiny_data_dir, "validation")
+  it = pipeline.input_pipeline("shapes/tiny", "validation", batch_size=3, image_size=256,
+                               max_boxes=20, train=False, seed=0, data_dir=tiny_data_dir,
+                               shard_index=0, shard_count=1)
+  batches = list(it)
+  assert len(batches) == 3  # 8 examples -> 3 batches, the last padded
+  np.testing.assert_array_equal(np.concatenate([b["example_mask"] for b in batches]),
+                                [True] * 8 + [False])
+  i = 0
+  for b in batches:
+    for j in range(3):
+      if not b["example_mask"][j]:
+        assert not b["box_mask"][j].any()
+        continue
+      rec = records[i]
+      i += 1
+      assert b["image_id"][j] == rec["image/id"]
+      np.testing.assert_array_equal(b["image"][j], preprocess.normalize_image(rec["image"]))
+      bbox = np.asarray(rec["objects"]["bbox"], np.float32).reshape(-1, 4)
+      expected = bbox[:, [1, 0, 3, 2]] * 256
+      n = len(expected)
+      np.testing.assert_array_equal(b["boxes"][j][:n], expected)
+      assert b["box_mask"][j].sum() == n
+      np.testing.assert_array_equal(b["scale"][j], [1, 1])
+      np.testing.assert_array_equal(b["orig_size"][j], [256, 256])
+
+
+def test_eval_letterbox_downscale(tiny_data_dir):
+  records = _records(tiny_data_dir, "validation")
+  (b,) = _batches(pipeline.input_pipeline(
+      "shapes/tiny", "validation", batch_size=2, image_size=100, max_boxes=20, train=False,
+      seed=0, data_dir=tiny_data_dir, shard_index=0, shard_count=1), 1)
+  image, (sx, sy) = preprocess.letterbox_image(records[0]["image"], 100)
+  np.testing.assert_array_equal(b["image"][0], preprocess.normalize_image(image))
+  np.testing.assert_allclose(b["scale"][0], [100 / 256, 100 / 256])
+  bbox = np.asarray(records[0]["objects"]["bbox"], np.float32).reshape(-1, 4)
+  n = len(bbox)
+  np.testing.assert_allclose(b["boxes"][0][:n] / [sx, sy, sx, sy], bbox[:, [1, 0, 3, 2]] * 256,
+                             rtol=1e-5)
+
+
+def test_train_deterministic_and_seed_dependent(tiny_data_dir):
+  kw = dict(batch_size=4, image_size=64, max_boxes=16, train=True, data_dir=tiny_data_dir,
+            shard_index=0, shard_count=1, augment="full")
+  a = _batches(pipeline.input_pipeline("shapes/tiny", "train", seed=1, **kw), 3)
+  b = _batches(pipeline.input_pipeline("shapes/tiny", "train", seed=1, num_threads=1, **kw), 3)
+  c = _batches(pipeline.input_pipeline("shapes/tiny", "train", seed=2, **kw), 1)
+  _assert_equal_batches(a, b)
+  assert not np.array_equal(a[0]["image"], c[0]["image"])
+
+
+def test_resume_at_step_is_bit_identical_across_epochs(tiny_data_dir):
+  kw = dict(batch_size=8, image_size=48, max_boxes=16, train=True, seed=3,
+            data_dir=tiny_data_dir, shard_index=0, shard_count=1)
+  full = _batches(pipeline.input_pipeline("shapes/tiny", "train", **kw), 7)  # 4 batches/epoch
+  resumed = _batches(pipeline.input_pipeline("shapes/tiny", "train", start_step=3, **kw), 4)
+  _assert_equal_batches(full[3:], resumed)
+  # Each epoch visits every record once (augment="none" keeps ids of the main example).
+  kw["augment"] = "none"
+  epoch = _batches(pipeline.input_pipeline("shapes/tiny", "train", **kw), 8)
+  ids0 = np.concatenate([b["image_id"] for b in epoch[:4]])
+  ids1 = np.concatenate([b["image_id"] for b in epoch[4:]])
+  assert len(set(ids0)) == 32 and set(ids0) == set(ids1)
+  assert not np.array_equal(ids0, ids1)  # reshuffled per epoch
+
+
+def test_num_epochs_bounds_the_stream(tiny_data_dir):
+  it = pipeline.input_pipeline("shapes/tiny", "train", batch_size=5, image_size=32, max_boxes=16,
+                               train=True, seed=0, data_dir=tiny_data_dir, num_epochs=2,
+                               shard_index=0, shard_count=1, augment="none")
+  assert len(list(it)) == 64 // 5  # drop_remainder for training
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_sharding_is_disjoint_and_covering(tiny_data_dir, train):
+  split = "train" if train else "validation"
+  ids = []
+  for shard in range(2):
+    it = pipeline.input_pipeline("shapes/tiny", split, batch_size=4, image_size=32, max_boxes=16,
+                                 train=train, seed=0, data_dir=tiny_data_dir, num_epochs=1,
+                                 shard_index=shard, shard_count=2, augment="none")
+    batches = list(it)
+    ids.append({int(i) for b in batches for i, m in zip(b["image_id"], b["example_mask"]) if m})
+  assert not ids[0] & ids[1]
+  assert len(ids[0] | ids[1]) == (32 if train else 8)
+
+
+def test_finalize_drops_zero_area_keeps_empty_and_warns_once(monkeypatch):
+  monkeypatch.setattr(pipeline, "_truncation_warned", False)
+  example = {"image": np.zeros((8, 8, 3), np.uint8), "image_id": np.int64(7),
+             "boxes": np.array([[1, 1, 1, 5], [0, 0, 4, 4], [2, 2, 2, 2], [1, 1, 3, np.nan]],
+                               np.float32),
+             "classes": np.array([0, 1, 2, 3], np.int32), "orig_size": np.array([8, 8])}
+  out = pipeline._finalize(example, max_boxes=3, scale=(1, 1), example_mask=True)
+  np.testing.assert_array_equal(out["box_mask"], [True, False, False])
+  np.testing.assert_array_equal(out["boxes"][0], [0, 0, 4, 4])
+  assert out["classes"][0] == 1
+  empty = dict(example, boxes=np.zeros((0, 4), np.float32), classes=np.zeros((0,), np.int32))
+  out = pipeline._finalize(empty, max_boxes=3, scale=(1, 1), example_mask=True)
+  assert not out["box_mask"].any()
+  many = dict(example, boxes=np.tile([[0, 0, 4, 4]], (5, 1)).astype(np.float32),
+              classes=np.arange(5, dtype=np.int32))
+  with pytest.warns(UserWarning, match="5 boxes > max_boxes=3"):
+    out = pipeline._finalize(many, max_boxes=3, scale=(1, 1), example_mask=True)
+  assert out["box_mask"].all()
+  import warnings
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    pipeline._finalize(many, max_boxes=3, scale=(1, 1), example_mask=True)  # warned once
+
+
+def test_bad_arguments(tiny_data_dir):
+  kw = dict(batch_size=2, image_size=32, max_boxes=4, train=False, seed=0, data_dir=tiny_data_dir,
+            shard_index=0, shard_count=1)
+  with pytest.raises(ValueError, match="no split"):
+    pipeline.input_pipeline("shapes/tiny", "nosuch", **kw)
+  with pytest.raises(ValueError, match="not found"):
+    pipeline.input_pipeline("no_such_dataset_xyz", "train", **kw)
+  with pytest.raises(ValueError, match="batch_size"):
+    pipeline.input_pipeline("shapes/tiny", "train", **dict(kw, batch_size=0))
