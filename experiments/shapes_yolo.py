@@ -1,0 +1,25 @@
+"""YOLO-style detector on `shapes`, sized for a 2-core CPU (the `make demo` config)."""
+
+from jaxdet import models
+from jaxdet.train.config import base_config
+
+
+def get_config():
+  c = base_config()
+  c.dataset = "shapes"
+  c.image_size = 128
+  c.max_boxes = 16
+  c.batch_size = 16
+  c.eval_batch_size = 50
+  c.total_steps = 2000
+  c.eval_every = 1000
+  c.checkpoint.every = 250
+  c.optimizer.name = "adamw"
+  c.optimizer.learning_rate = 2e-3
+  c.optimizer.weight_decay = 5e-4
+  c.optimizer.warmup_steps = 100
+  c.optimizer.ema_decay = 0.999
+  c.model = models.default_config("yolo")
+  c.model.width = 0.25
+  c.model.depth = 0.33
+  return c

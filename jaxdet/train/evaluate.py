@@ -1,0 +1,126 @@
+"""Periodic evaluation: predict on the validation split, map boxes to original pixels, COCO AP."""
+
+import pathlib
+from typing import Callable, Iterable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def make_predict_fn(model, decode: Callable, *, image_size: int, postprocess: dict) -> Callable:
+  """Jitted `predict(variables, images float32 [B,S,S,3] normalized) -> postprocess dict`.
+
+  Args:
+    model: Linen module.
+    decode: `decode(preds, *, image_size) -> (boxes_xyxy [B,A,4], scores [B,A,C])`.
+    image_size: S.
+    postprocess: `jaxdet.models.postprocess` settings.
+
+  Returns:
+    The jitted function; its outputs are `boxes` [B,K,4] xyxy network-input pixels, `scores`
+    [B,K], `classes` [B,K] int32, `num_detections` [B] int32.
+  """
+  from jaxdet.models import postprocess as postprocess_fn
+
+  def predict(variables, images):
+    preds = model.apply(variables, images, train=False)
+    boxes, scores = decode(preds, image_size=image_size)
+    return postprocess_fn(boxes, scores, **postprocess)
+
+  return jax.jit(predict)
+
+
+def detections_to_original(out: dict, batch: dict) -> dict[str, np.ndarray]:
+  """Flattens one batch of detections to original-image pixels (vectorized, host side).
+
+  Args:
+    out: postprocess output (`boxes` [B,K,4] xyxy input pixels, `scores`, `classes`,
+      `num_detections`).
+    batch: the eval batch (`image_id` [B], `scale` [B,2] (sx, sy), `orig_size` [B,2] (h, w),
+      `example_mask` [B]).
+
+  Returns:
+    dict of flat arrays over the D kept detections: `image_id` int64 [D], `boxes_xyxy` float32
+    [D,4] original pixels (clipped to the image), `scores` float32 [D], `classes` int32 [D].
+  """
+  out = jax.device_get(out)
+  k = out["boxes"].shape[1]
+  keep = (np.arange(k)[None, :] < out["num_detections"][:, None])
+  keep &= np.asarray(batch["example_mask"], bool)[:, None]
+  scale = np.asarray(batch["scale"], np.float32)
+  boxes = out["boxes"] / np.concatenate([scale, scale], axis=1)[:, None, :]
+  h = np.asarray(batch["orig_size"])[:, 0].astype(np.float32)
+  w = np.asarray(batch["orig_size"])[:, 1].astype(np.float32)
+  limits = np.stack([w, h, w, h], axis=1)[:, None, :]
+  boxes = np.clip(boxes, 0., limits)
+  image_ids = np.broadcast_to(np.asarray(batch["image_id"], np.int64)[:, None], keep.shape)
+  return {"image_id": image_ids[keep], "boxes_xyxy": boxes[keep].astype(np.float32),
+          "scores": np.asarray(out["scores"], np.float32)[keep],
+          "classes": np.asarray(out["classes"], np.int32)[keep]}
+
+
+def to_coco_results(dets: dict[str, np.ndarray], category_ids) -> list[dict]:
+  """COCO result records (`bbox` is [x, y, w, h] in original pixels) from flat detections.
+
+  Args:
+    dets: output of `detections_to_original` (possibly concatenated over batches).
+    category_ids: `[C]` COCO category id of each class index.
+  """
+  category_ids = np.asarray(category_ids)
+  b = dets["boxes_xyxy"].astype(np.float64)
+  xywh = np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1).round(3)
+  cats = category_ids[dets["classes"]]
+  return [{"image_id": int(i), "category_id": int(c), "bbox": bb, "score": round(float(s), 5)}
+          for i, c, bb, s in zip(dets["image_id"], cats, xywh.tolist(), dets["scores"])]
+
+
+def predict_dataset(predict: Callable, variables, batches: Iterable[dict]) -> dict[str, np.ndarray]:
+  """Runs `predict` over eval batches; returns the concatenated `detections_to_original` arrays."""
+  parts = []
+  for batch in batches:
+    out = predict(variables, jnp.asarray(batch["image"]))
+    parts.append(detections_to_original(out, batch))
+  if not parts:
+    raise ValueError("the evaluation split yielded no batches")
+  return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def category_ids_of(ground_truth: dict, num_classes: int) -> list[int]:
+  """Category id per class index: the ground truth's categories sorted by id, one per class."""
+  ids = sorted(int(c["id"]) for c in ground_truth["categories"])
+  if len(ids) != num_classes:
+    raise ValueError(f"ground truth has {len(ids)} categories but the model has {num_classes} "
+                     f"classes")
+  return ids
+
+
+def evaluate(*, predict: Callable, variables, batches: Iterable[dict], ground_truth: dict,
+             class_names, report_dir: str | pathlib.Path | None = None) -> dict[str, float]:
+  """COCO evaluation of one model on one split.
+
+  Args:
+    predict: from `make_predict_fn`.
+    variables: `{"params", "batch_stats"}`.
+    batches: eval batches from `jaxdet.data.input_pipeline(..., train=False)`.
+    ground_truth: COCO annotation dict of the split (`jaxdet.data.coco_ground_truth`).
+    class_names: names per class index.
+    report_dir: when given, `jaxdet.eval.write_report` writes the COCO table and plots here.
+
+  Returns:
+    Scalar COCO metrics (`AP`, `AP50`, `AP75`, ...) as floats.
+  """
+  from jaxdet import eval as jeval
+  dets = predict_dataset(predict, variables, batches)
+  results = to_coco_results(dets, category_ids_of(ground_truth, len(class_names)))
+  report = jeval.coco_evaluate(ground_truth, results)
+  if report_dir is not None:
+    pathlib.Path(report_dir).mkdir(parents=True, exist_ok=True)
+    jeval.write_report(report, report_dir)
+  return scalar_metrics(report)
+
+
+def scalar_metrics(report: dict) -> dict[str, float]:
+  """The float-valued top-level entries of a `coco_evaluate` report."""
+  return {k: float(v) for k, v in report.items()
+          if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool)}

@@ -1,0 +1,333 @@
+"""`train_and_evaluate(config, workdir)`: the training loop with eval, checkpoints and resume."""
+
+import contextlib
+import dataclasses
+import functools
+import pathlib
+import signal
+import time
+from typing import Callable, Iterable, Iterator
+
+import jax
+import ml_collections
+import numpy as np
+
+from jaxdet.train import checkpoint as ckpt
+from jaxdet.train import config as config_lib
+from jaxdet.train import evaluate as eval_lib
+from jaxdet.train import logging as log_lib
+from jaxdet.train import optimizers
+from jaxdet.train import sharding
+from jaxdet.train import state as state_lib
+from jaxdet.train import step as step_lib
+
+
+class TrainingError(RuntimeError):
+  """Training stopped: non-finite loss, bad config or data. The message says what and where."""
+
+
+class TrainingInterrupted(RuntimeError):
+  """SIGINT/SIGTERM arrived; the latest checkpoint was saved first."""
+
+
+@dataclasses.dataclass
+class Components:
+  """What the loop needs from the data and model stages.
+
+  Attributes:
+    class_names: names per class index.
+    model: Linen module.
+    loss_fn: `loss_fn(preds, batch) -> (loss [], metrics)`.
+    decode: `decode(preds, *, image_size) -> (boxes_xyxy [B,A,4], scores [B,A,C])`.
+    train_batches: `train_batches(start_step) -> iterator` of batches; the batch for step `s` is
+      the same whether the run starts at 0 or resumes at `start_step <= s` (exact resume).
+    eval_batches: `eval_batches() -> iterable` over the whole validation split (padded).
+    ground_truth: `ground_truth() -> COCO annotation dict` of the validation split.
+    freeze_patterns: model-required frozen parameter regexes.
+  """
+  class_names: tuple[str, ...]
+  model: object
+  loss_fn: Callable
+  decode: Callable
+  train_batches: Callable[[int], Iterator[dict]]
+  eval_batches: Callable[[], Iterable[dict]]
+  ground_truth: Callable[[], dict]
+  freeze_patterns: tuple[str, ...] = ()
+
+
+def build_components(config: ml_collections.ConfigDict) -> Components:
+  """Wires `jaxdet.data` and `jaxdet.models` according to the config."""
+  from jaxdet import data, models
+  data_dir = config.get("data_dir") or None
+  info = data.dataset_info(config.dataset, data_dir=data_dir)
+  class_names = tuple(info.class_names)
+  detector = models.get_detector(config.model.name)
+  common = dict(image_size=config.image_size, max_boxes=config.max_boxes, seed=config.seed,
+                data_dir=data_dir)
+
+  def train_batches(start_step):
+    return iter(data.input_pipeline(config.dataset, config.train_split,
+                                    batch_size=config.batch_size, train=True,
+                                    start_step=start_step, **common))
+
+  def eval_batches():
+    return data.input_pipeline(config.dataset, config.eval_split,
+                               batch_size=config.eval_batch_size, train=False, **common)
+
+  return Components(
+      class_names=class_names,
+      model=models.build(config.model, num_classes=len(class_names)),
+      loss_fn=functools.partial(detector.loss_fn, config=config.model),
+      decode=detector.decode,
+      train_batches=train_batches, eval_batches=eval_batches,
+      ground_truth=lambda: data.coco_ground_truth(config.dataset, config.eval_split,
+                                                  data_dir=data_dir),
+      freeze_patterns=tuple(models.frozen_param_patterns(config.model)))
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+  """Turns SIGINT/SIGTERM into a flag the loop polls between steps (so it can save first)."""
+  flag = {"signal": None}
+
+  def handler(signum, frame):
+    del frame
+    flag["signal"] = signal.Signals(signum).name
+
+  previous = {}
+  try:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+      previous[sig] = signal.signal(sig, handler)
+  except ValueError:  # Not the main thread: run without handlers.
+    pass
+  try:
+    yield flag
+  finally:
+    for sig, old in previous.items():
+      signal.signal(sig, old)
+
+
+def _write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
+  path = workdir / "config.json"
+  if path.exists():
+    stored = config_lib.from_json(path.read_text())
+    changed = config_lib.diff_keys(stored, config)
+    if changed:
+      print(f"note: resuming {workdir} with changed config keys: {', '.join(changed)}")
+  tmp = path.with_suffix(".json.tmp")
+  tmp.write_text(config_lib.to_json(config))
+  tmp.replace(path)
+
+
+def _init_from_checkpoint(state, init: ml_collections.ConfigDict):
+  """Copies parameters (and BatchNorm statistics) whose path matches `init.include_regex` from
+  another checkpoint (transfer learning). Shapes must match."""
+  import re
+  variables, _ = ckpt.read_step_dir(ckpt.find_step_dir(init.checkpoint))
+  pattern = re.compile(init.get("include_regex", "") or ".*")
+  copied = []
+
+  def take(tree, source):
+    flat_src = {optimizers.path_name(p): v for p, v in jax.tree_util.tree_leaves_with_path(source)}
+
+    def pick(path, leaf):
+      name = optimizers.path_name(path)
+      if not pattern.search(name) or name not in flat_src:
+        return leaf
+      src = np.asarray(flat_src[name])
+      if src.shape != leaf.shape:
+        raise TrainingError(f"init_from: {name} has shape {src.shape} in {init.checkpoint} but "
+                            f"{leaf.shape} in this model")
+      copied.append(name)
+      return jax.numpy.asarray(src, leaf.dtype)
+    return jax.tree_util.tree_map_with_path(pick, tree)
+
+  params = take(state.params, variables["params"])
+  batch_stats = take(state.batch_stats, variables.get("batch_stats", {}))
+  if not copied:
+    raise TrainingError(f"init_from: no parameter of {init.checkpoint} matches "
+                        f"{init.include_regex!r}")
+  print(f"init_from: copied {len(copied)} arrays from {init.checkpoint}")
+  return params, batch_stats
+
+
+def _denormalize(images: np.ndarray) -> np.ndarray:
+  from jaxdet.data.preprocess import MEAN_RGB, STD_RGB
+  return np.clip(np.asarray(images) * np.asarray(STD_RGB) + np.asarray(MEAN_RGB), 0,
+                 255).round().astype(np.uint8)
+
+
+def _write_predictions_png(path, predict, variables, batches, class_names, *, count=16):
+  """Draws detections on the first `count` validation images (network-input pixels)."""
+  from jaxdet.data import draw
+  tiles = []
+  for batch in batches:
+    out = jax.device_get(predict(variables, batch["image"]))
+    images = _denormalize(batch["image"])
+    for i in range(len(images)):
+      if not batch["example_mask"][i] or len(tiles) >= count:
+        continue
+      n = int(out["num_detections"][i])
+      tiles.append(draw.draw_detections(images[i], out["boxes"][i][:n], out["classes"][i][:n],
+                                        out["scores"][i][:n], class_names=class_names))
+    if len(tiles) >= count:
+      break
+  if tiles:
+    draw.save_grid(tiles, str(path))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
+                       components: Components | None = None,
+                       progress: bool = True) -> dict[str, float]:
+  """Trains, evaluates and checkpoints; resumes when `workdir` already holds a checkpoint.
+
+  Args:
+    config: resolved experiment config (see `experiments/`).
+    workdir: output folder (`config.json`, `checkpoints/`, `metrics.jsonl`, `tensorboard/`,
+      `eval/`, `predictions.png`).
+    components: data/model wiring; default `build_components(config)`.
+    progress: show the tqdm bar.
+
+  Returns:
+    The last evaluation's scalar metrics (`AP`, `AP50`, ...), or {} when none ran.
+
+  Raises:
+    TrainingError: non-finite loss (the message names the step; the last good checkpoint is kept)
+      or an invalid config.
+    TrainingInterrupted: SIGINT/SIGTERM (the latest checkpoint is saved before raising).
+  """
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  sharding.maybe_initialize_distributed()
+  components = components or build_components(config)
+  mesh = sharding.make_mesh()
+  sharding.check_batch_size(config.batch_size, mesh)
+  _write_config(workdir, config)
+
+  total_steps = int(config.total_steps)
+  tx, schedule = optimizers.build_optimizer(config.optimizer, total_steps=total_steps,
+                                            freeze_patterns=components.freeze_patterns)
+  base_rng = jax.random.PRNGKey(int(config.seed))
+  state = state_lib.create_train_state(components.model, tx, rng=base_rng,
+                                       image_size=config.image_size)
+  init = config.get("init_from")
+  latest = ckpt.latest_manager(workdir, keep=int(config.checkpoint.keep_latest))
+  best = ckpt.best_manager(workdir, keep=int(config.checkpoint.keep_best))
+  restored, meta = ckpt.restore_state(latest, state)
+  progress_meta = {"best_ap": -1., "evals_since_best": 0, "last_eval": {}}
+  if restored is not None:
+    state = restored
+    progress_meta.update(meta.get("progress", {}))
+    print(f"resuming {workdir} from step {int(state.step)}")
+  elif init is not None and init.get("checkpoint"):
+    params, batch_stats = _init_from_checkpoint(state, init)
+    state = state.replace(params=params, batch_stats=batch_stats,
+                          opt_state=tx.init(params), ema_params=jax.tree.map(np.copy, params))
+  state = sharding.replicate(state, mesh)
+  # A fresh host copy: the state (and its rng leaf) is donated to the step, this key is not.
+  step_rng = sharding.replicate(np.array(jax.device_get(state.rng)), mesh)
+
+  use_ema = float(config.optimizer.get("ema_decay", 0.)) > 0
+  train_step = sharding.jit_step(step_lib.make_train_step(
+      model=components.model, loss_fn=components.loss_fn, tx=tx, schedule=schedule,
+      ema_decay=float(config.optimizer.get("ema_decay", 0.)),
+      compute_dtype=config.get("compute_dtype", "float32"),
+      inject_nan_at_step=int(config.get("debug_nan_at_step", -1))), mesh)
+  predict = eval_lib.make_predict_fn(components.model, components.decode,
+                                     image_size=config.image_size,
+                                     postprocess=_postprocess_settings(config))
+  meta_base = {"class_names": list(components.class_names), "config": config_lib.to_json(config)}
+
+  def model_variables():
+    return jax.device_get(state_lib.eval_variables(state, use_ema=use_ema))
+
+  def meta_now(step, metrics=None):
+    return dict(meta_base, step=step, metrics=metrics or progress_meta["last_eval"],
+                progress=dict(progress_meta))
+
+  def run_eval(step, *, final):
+    metrics = eval_lib.evaluate(
+        predict=predict, variables=state_lib.eval_variables(state, use_ema=use_ema),
+        batches=components.eval_batches(), ground_truth=components.ground_truth(),
+        class_names=components.class_names,
+        report_dir=workdir / "eval" if final or config.get("report_every_eval", False) else None)
+    ap = metrics.get("AP", -1.)
+    progress_meta["last_eval"] = metrics
+    if ap > progress_meta["best_ap"]:
+      progress_meta["best_ap"], progress_meta["evals_since_best"] = ap, 0
+    else:
+      progress_meta["evals_since_best"] += 1
+    ckpt.save_best(best, step=step, model_variables=model_variables(),
+                   meta=meta_now(step, metrics), ap=ap)
+    return metrics
+
+  writer = log_lib.MetricWriter(workdir, tensorboard=config.get("tensorboard", True))
+  step = int(jax.device_get(state.step))
+  start_step = step
+  bar = log_lib.progress_bar(initial=step, total=total_steps, enabled=progress)
+  last_metrics: dict[str, float] = {}
+  log_every, eval_every = int(config.log_every), int(config.eval_every)
+  ckpt_every = int(config.checkpoint.every)
+  patience = int(config.get("early_stopping_patience", 0))
+  batches = components.train_batches(step)
+  t_last, images_since = time.perf_counter(), 0
+  try:
+    with _stop_on_signals() as stop:
+      while step < total_steps:
+        try:
+          batch = next(batches)
+        except StopIteration:
+          raise TrainingError(f"the training input ended at step {step}; the train pipeline "
+                              f"must repeat") from None
+        batch = sharding.shard_batch(step_lib.train_batch(batch), mesh)
+        state, metrics = train_step(state, batch, step_rng)
+        metrics = jax.device_get(metrics)
+        if not metrics.pop("finite"):
+          saved = latest.latest_step()
+          raise TrainingError(
+              f"non-finite loss or gradient at step {step} (loss={float(metrics['loss'])}); "
+              f"stopped. Last good checkpoint: "
+              f"{'step ' + str(saved) if saved is not None else 'none'} in {workdir}")
+        step += 1
+        images_since += int(config.batch_size)
+        bar.update(1)
+        if step % log_every == 0 or step == total_steps:
+          now = time.perf_counter()
+          scalars = {k: float(v) for k, v in metrics.items()}
+          scalars["images_per_sec"] = images_since / max(now - t_last, 1e-9)
+          t_last, images_since = now, 0
+          writer.write(step, "train", scalars)
+          bar.set_postfix(loss=f"{scalars['loss']:.3f}", lr=f"{scalars['lr']:.2e}",
+                          img_s=f"{scalars['images_per_sec']:.1f}")
+        stop_early = False
+        if eval_every > 0 and (step % eval_every == 0 or step == total_steps):
+          last_metrics = run_eval(step, final=step == total_steps)
+          writer.write(step, "eval", last_metrics)
+          bar.write(f"step {step}: " + ", ".join(
+              f"{k}={last_metrics[k]:.4f}" for k in ("AP", "AP50", "AP75") if k in last_metrics))
+          stop_early = patience > 0 and progress_meta["evals_since_best"] >= patience
+          # Evaluation time must not count as training throughput.
+          t_last, images_since = time.perf_counter(), 0
+        if step % ckpt_every == 0 or step == total_steps or stop_early or stop["signal"]:
+          ckpt.save_latest(latest, state, model_variables=model_variables(), meta=meta_now(step))
+        if stop["signal"]:
+          raise TrainingInterrupted(f"{stop['signal']} at step {step}: checkpoint saved in "
+                                    f"{workdir}; run the same command again to resume")
+        if stop_early:
+          bar.write(f"early stopping at step {step}: no AP improvement in {patience} evaluations")
+          break
+    if eval_every > 0 and (step > start_step or not (workdir / "predictions.png").exists()):
+      _write_predictions_png(workdir / "predictions.png", predict,
+                             state_lib.eval_variables(state, use_ema=use_ema),
+                             components.eval_batches(), components.class_names)
+  finally:
+    bar.close()
+    writer.close()
+    latest.close()
+    best.close()
+  return last_metrics
+
+
+def _postprocess_settings(config):
+  from jaxdet.train.load import postprocess_settings
+  return postprocess_settings(config)
