@@ -41,7 +41,9 @@ def coco_evaluate(gt, detections, *, iou_type: str = "bbox", max_dets=(1, 10, 10
     category without ground truth), ``category_ids`` [K] int64, ``category_names`` (K str),
     ``precision`` [T, R, K, A, M] float64 and ``recall`` [T, K, A, M] float64 exactly as
     ``COCOeval.eval["precision"]`` / ``["recall"]``, ``iou_thresholds`` [T], ``recall_thresholds``
-    [R], and ``matches`` (`coco_match.Matches`, used by the threshold metrics and plots).
+    [R], and ``per_detection`` (area "all", the largest max_dets, in accumulation order):
+    ``scores`` [D] float64, ``category_index`` [D] int64, ``tp`` [T, D] bool, ``ignored`` [T, D]
+    bool and ``num_gt`` [K] int64 non-ignored ground truths (used by threshold metrics, plots).
 
   Raises:
     ValueError: bad input (see `jaxdet.eval.inputs`) or unsupported options.
@@ -59,7 +61,8 @@ def coco_evaluate(gt, detections, *, iou_type: str = "bbox", max_dets=(1, 10, 10
   d = load_detections(detections, g)
   m = coco_match.match(g, d, iou_thresholds=IOU_THRESHOLDS, area_ranges=area_ranges,
                        max_det=max_dets[-1])
-  precision, recall = accumulate(g, m, area_ranges=area_ranges, max_dets=max_dets)
+  precision, recall, per_detection = accumulate(g, m, area_ranges=area_ranges,
+                                                max_dets=max_dets)
   stats = summarize(precision, recall, max_dets=max_dets)
   per_class = {}
   for k, name in enumerate(g.category_names):
@@ -69,7 +72,7 @@ def coco_evaluate(gt, detections, *, iou_type: str = "bbox", max_dets=(1, 10, 10
   return {**stats, "per_class": per_class, "category_ids": g.category_ids,
           "category_names": g.category_names, "precision": precision, "recall": recall,
           "iou_thresholds": IOU_THRESHOLDS, "recall_thresholds": RECALL_THRESHOLDS,
-          "matches": m}
+          "per_detection": per_detection}
 
 
 def detection_flags(gt, m, order, *, area_ranges):
@@ -100,7 +103,12 @@ def detection_flags(gt, m, order, *, area_ranges):
 
 
 def accumulate(gt, m, *, area_ranges, max_dets):
-  """pycocotools ``accumulate``: precision [T, R, K, A, M] and recall [T, K, A, M] (float64)."""
+  """pycocotools ``accumulate``.
+
+  Returns:
+    precision [T, R, K, A, M] float64, recall [T, K, A, M] float64 and the per-detection flags
+    (see `coco_evaluate`).
+  """
   t_count, r_count = len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS)
   k_count, a_count, m_count = len(gt.category_ids), len(area_ranges), len(max_dets)
   precision = -np.ones((t_count, r_count, k_count, a_count, m_count))
@@ -130,7 +138,11 @@ def accumulate(gt, m, *, area_ranges, max_dets):
       p, r = _precision_recall(n_tp, n_valid, seg, npig[a], t_count)
       precision[:, :, :, a, mi] = p
       recall[:, :, a, mi] = r
-  return precision, recall
+  in_top = rank < max_dets[-1]
+  per_detection = {"scores": m.scores[order][in_top], "category_index": cat[in_top],
+                   "tp": tp_all[:, 0][:, in_top], "ignored": ignored_all[:, 0][:, in_top],
+                   "num_gt": npig[0]}
+  return precision, recall, per_detection
 
 
 def _precision_recall(n_tp, n_valid, seg, npig, t_count):
