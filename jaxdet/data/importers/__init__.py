@@ -1,1 +1,36 @@
 """Converters from user annotation formats (COCO, VOC, YOLO, KITTI) to jaxdet TFDS datasets."""
+
+import importlib
+
+FORMATS = ("coco", "voc", "yolo", "kitti")
+
+
+def import_data(format, *, images, annotations, name, data_dir, split="train", split_ratios=None,
+                classes=None, on_error="skip", log=None):  # pylint: disable=redefined-builtin
+  """Reads ``annotations`` in ``format`` and writes the TFDS dataset ``name`` into ``data_dir``.
+
+  Args:
+    format: one of ``FORMATS``.
+    images: folder of images.
+    annotations: COCO json file, or VOC / YOLO / KITTI label folder.
+    name: dataset name (readable as ``input_pipeline(name, ..., data_dir=data_dir)``).
+    data_dir: TFDS data dir.
+    split: split name when ``split_ratios`` is None.
+    split_ratios: optional (train, validation, test) ratios.
+    classes: optional list of class names (order = label ids).
+    on_error: ``"skip"`` or ``"fail"``.
+    log: ``print``-like function for per-file messages.
+
+  Returns:
+    the report dict of ``common.import_dataset``.
+
+  Raises:
+    common.DataImportError: bad arguments or data (message names the file).
+  """
+  from jaxdet.data.importers import common  # pylint: disable=g-import-not-at-top
+  if format not in FORMATS:
+    raise common.DataImportError(f"unknown format {format!r}; expected one of {FORMATS}")
+  reader = importlib.import_module(f"jaxdet.data.importers.{format}")
+  class_names, raw = reader.read(images, annotations, class_names=classes)
+  return common.import_dataset(class_names, raw, name=name, data_dir=data_dir, split=split,
+                               split_ratios=split_ratios, on_error=on_error, log=log)
