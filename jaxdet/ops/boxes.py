@@ -196,12 +196,17 @@ def distance_box_iou(boxes1_xyxy: jax.Array, boxes2_xyxy: jax.Array, *,
   return _diou_iou(b1, b2, eps)[0]
 
 
+def _aspect_angle(b: jax.Array) -> jax.Array:
+  """atan(w / h) as torchvision, via atan2 so that h = 0 or w = h = 0 stay finite (with grads)."""
+  w = jnp.maximum(b[..., 2] - b[..., 0], 0)
+  h = jnp.maximum(b[..., 3] - b[..., 1], 0)
+  ok = w * w + h * h > jnp.finfo(b.dtype).tiny  # atan2's gradient divides by w^2 + h^2
+  return jnp.where(ok, jnp.arctan2(w, jnp.where(ok, h, 1)), 0)
+
+
 def _aspect_term(b1: jax.Array, b2: jax.Array) -> jax.Array:
-  """CIoU's v = 4/pi^2 (atan(w2/h2) - atan(w1/h1))^2; heights clamped so 0/0 never occurs."""
-  tiny = jnp.finfo(b1.dtype).tiny
-  atan1 = jnp.arctan((b1[..., 2] - b1[..., 0]) / jnp.maximum(b1[..., 3] - b1[..., 1], tiny))
-  atan2 = jnp.arctan((b2[..., 2] - b2[..., 0]) / jnp.maximum(b2[..., 3] - b2[..., 1], tiny))
-  return (4 / jnp.pi**2) * (atan2 - atan1)**2
+  """CIoU's v = 4/pi^2 (atan(w2/h2) - atan(w1/h1))^2 (0 for zero-size boxes)."""
+  return (4 / jnp.pi**2) * (_aspect_angle(b2) - _aspect_angle(b1))**2
 
 
 def complete_box_iou(boxes1_xyxy: jax.Array, boxes2_xyxy: jax.Array, *,
