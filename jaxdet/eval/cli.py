@@ -1,0 +1,70 @@
+"""`jaxdet evaluate`: COCO or VOC metrics of a COCO-format result file."""
+
+import json
+import os
+import sys
+
+
+def register(subparsers):
+  """Adds the ``evaluate`` subcommand to an argparse subparsers object."""
+  p = subparsers.add_parser(
+      "evaluate", help="COCO (pycocotools-exact) or VOC metrics of a detection result file.",
+      description="Evaluates COCO-format detections ([{image_id, category_id, bbox [x,y,w,h], "
+                  "score}, ...]) against a COCO annotation file and prints the 12 COCO stats "
+                  "(or VOC AP) and per-class AP.")
+  p.add_argument("--gt", required=True, help="COCO ground-truth annotation JSON")
+  p.add_argument("--detections", required=True, help="COCO result JSON (a list of detections)")
+  p.add_argument("--metric", choices=("coco", "voc"), default="coco")
+  p.add_argument("--plots", metavar="DIR", help="write PR / F1 / confusion-matrix PNGs, the "
+                 "stats JSON and the table into DIR (COCO only)")
+  p.add_argument("--json", metavar="OUT", help="write the metrics as JSON to OUT")
+  p.add_argument("--iou-threshold", type=float, default=0.5, help="VOC IoU threshold")
+  p.add_argument("--voc07", action="store_true", help="VOC2007 11-point AP (default all-point)")
+  p.add_argument("--plus-one", action="store_true",
+                 help="VOC legacy '+1 pixel' box convention (width = x2 - x1 + 1)")
+  p.set_defaults(func=run)
+
+
+def _voc_table(result) -> str:
+  width = max([5] + [len(n) for n in result["per_class"]])
+  lines = [f"{'class':<{width}}  {'AP':>7}  {'npos':>6}"]
+  for name, ap in result["per_class"].items():
+    lines.append(f"{name:<{width}}  {ap:7.4f}  {result['num_positives'][name]:>6}")
+  lines.append(f"{'mAP':<{width}}  {result['mAP']:7.4f}")
+  return "\n".join(lines)
+
+
+def run(args) -> int:
+  """Runs the subcommand; returns the exit code (2 with a one-line message on bad input)."""
+  from jaxdet.eval import inputs, report, voc
+  try:
+    if args.plots and args.metric != "coco":
+      raise ValueError("--plots is only available with --metric coco")
+    gt = inputs.load_ground_truth(args.gt)
+    dets = inputs.load_detections(args.detections, gt)
+    if args.metric == "coco":
+      from jaxdet.eval.coco import coco_evaluate
+      result = coco_evaluate(gt, dets)
+      if args.plots:
+        report.write_report(gt, dets, args.plots, result=result)
+      print(report.format_table(result))
+      summary = report.stats_dict(result)
+    else:
+      result = voc.voc_evaluate(gt, dets, iou_threshold=args.iou_threshold,
+                                use_07_metric=args.voc07, plus_one=args.plus_one)
+      print(_voc_table(result))
+      summary = {"mAP": result["mAP"], "per_class": result["per_class"],
+                 "iou_threshold": args.iou_threshold, "use_07_metric": args.voc07,
+                 "plus_one": args.plus_one}
+    if args.json:
+      folder = os.path.dirname(os.path.abspath(args.json))
+      os.makedirs(folder, exist_ok=True)
+      with open(args.json, "w") as f:
+        json.dump(summary, f, indent=1)
+  except ValueError as e:
+    print(f"jaxdet evaluate: error: {e}", file=sys.stderr)
+    return 2
+  except OSError as e:
+    print(f"jaxdet evaluate: error: {e.strerror or e}: {e.filename or ''}", file=sys.stderr)
+    return 2
+  return 0

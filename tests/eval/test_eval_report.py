@@ -1,0 +1,53 @@
+"""write_report / format_table: files written, numbers consistent with coco_evaluate."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from coco_cases import adversarial_case
+from jaxdet.eval import coco_evaluate, format_table, write_report
+from jaxdet.eval.coco import STAT_NAMES
+
+
+def _case():
+  gt, dets = adversarial_case(21)
+  known = {im["id"] for im in gt["images"]}
+  return gt, [d for d in dets if d["image_id"] in known]
+
+
+def test_write_report_files_and_stats(tmp_path):
+  gt, dets = _case()
+  stats = write_report(gt, dets, str(tmp_path / "eval"))
+  expected = coco_evaluate(gt, dets)
+  for k in STAT_NAMES:
+    assert stats[k] == expected[k]
+  saved = json.loads((tmp_path / "eval" / "coco_stats.json").read_text())
+  assert saved["AP"] == expected["AP"]
+  assert 0.0 <= saved["best_confidence"] <= 1.0
+  for name in ("pr_curve.png", "f1_curve.png", "confusion_matrix.png",
+               "confusion_matrix_normalized.png"):
+    with Image.open(tmp_path / "eval" / name) as im:
+      assert im.format == "PNG" and min(im.size) > 300
+  table = (tmp_path / "eval" / "coco_table.txt").read_text()
+  assert table.strip() == format_table(expected).strip()
+
+
+def test_format_table_lists_stats_then_classes():
+  gt, dets = _case()
+  result = coco_evaluate(gt, dets)
+  names = [f"name{k}" for k in range(len(result["category_ids"]))]
+  lines = format_table(result, names).splitlines()
+  assert [l.split()[0] for l in lines[1:13]] == list(STAT_NAMES)
+  assert float(lines[1].split()[-1]) == pytest.approx(result["AP"], abs=5e-5)
+  body = lines[15:]
+  assert [l.split()[1] for l in body] == names
+  for line, ap in zip(body, result["per_class"].values()):
+    assert float(line.split()[2]) == pytest.approx(ap, abs=5e-5)
+
+
+def test_class_names_length_is_checked():
+  gt, dets = _case()
+  with pytest.raises(ValueError, match="names for"):
+    format_table(coco_evaluate(gt, dets), ["only-one"] * 99)
