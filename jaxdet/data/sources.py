@@ -4,6 +4,7 @@ import functools
 import io
 import logging
 import os
+import re
 
 import numpy as np
 
@@ -44,14 +45,10 @@ def builder(dataset, data_dir=None, *, prepare_shapes=True):
       b.download_and_prepare(file_format="array_record")
     return b
   try:
-    b = tfds.builder(dataset, data_dir=data_dir)
+    return tfds.builder(dataset, data_dir=data_dir)
   except Exception as e:  # TFDS raises several types for unknown names / missing files.
     raise ValueError(f"dataset {dataset!r} not found (data_dir={data_dir or 'TFDS default'}): "
                      f"{e}") from e
-  if not b.is_prepared():
-    raise ValueError(f"dataset {dataset!r} is not prepared in {b.data_dir}; prepare it with TFDS "
-                     f"or `jaxdet data import`")
-  return b
 
 
 def class_names(b):
@@ -68,15 +65,21 @@ def open_split(dataset, split, data_dir=None, *, decode_image=True):
   """
   tfds = _tfds()
   b = builder(dataset, data_dir)
-  if split not in b.info.splits:
+  base_split = re.split(r"[\[+]", split)[0]  # "train[:10%]" -> "train"
+  if b.info.splits and base_split not in b.info.splits:
     raise ValueError(f"dataset {dataset!r} has no split {split!r}; splits: "
                      f"{sorted(b.info.splits)}")
   decoders = None if decode_image else {"image": tfds.decode.SkipDecoding()}
   try:
-    source = b.as_data_source(split=split, decoders=decoders)
+    # download=False: never fetch a public dataset implicitly (`shapes` was built above).
+    source = tfds.data_source(dataset, split=split, data_dir=data_dir, decoders=decoders,
+                              download=False)
   except NotImplementedError as e:
     raise ValueError(f"dataset {dataset!r} is not stored as array_record, which random access "
                      f"needs; rebuild it with file_format='array_record'") from e
+  except (AssertionError, FileNotFoundError) as e:
+    raise ValueError(f"dataset {dataset!r} is not prepared in {b.data_dir}; prepare it with "
+                     f"TFDS (file_format='array_record') or `jaxdet data import`: {e}") from e
   return source, b
 
 
