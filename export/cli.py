@@ -1,0 +1,67 @@
+"""`jaxdet export`: a trained workdir -> one ONNX detector (preprocessing and NMS in the graph)."""
+
+import pathlib
+import time
+
+from export import cli_common
+
+_COMMAND = "export"
+
+
+def _export(args):
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  import jaxdet  # pylint: disable=g-import-not-at-top
+  from export import onnx_export  # pylint: disable=g-import-not-at-top
+  from export import runtime  # pylint: disable=g-import-not-at-top
+
+  workdir = pathlib.Path(args.workdir)
+  if not workdir.exists():
+    return cli_common.error(_COMMAND, f"workdir not found: {workdir}")
+  detector = jaxdet.load(workdir)
+  start = time.perf_counter()
+  onnx_export.export_onnx(
+      detector, args.output, image_size=args.image_size, max_detections=args.max_detections,
+      score_threshold=args.score_threshold, iou_threshold=args.iou_threshold,
+      pre_nms_top_k=args.pre_nms_top_k, opset=args.opset,
+      dynamic_image_size=args.dynamic_image_size, fp16=args.fp16, include_nms=not args.no_nms)
+  seconds = time.perf_counter() - start
+  # Smoke-run the file as a user would, so a broken export fails here and not in deployment.
+  served = runtime.Detector(args.output)
+  size = served.image_size
+  served.predict(np.zeros((size, size, 3), np.uint8))
+  m = served.metadata
+  print(f"wrote {args.output} ({pathlib.Path(args.output).stat().st_size / 2**20:.1f} MiB, "
+        f"{seconds:.1f} s): {m.model_name}, input {'[N, H, W, 3]' if m.dynamic_image_size else f'[N, {size}, {size}, 3]'} "
+        f"uint8, {len(m.class_names)} classes, "
+        + (f"K={m.max_detections}, score>={m.score_threshold}, IoU {m.iou_threshold}"
+           if m.include_nms else "raw boxes/scores (no NMS)")
+        + (", fp16" if m.fp16 else "") + f"; runs on {served.providers[0]}")
+  return 0
+
+
+def register(subparsers):
+  """Adds `jaxdet export` to the `jaxdet` parser."""
+  p = subparsers.add_parser(
+      _COMMAND, help="export a trained detector to ONNX (preprocessing + NMS in the graph)",
+      description="Exports a workdir's detector to one ONNX file: uint8 images [N,H,W,3] in; "
+                  "num_detections, detection_boxes (xyxy pixels), detection_scores, "
+                  "detection_classes out. Thresholds default to the training config.")
+  p.add_argument("--workdir", required=True, help="training workdir (or checkpoint folder)")
+  p.add_argument("--output", required=True, help="ONNX file to write")
+  p.add_argument("--image-size", type=cli_common.positive_int, default=None,
+                 help="square network input S (default: the training size)")
+  p.add_argument("--max-detections", type=cli_common.positive_int, default=None,
+                 help="detections per image K")
+  p.add_argument("--score-threshold", type=cli_common.unit_float, default=None)
+  p.add_argument("--iou-threshold", type=cli_common.unit_float, default=None)
+  p.add_argument("--pre-nms-top-k", type=cli_common.positive_int, default=None,
+                 help="candidates entering NMS")
+  p.add_argument("--opset", type=int, default=None, help="ONNX opset, 18..23 (default 21)")
+  p.add_argument("--dynamic-image-size", action="store_true",
+                 help="accept any H, W and letterbox inside the graph")
+  p.add_argument("--fp16", action="store_true", help="run the network in float16")
+  p.add_argument("--no-nms", action="store_true",
+                 help="output raw decoded boxes [N,A,4] and scores [N,A,C] instead of detections")
+  p.set_defaults(func=cli_common.guarded(_COMMAND, _export))
+  return p

@@ -1,0 +1,211 @@
+"""`export_onnx`: a jaxdet `Detector` as one self-contained ONNX detector.
+
+Graph: uint8 ``images`` -> [letterbox, when the image size is dynamic] -> ``Detector.forward``
+(normalize + model + decode, converted by jax2onnx) -> post-processing with ONNX ``TopK`` +
+``NonMaxSuppression`` (``postprocess_graph``) -> ``num_detections``, ``detection_boxes``,
+``detection_scores``, ``detection_classes``. The pieces are joined with ``onnx.compose``.
+"""
+
+import dataclasses
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import onnx
+import onnx.compose
+
+from export import metadata as metadata_lib
+from export import postprocess_graph
+from export import preprocess_graph
+
+DEFAULT_OPSET = 21
+MIN_OPSET = 18  # antialiased Resize (dynamic image size); jax2onnx's own ops need no more.
+MAX_OPSET = 23  # the newest opset jax2onnx 0.17 emits.
+_BATCH = "N"
+
+
+def export_onnx(detector, path, *, image_size=None, max_detections=None, score_threshold=None,
+                iou_threshold=None, pre_nms_top_k=None, opset=None, dynamic_image_size=False,
+                fp16=False, include_nms=True):
+  """Exports a detector to ONNX with preprocessing and NMS inside the graph.
+
+  Args:
+    detector: a `jaxdet.train.load.Detector` (``forward``, ``image_size``, ``class_names``,
+      ``postprocess``, ``config``).
+    path: where to write the ``.onnx`` file (parent folders are created); None writes nothing.
+    image_size: S of the exported network input (default: the detector's).
+    max_detections: K, detection slots per image (default: the detector's postprocess).
+    score_threshold: baked score threshold (default: the detector's).
+    iou_threshold: baked NMS IoU threshold (default: the detector's).
+    pre_nms_top_k: candidates entering NMS (default: the detector's).
+    opset: ONNX opset, 18..23 (default 21).
+    dynamic_image_size: accept ``[N, H, W, 3]`` of any H, W and letterbox inside the graph; else
+      the input is ``[N, S, S, 3]``.
+    fp16: run the network in float16 (inputs, post-processing and outputs keep their dtypes).
+    include_nms: False outputs the raw decoded ``boxes [N, A, 4]`` and ``scores [N, A, C]``
+      instead of the detections.
+
+  Returns:
+    The ``onnx.ModelProto`` (also written to ``path``). Inputs: ``images`` uint8
+    ``[N, S, S, 3]`` (or ``[N, H, W, 3]``). Outputs: ``num_detections`` int64 ``[N]``,
+    ``detection_boxes`` float32 ``[N, K, 4]`` xyxy input-image pixels, ``detection_scores``
+    float32 ``[N, K]``, ``detection_classes`` int64 ``[N, K]``, zero past ``num_detections``
+    (or ``boxes`` / ``scores`` with ``include_nms=False``).
+
+  Raises:
+    ValueError: a setting is out of range.
+  """
+  opset = DEFAULT_OPSET if opset is None else int(opset)
+  if not MIN_OPSET <= opset <= MAX_OPSET:
+    raise ValueError(f"opset must be in [{MIN_OPSET}, {MAX_OPSET}], got {opset}")
+  pp = dict(detector.postprocess)
+  for key, value in (("max_detections", max_detections), ("score_threshold", score_threshold),
+                     ("iou_threshold", iou_threshold), ("pre_nms_top_k", pre_nms_top_k)):
+    if value is not None:
+      pp[key] = value
+  postprocess_graph.check_postprocess_params(**pp)
+  size = detector.image_size if image_size is None else image_size
+  if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+    raise ValueError(f"image_size must be a positive integer, got {size!r}")
+  size = int(size)
+  if size != detector.image_size:  # `forward` decodes for `detector.image_size`.
+    detector = dataclasses.replace(detector, image_size=size)
+
+  model = _network_model(detector, size=size, opset=opset, fp16=fp16,
+                         input_name="letterboxed_images" if dynamic_image_size else "images")
+  num_anchors, num_classes = _raw_output_dims(model)
+  if num_classes != len(detector.class_names):
+    raise ValueError(f"the model predicts {num_classes} classes but the detector has "
+                     f"{len(detector.class_names)} class names")
+  common = dict(num_anchors=num_anchors, num_classes=num_classes, opset=opset, image_size=size,
+                dynamic_image_size=dynamic_image_size, batch_dim=_BATCH)
+  tail = (postprocess_graph.postprocess_model(**common, **pp) if include_nms
+          else postprocess_graph.raw_outputs_model(**common))
+  model = _merge(model, tail, [("raw_boxes", "raw_boxes"), ("raw_scores", "raw_scores")])
+  if dynamic_image_size:
+    head = preprocess_graph.letterbox_model(image_size=size, opset=opset, batch_dim=_BATCH)
+    model = _merge(head, model, [("letterboxed_images", "letterboxed_images"),
+                                 ("box_scale", "box_scale"), ("box_limit", "box_limit")])
+  model.graph.name = "jaxdet_detector"
+  model.producer_name = "jaxdet"
+
+  meta = metadata_lib.ExportMetadata(
+      class_names=tuple(detector.class_names), input_size=size,
+      dynamic_image_size=bool(dynamic_image_size), model_name=_model_name(detector),
+      score_threshold=float(pp["score_threshold"]), iou_threshold=float(pp["iou_threshold"]),
+      max_detections=int(pp["max_detections"]), pre_nms_top_k=int(pp["pre_nms_top_k"]),
+      include_nms=bool(include_nms), fp16=bool(fp16), jaxdet_version=_jaxdet_version())
+  onnx.helper.set_model_props(model, metadata_lib.to_props(meta))
+  onnx.checker.check_model(model, full_check=True)
+  if path is not None:
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(model, str(path))
+  return model
+
+
+def _network_model(detector, *, size, opset, fp16, input_name):
+  """``Detector.forward`` converted by jax2onnx: ``input_name`` uint8 ``[N, S, S, 3]`` ->
+  ``raw_boxes`` float32 ``[N, A, 4]``, ``raw_scores`` float32 ``[N, A, C]``."""
+  from jax2onnx import to_onnx  # heavy import, only when exporting
+
+  _import_converter_plugins()
+  spec = jax.ShapeDtypeStruct((_BATCH, size, size, 3), jnp.uint8)
+  model = to_onnx(detector.forward, [spec], model_name="jaxdet_network", opset=opset,
+                  input_names=[input_name], output_names=["raw_boxes", "raw_scores"],
+                  return_mode="proto")
+  # jax2onnx records NHWC shapes for some NCHW intermediates; the strict checker rejects them
+  # and onnxruntime re-infers shapes anyway.
+  del model.graph.value_info[:]
+  if fp16:
+    from onnxconverter_common import float16  # pylint: disable=g-import-not-at-top
+    _outputs_through_identity(model.graph)
+    # The uint8 -> float normalization stays float32 (the converter leaves its Cast(to=float)
+    # as is, and mean/std need the precision); fp16 starts at the first convolution.
+    model = float16.convert_float_to_float16(
+        model, keep_io_types=True, node_block_list=_input_prefix_nodes(model.graph, input_name))
+    del model.graph.value_info[:]
+  return model
+
+
+def _outputs_through_identity(graph):
+  """Ends every graph output with an Identity node.
+
+  onnxconverter-common (1.16) keeps ops of its block list (Min/Max, e.g. the box clipping of a
+  decoder) in float32 but then casts such a producer's graph output to float16 despite
+  ``keep_io_types``; an Identity last makes it cast back to float32 as asked.
+  """
+  for out in graph.output:
+    for node in graph.node:
+      node.output[:] = [f"{o}_net" if o == out.name else o for o in node.output]
+      node.input[:] = [f"{i}_net" if i == out.name else i for i in node.input]
+    graph.node.append(onnx.helper.make_node("Identity", [f"{out.name}_net"], [out.name],
+                                            name=f"{out.name}_identity"))
+
+
+def _input_prefix_nodes(graph, input_name):
+  """Names of the nodes between the graph input and the first Conv fed by it."""
+  reached, names = {input_name}, []
+  for node in graph.node:  # topologically sorted
+    if node.op_type != "Conv" and any(i in reached for i in node.input):
+      names.append(node.name)
+      reached.update(node.output)
+  return names
+
+
+def _import_converter_plugins():
+  """Imports jax2onnx's plugin trees except equinox's before its first conversion.
+
+  jax2onnx imports every plugin module on first use; the equinox tree builds example modules at
+  import time (~15 s of XLA compiles on a 2-core CPU) and jaxdet exports no equinox layer. Falls
+  back to jax2onnx's own discovery if its internals differ from 0.17.
+  """
+  try:
+    from jax2onnx.plugins import plugin_system  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return
+  if getattr(plugin_system, "_already_imported_plugins", True) or not hasattr(
+      plugin_system, "_import_tree"):
+    return
+  root = pathlib.Path(plugin_system.__file__).parent
+  for sub in sorted(root.iterdir()):
+    if sub.is_dir() and not sub.name.startswith("_") and sub.name != "equinox":
+      plugin_system._import_tree(sub, f"jax2onnx.plugins.{sub.name}")
+  plugin_system._already_imported_plugins = True
+
+
+def _raw_output_dims(model):
+  dims = {o.name: [d.dim_value for d in o.type.tensor_type.shape.dim] for o in model.graph.output}
+  (_, a, four), (_, a2, c) = dims["raw_boxes"], dims["raw_scores"]
+  if four != 4 or a != a2 or min(a, c) < 1:
+    raise ValueError(f"Detector.forward must return boxes [N, A, 4] and scores [N, A, C] with "
+                     f"static A, C; got {dims}")
+  return a, c
+
+
+def _merge(first, second, io_map):
+  """``onnx.compose.merge_models`` after aligning IR versions and opset imports."""
+  ir_version = max(first.ir_version, second.ir_version)
+  first.ir_version = second.ir_version = ir_version
+  opsets = {}
+  for m in (first, second):
+    for o in m.opset_import:
+      opsets[o.domain] = max(opsets.get(o.domain, 0), o.version)
+  for m in (first, second):
+    del m.opset_import[:]
+    m.opset_import.extend(onnx.helper.make_opsetid(d, v) for d, v in sorted(opsets.items()))
+  return onnx.compose.merge_models(first, second, io_map=io_map)
+
+
+def _model_name(detector):
+  config = getattr(detector, "config", None)
+  try:
+    return str(config.model.name)
+  except AttributeError:
+    return type(getattr(detector, "model", detector)).__name__
+
+
+def _jaxdet_version():
+  import jaxdet  # pylint: disable=g-import-not-at-top
+  return str(getattr(jaxdet, "__version__", "unknown"))

@@ -1,0 +1,256 @@
+"""The detection post-processing as a standalone ONNX graph (built with ``onnx.helper``).
+
+It reproduces ``jaxdet.models.postprocess`` (DESIGN.md) op for op:
+
+1. flatten ``scores [N, A, C]`` to ``A*C`` (anchor, class) candidates;
+2. ``TopK(pre_nms_top_k)`` (ONNX TopK breaks ties by the lower index, as ``jax.lax.top_k``);
+3. candidates with ``score < score_threshold`` become invalid;
+4. class-aware NMS with ONNX ``NonMaxSuppression``: every candidate is placed in the score row of its
+   own class (``[N, C, k]``, -1 elsewhere), so NMS runs per class on the exact, un-offset
+   coordinates; greedy class-aware NMS truncated to K equals the K best of the per-class survivors;
+5. the survivors are ordered by ``TopK`` on score (descending, ties by candidate index = NMS order)
+   and zero-padded past ``num_detections``.
+"""
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+# Score given to invalid candidates; valid scores are probabilities in [0, 1].
+_INVALID_SCORE = -1.0
+# NMS drops scores <= this (between the sentinel and any valid score, whatever the runtime's
+# strict/non-strict convention).
+_NMS_SCORE_FLOOR = -0.5
+
+
+def check_postprocess_params(*, score_threshold, iou_threshold, max_detections, pre_nms_top_k):
+  """Raises ValueError unless the thresholds and sizes are usable.
+
+  Args:
+    score_threshold: float in [0, 1].
+    iou_threshold: float in [0, 1].
+    max_detections: int >= 1.
+    pre_nms_top_k: int >= 1.
+  """
+  for name, value in (("score_threshold", score_threshold), ("iou_threshold", iou_threshold)):
+    if not (isinstance(value, (int, float)) and 0.0 <= float(value) <= 1.0):
+      raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+  for name, value in (("max_detections", max_detections), ("pre_nms_top_k", pre_nms_top_k)):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+      raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def postprocess_model(
+    *,
+    num_anchors,
+    num_classes,
+    score_threshold,
+    iou_threshold,
+    max_detections,
+    pre_nms_top_k,
+    opset,
+    image_size=None,
+    dynamic_image_size=False,
+    boxes_name="raw_boxes",
+    scores_name="raw_scores",
+    batch_dim="N",
+):
+  """Builds the post-processing ONNX model.
+
+  Args:
+    num_anchors: A, the number of anchors (static).
+    num_classes: C, the number of classes (static).
+    score_threshold: candidates with a score below it are dropped (float in [0, 1]).
+    iou_threshold: NMS suppresses boxes with IoU strictly above it (float in [0, 1]).
+    max_detections: K, detections kept per image.
+    pre_nms_top_k: candidates kept by score before NMS (clamped to ``A*C``).
+    opset: ONNX opset of the default domain (>= 13).
+    image_size: S; with a fixed image size, boxes are clipped to ``[0, S]``.
+    dynamic_image_size: add inputs ``box_scale`` float32 ``[4]`` (``sx, sy, sx, sy``, network
+      pixels per input pixel) and ``box_limit`` float32 ``[4]`` (``w, h, w, h`` of the input
+      image): boxes are divided by the first and clipped to ``[0, box_limit]``.
+    boxes_name: name of the ``[N, A, 4]`` float32 xyxy boxes input.
+    scores_name: name of the ``[N, A, C]`` float32 scores input.
+    batch_dim: symbolic name of the batch dimension.
+
+  Returns:
+    ``onnx.ModelProto`` with inputs ``boxes_name`` float32 ``[N, A, 4]`` and ``scores_name``
+    float32 ``[N, A, C]`` and outputs ``num_detections`` int64 ``[N]``, ``detection_boxes``
+    float32 ``[N, K, 4]`` (xyxy, same pixels as the input), ``detection_scores`` float32
+    ``[N, K]``, ``detection_classes`` int64 ``[N, K]``, zero past ``num_detections``.
+  """
+  check_postprocess_params(score_threshold=score_threshold, iou_threshold=iou_threshold,
+                           max_detections=max_detections, pre_nms_top_k=pre_nms_top_k)
+  if opset < 13:
+    raise ValueError(f"opset must be >= 13 for the post-processing graph, got {opset}")
+  a, c, big_k = int(num_anchors), int(num_classes), int(max_detections)
+  k = min(int(pre_nms_top_k), a * c)  # TopK over fewer than k elements is an error.
+  kk = min(big_k, k)  # the final TopK runs over the k candidates.
+  nodes, inits = [], []
+
+  def const(name, value, dtype):
+    inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+    return name
+
+  def op(op_type, inputs, outputs, **attrs):
+    nodes.append(helper.make_node(op_type, inputs, outputs, name=f"pp/{outputs[0]}", **attrs))
+    return outputs[0] if len(outputs) == 1 else outputs
+
+  # 1-2. Flatten and pre-NMS top-k (flat index = anchor * C + class).
+  flat = op("Reshape", [scores_name, const("pp_shape_flat", [0, -1], np.int64)], ["pp_flat"])
+  top_scores, top_idx = op("TopK", [flat, const("pp_k", [k], np.int64)],
+                           ["pp_top_scores", "pp_top_idx"], axis=-1, largest=1, sorted=1)
+  n_cls = const("pp_num_classes", c, np.int64)
+  anchor = op("Div", [top_idx, n_cls], ["pp_anchor"])
+  cls = op("Mod", [top_idx, n_cls], ["pp_class"])
+  anchor_nd = op("Unsqueeze", [anchor, const("pp_axis_last", [-1], np.int64)], ["pp_anchor_nd"])
+  cand_boxes = op("GatherND", [boxes_name, anchor_nd], ["pp_cand_boxes"], batch_dims=1)
+
+  # 3. Score threshold: invalid candidates get the sentinel score.
+  valid = op("GreaterOrEqual", [top_scores, const("pp_score_thr", score_threshold, np.float32)],
+             ["pp_valid"])
+  invalid_score = const("pp_invalid_score", _INVALID_SCORE, np.float32)
+  masked = op("Where", [valid, top_scores, invalid_score], ["pp_masked"])
+
+  # 4. Per-class score rows [N, C, k]: a candidate scores only in its own class's row.
+  axis1 = const("pp_axis1", [1], np.int64)
+  cls_row = op("Unsqueeze", [cls, axis1], ["pp_class_row"])  # [N, 1, k]
+  class_ids = const("pp_class_ids", np.arange(c).reshape(1, c, 1), np.int64)
+  onehot = op("Equal", [cls_row, class_ids], ["pp_onehot"])  # [N, C, k]
+  masked_row = op("Unsqueeze", [masked, axis1], ["pp_masked_row"])
+  nms_scores = op("Where", [onehot, masked_row, invalid_score], ["pp_nms_scores"])
+  selected = op("NonMaxSuppression", [
+      cand_boxes, nms_scores, const("pp_max_per_class", [big_k], np.int64),
+      const("pp_iou_thr", [iou_threshold], np.float32),
+      const("pp_nms_floor", [_NMS_SCORE_FLOOR], np.float32)], ["pp_selected"])  # [M, 3]
+
+  # Keep mask [N, k] from the (batch, candidate) pairs NMS selected.
+  pairs = op("Gather", [selected, const("pp_cols", [0, 2], np.int64)], ["pp_pairs"], axis=1)
+  zeros = op("ConstantOfShape", [op("Shape", [masked], ["pp_masked_shape"])], ["pp_zeros"],
+             value=numpy_helper.from_array(np.zeros(1, np.float32)))
+  num_sel = op("Slice", [op("Shape", [selected], ["pp_sel_shape"]),
+                         const("pp_0", [0], np.int64), const("pp_1", [1], np.int64)],
+               ["pp_num_sel"])
+  ones = op("ConstantOfShape", [num_sel], ["pp_ones"],
+            value=numpy_helper.from_array(np.ones(1, np.float32)))
+  keep = op("ScatterND", [zeros, pairs, ones], ["pp_keep"])
+  kept = op("Greater", [keep, const("pp_half", 0.5, np.float32)], ["pp_kept"])
+  final_scores = op("Where", [kept, masked, invalid_score], ["pp_final_scores"])
+
+  # 5. Order the survivors by score; ties keep the candidate (= NMS) order.
+  out_scores, out_idx = op("TopK", [final_scores, const("pp_kk", [kk], np.int64)],
+                           ["pp_out_scores", "pp_out_idx"], axis=-1, largest=1, sorted=1)
+  num = op("ReduceSum", [op("Cast", [kept], ["pp_kept_i64"], to=TensorProto.INT64), axis1],
+           ["pp_num_kept"], keepdims=0)
+  num = op("Min", [num, const("pp_big_k", big_k, np.int64)], ["pp_num"])
+  positions = const("pp_positions", np.arange(kk).reshape(1, kk), np.int64)
+  pos_valid = op("Less", [positions, op("Unsqueeze", [num, axis1], ["pp_num_col"])],
+                 ["pp_pos_valid"])  # [N, kk]
+  out_idx_nd = op("Unsqueeze", [out_idx, const("pp_axis_last2", [-1], np.int64)], ["pp_idx_nd"])
+  det_boxes = op("GatherND", [cand_boxes, out_idx_nd], ["pp_det_boxes"], batch_dims=1)
+  det_boxes = _boxes_to_image(op, const, det_boxes, image_size=image_size,
+                             dynamic_image_size=dynamic_image_size)
+  det_classes = op("GatherElements", [cls, out_idx], ["pp_det_classes"], axis=1)
+  pos_valid_box = op("Unsqueeze", [pos_valid, const("pp_axis_last3", [-1], np.int64)],
+                     ["pp_pos_valid_box"])
+  zero_f = const("pp_zero_f", 0.0, np.float32)
+  zero_i = const("pp_zero_i", 0, np.int64)
+  pad = big_k - kk
+  suffix = "_unpadded" if pad else ""
+  outs = {
+      "detection_boxes": op("Where", [pos_valid_box, det_boxes, zero_f],
+                            ["detection_boxes" + suffix]),
+      "detection_scores": op("Where", [pos_valid, out_scores, zero_f],
+                             ["detection_scores" + suffix]),
+      "detection_classes": op("Where", [pos_valid, det_classes, zero_i],
+                              ["detection_classes" + suffix]),
+  }
+  op("Identity", [num], ["num_detections"])
+  if pad:  # fewer candidates than K: pad the slot axis with zeros.
+    for name, rank in (("detection_boxes", 3), ("detection_scores", 2), ("detection_classes", 2)):
+      pads = [0] * (2 * rank)
+      pads[rank + 1] = pad
+      op("Pad", [outs[name], const(f"pp_pads_{name}", pads, np.int64)], [name], mode="constant")
+
+  n = batch_dim
+  graph = helper.make_graph(
+      nodes, "jaxdet_postprocess",
+      inputs=_inputs(n, a, c, boxes_name, scores_name, dynamic_image_size),
+      outputs=[helper.make_tensor_value_info("num_detections", TensorProto.INT64, [n]),
+               helper.make_tensor_value_info("detection_boxes", TensorProto.FLOAT, [n, big_k, 4]),
+               helper.make_tensor_value_info("detection_scores", TensorProto.FLOAT, [n, big_k]),
+               helper.make_tensor_value_info("detection_classes", TensorProto.INT64, [n, big_k])],
+      initializer=inits)
+  return _finish(graph, opset)
+
+
+def raw_outputs_model(*, num_anchors, num_classes, opset, image_size=None,
+                      dynamic_image_size=False, boxes_name="raw_boxes", scores_name="raw_scores",
+                      batch_dim="N"):
+  """The tail of a graph exported without NMS: boxes mapped to input pixels, scores as they are.
+
+  Args:
+    num_anchors: A (static).
+    num_classes: C (static).
+    opset: ONNX opset of the default domain.
+    image_size: S; with a fixed image size, boxes are clipped to ``[0, S]``.
+    dynamic_image_size: see ``postprocess_model``.
+    boxes_name: name of the ``[N, A, 4]`` float32 xyxy boxes input.
+    scores_name: name of the ``[N, A, C]`` float32 scores input.
+    batch_dim: symbolic name of the batch dimension.
+
+  Returns:
+    ``onnx.ModelProto`` with outputs ``boxes`` float32 ``[N, A, 4]`` (xyxy input-image pixels)
+    and ``scores`` float32 ``[N, A, C]``.
+  """
+  nodes, inits = [], []
+
+  def const(name, value, dtype):
+    inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+    return name
+
+  def op(op_type, inputs, outputs, **attrs):
+    nodes.append(helper.make_node(op_type, inputs, outputs, name=f"raw/{outputs[0]}", **attrs))
+    return outputs[0]
+
+  boxes = _boxes_to_image(op, const, boxes_name, image_size=image_size,
+                          dynamic_image_size=dynamic_image_size)
+  op("Identity", [boxes], ["boxes"])
+  op("Identity", [scores_name], ["scores"])
+  n, a, c = batch_dim, int(num_anchors), int(num_classes)
+  graph = helper.make_graph(
+      nodes, "jaxdet_raw_outputs",
+      inputs=_inputs(n, a, c, boxes_name, scores_name, dynamic_image_size),
+      outputs=[helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [n, a, 4]),
+               helper.make_tensor_value_info("scores", TensorProto.FLOAT, [n, a, c])],
+      initializer=inits)
+  return _finish(graph, opset)
+
+
+def _boxes_to_image(op, const, boxes, *, image_size, dynamic_image_size):
+  """Maps network-pixel boxes to input-image pixels and clips them (as `Detector.predict`)."""
+  if dynamic_image_size:
+    boxes = op("Div", [boxes, "box_scale"], [f"{boxes}_unscaled"])
+    limit = "box_limit"
+  elif image_size is not None:
+    limit = const(f"{boxes}_limit", [float(image_size)] * 4, np.float32)
+  else:
+    return boxes
+  boxes = op("Min", [boxes, limit], [f"{boxes}_below_limit"])
+  return op("Max", [boxes, const(f"{boxes}_zero", 0.0, np.float32)], [f"{boxes}_clipped"])
+
+
+def _inputs(n, a, c, boxes_name, scores_name, dynamic_image_size):
+  inputs = [helper.make_tensor_value_info(boxes_name, TensorProto.FLOAT, [n, a, 4]),
+            helper.make_tensor_value_info(scores_name, TensorProto.FLOAT, [n, a, c])]
+  if dynamic_image_size:
+    inputs += [helper.make_tensor_value_info("box_scale", TensorProto.FLOAT, [4]),
+               helper.make_tensor_value_info("box_limit", TensorProto.FLOAT, [4])]
+  return inputs
+
+
+def _finish(graph, opset):
+  model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                            producer_name="jaxdet")
+  onnx.checker.check_model(model, full_check=True)
+  return model

@@ -1,0 +1,5 @@
+import pathlib
+import sys
+
+# Lets the tests import the NumPy reference and the stand-in detector as plain modules.
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
