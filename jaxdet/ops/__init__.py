@@ -33,3 +33,4 @@ from jaxdet.ops.matching import iou_matcher
 from jaxdet.ops.matching import match_boxes
 from jaxdet.ops.matching import sample_balanced
 from jaxdet.ops.matching import ssd_matcher
+from jaxdet.ops.roi_align import roi_align
