@@ -216,6 +216,9 @@ def input_pipeline(dataset, split, *, batch_size, image_size, max_boxes, train, 
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=max(num_threads, 1),
                                             prefetch_buffer_size=max(prefetch, 1)))
   if worker_count > 0:
+    from absl import flags  # pylint: disable=g-import-not-at-top
+    if not flags.FLAGS.is_parsed():  # grain's workers read absl flags; use their defaults
+      flags.FLAGS.mark_as_parsed()
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count,
                                                      per_worker_buffer_size=prefetch))
   return it

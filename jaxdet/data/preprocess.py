@@ -11,6 +11,8 @@ from PIL import Image
 # ImageNet statistics in 0..255 units (RGB).
 MEAN_RGB = (123.675, 116.28, 103.53)
 STD_RGB = (58.395, 57.12, 57.375)
+_INV_STD = (1.0 / np.asarray(STD_RGB, np.float64)).astype(np.float32)
+_BIAS = (-np.asarray(MEAN_RGB, np.float64) / np.asarray(STD_RGB, np.float64)).astype(np.float32)
 
 
 def normalize_image(images_uint8):
@@ -26,9 +28,12 @@ def normalize_image(images_uint8):
     ``[..., H, W, 3]`` float32.
   """
   if isinstance(images_uint8, np.ndarray):
-    xp = np
-  else:
-    import jax.numpy as xp  # pylint: disable=g-import-not-at-top
+    # Two fused passes, no float temporary: x * (1 / std) + (-mean / std). Same float32 result
+    # as the formula up to rounding (|diff| < 1e-6).
+    out = np.multiply(images_uint8, _INV_STD, dtype=np.float32)
+    out += _BIAS
+    return out
+  import jax.numpy as xp  # pylint: disable=g-import-not-at-top
   x = xp.asarray(images_uint8).astype(xp.float32)
   mean = xp.asarray(MEAN_RGB, dtype=xp.float32)
   std = xp.asarray(STD_RGB, dtype=xp.float32)
