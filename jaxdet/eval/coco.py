@@ -75,35 +75,39 @@ def coco_evaluate(gt, detections, *, iou_type: str = "bbox", max_dets=(1, 10, 10
           "per_detection": per_detection}
 
 
-def detection_flags(gt, m, order, *, area_ranges):
-  """True-positive and ignore flags of each detection (pycocotools' dtm / dtIg), per (t, a).
+def detection_flags(gt, m, columns, *, area_ranges):
+  """True-positive and ignore flags (pycocotools' dtm / dtIg) of candidate detections, per (t, a).
 
   Args:
-    gt: `GroundTruth`; m: `coco_match.Matches`; order: [D] int64 permutation of the detections.
+    gt: `GroundTruth`; m: `coco_match.Matches`; columns: [D'] int64 indices into candidates.
 
   Returns:
-    (tp [T, A, D] bool, ignored [T, A, D] bool), detections permuted by ``order``. A match to
-    annotation id 0 counts as unmatched, as in pycocotools (it stores the id and tests it for truth).
+    (tp [T, A, D'] bool, ignored [T, A, D'] bool). A match to annotation id 0 counts as
+    unmatched, as in pycocotools (it stores the matched id and tests it for truth).
   """
-  t_count, a_count = m.gt_index.shape[:2]
-  dt_out = coco_match.ignored_by_area(m.area[order], area_ranges)  # [A, D]
-  ignored = np.broadcast_to(dt_out[None], (t_count,) + dt_out.shape).copy()
-  tp = np.zeros_like(ignored)
-  position = np.empty(len(order), np.int64)
-  position[order] = np.arange(len(order))
-  ti, ai, di = np.nonzero(m.gt_index >= 0)  # matches are few: handle them sparsely
-  g = m.gt_index[ti, ai, di]
-  p = position[di]
+  gi = m.gt_index[:, :, columns]
+  matched = gi >= 0
+  gi = np.where(matched, gi, 0)
+  a_idx = np.arange(len(area_ranges))[None, :, None]
   gt_ignored = gt.iscrowd[None] | coco_match.ignored_by_area(gt.area, area_ranges)  # [A, G]
-  nonzero_id = gt.ann_ids[g] != 0
-  ig = gt_ignored[ai, g] | (~nonzero_id & dt_out[ai, p])
-  ignored[ti, ai, p] = ig
-  tp[ti, ai, p] = nonzero_id & ~ig
-  return tp, ignored
+  nonzero_id = matched & (gt.ann_ids[gi] != 0)
+  dt_out = coco_match.ignored_by_area(m.area[m.candidates[columns]], area_ranges)[None]
+  ignored = (matched & gt_ignored[a_idx, gi]) | (~nonzero_id & dt_out)
+  return nonzero_id & ~ignored, ignored
+
+
+def _exclusive(c, starts):
+  """Prefix counts before each start: c [..., N] inclusive cumsum, starts [S] -> [..., S]."""
+  c0 = np.concatenate([np.zeros(c.shape[:-1] + (1,), c.dtype), c], axis=-1)
+  return c0[..., starts]
 
 
 def accumulate(gt, m, *, area_ranges, max_dets):
   """pycocotools ``accumulate``.
+
+  Detections that cannot match ("static", no ground truth at IoU >= 0.5) have flags that depend
+  only on the area range, so their counts are a single 1-D cumsum per (a, maxDet); only the matched ones need
+  per-threshold arrays.
 
   Returns:
     precision [T, R, K, A, M] float64, recall [T, K, A, M] float64 and the per-detection flags
@@ -115,33 +119,44 @@ def accumulate(gt, m, *, area_ranges, max_dets):
   recall = -np.ones((t_count, k_count, a_count, m_count))
   # pycocotools' order: category, -score (stable) over images in id order, then rank.
   order = np.lexsort((m.rank, m.image_index, -m.scores, m.category_index))
-  tp_all, ignored_all = detection_flags(gt, m, order, area_ranges=area_ranges)
-  cat = m.category_index[order]
-  rank = m.rank[order]
-  num = len(order)
-  # Flat index t * D + position: segments (t, category) are contiguous and in order.
-  seg_start = (np.arange(t_count)[:, None] * num
-               + np.searchsorted(cat, np.arange(k_count))[None]).ravel()
+  cat, rank = m.category_index[order], m.rank[order]
+  dt_out = coco_match.ignored_by_area(m.area[order], area_ranges)  # [A, N]
+  position = np.empty(len(order), np.int64)
+  position[order] = np.arange(len(order))
+  by_position = np.argsort(position[m.candidates])
+  dynamic = position[m.candidates][by_position]  # candidates' positions, ascending
+  static = np.ones(len(order), bool)
+  static[dynamic] = False
+  tp_dyn, ignored_dyn = detection_flags(gt, m, by_position, area_ranges=area_ranges)
+  cat_start = np.searchsorted(cat, np.arange(k_count))
+  dyn_cat, dyn_rank = cat[dynamic], rank[dynamic]
+  dyn_cat_start = np.searchsorted(dyn_cat, np.arange(k_count))
   not_ignored = ~(gt.iscrowd[None] | coco_match.ignored_by_area(gt.area, area_ranges))
   npig = np.stack([np.bincount(gt.category_index[not_ignored[a]], minlength=k_count)
                    for a in range(a_count)])  # [A, K]
   for a in range(a_count):
-    tp_a, valid_a = tp_all[:, a], ~ignored_all[:, a]
     for mi, max_det in enumerate(max_dets):
-      in_top = rank < max_det
-      valid = np.flatnonzero(valid_a & in_top)
-      tp = np.flatnonzero(tp_a & in_top)
-      seg = (tp // num) * k_count + cat[tp % num]
+      static_valid = np.cumsum(static & ~dt_out[a] & (rank < max_det))
+      static_base = _exclusive(static_valid, cat_start)  # [K]
+      in_top = dyn_rank < max_det
+      dyn_valid = np.cumsum(~ignored_dyn[:, a] & in_top, axis=1)  # [T, M]
+      dyn_tp_flags = tp_dyn[:, a] & in_top
+      dyn_tp = np.cumsum(dyn_tp_flags, axis=1)
+      ti, j = np.nonzero(dyn_tp_flags)  # (t, category) order, as seg below
+      k = dyn_cat[j]
       # Counts inside the (t, category) segment up to and including each true positive.
-      n_tp = np.arange(1, len(tp) + 1) - np.searchsorted(tp, seg_start)[seg]
-      n_valid = np.searchsorted(valid, tp) + 1 - np.searchsorted(valid, seg_start)[seg]
-      p, r = _precision_recall(n_tp, n_valid, seg, npig[a], t_count)
+      n_tp = dyn_tp[ti, j] - _exclusive(dyn_tp, dyn_cat_start)[ti, k]
+      n_valid = (dyn_valid[ti, j] - _exclusive(dyn_valid, dyn_cat_start)[ti, k]
+                 + static_valid[dynamic[j]] - static_base[k])
+      p, r = _precision_recall(n_tp, n_valid, ti * k_count + k, npig[a], t_count)
       precision[:, :, :, a, mi] = p
       recall[:, :, a, mi] = r
-  in_top = rank < max_dets[-1]
-  per_detection = {"scores": m.scores[order][in_top], "category_index": cat[in_top],
-                   "tp": tp_all[:, 0][:, in_top], "ignored": ignored_all[:, 0][:, in_top],
-                   "num_gt": npig[0]}
+  tp_all = np.zeros((t_count, len(order)), bool)
+  tp_all[:, dynamic] = tp_dyn[:, 0]
+  ignored_all = np.broadcast_to(dt_out[0], tp_all.shape).copy()
+  ignored_all[:, dynamic] = ignored_dyn[:, 0]
+  per_detection = {"scores": m.scores[order], "category_index": cat, "tp": tp_all,
+                   "ignored": ignored_all, "num_gt": npig[0]}
   return precision, recall, per_detection
 
 

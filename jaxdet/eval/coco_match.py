@@ -29,7 +29,11 @@ class Matches(NamedTuple):
     image_index, category_index, order: [D] int64 (see `Detections`).
     scores: [D] float64.
     rank: [D] int64 rank of the detection by score inside its (image, category) group.
-    gt_index: [T, A, D] int32 matched ground-truth row in `GroundTruth` order, -1 if none.
+    area: [D] float64 detection area w * h.
+    candidates: [C] int64 detections with a ground truth at IoU >= min threshold (the only ones
+      that can match), ascending.
+    gt_index: [T, A, C] int32 matched ground-truth row (`GroundTruth` order) of each candidate,
+      -1 if none.
   """
   image_index: np.ndarray
   category_index: np.ndarray
@@ -37,6 +41,7 @@ class Matches(NamedTuple):
   scores: np.ndarray
   rank: np.ndarray
   area: np.ndarray
+  candidates: np.ndarray
   gt_index: np.ndarray
 
 
@@ -88,7 +93,7 @@ def match(gt: GroundTruth, dt: Detections, *, iou_thresholds, area_ranges, max_d
   t_count, a_count = len(thr), len(area_ranges)
 
   dkey = dt.image_index * num_cats + dt.category_index
-  sort = np.lexsort((dt.order, -dt.scores, dkey))
+  sort = np.lexsort((-dt.scores, dkey))  # stable: input order breaks score ties
   dkey = dkey[sort]
   rank = np.arange(len(dkey)) - np.searchsorted(dkey, dkey, side="left")
   keep = sort[rank < max_det]
@@ -107,17 +112,20 @@ def match(gt: GroundTruth, dt: Detections, *, iou_thresholds, area_ranges, max_d
   # Pairs below the lowest threshold can never match.
   useful = iou >= thr.min() if t_count else np.zeros(len(iou), bool)
   pair_dt, pair_gt, iou = pair_dt[useful], pair_gt[useful], iou[useful]
+  candidates = np.unique(pair_dt)
+  pair_dt = np.searchsorted(candidates, pair_dt)  # now indexes candidates
+  rank_c = rank[candidates]
 
   # Order pairs by (rank, detection, IoU, gt row): the last pair of a detection that passes all
   # tests is pycocotools' choice, so a max over "position in segment" picks it.
-  pord = np.lexsort((pair_gt, iou, pair_dt, rank[pair_dt]))
+  pord = np.lexsort((pair_gt, iou, pair_dt, rank_c[pair_dt]))
   pair_dt, pair_gt, iou = pair_dt[pord], pair_gt[pord], iou[pord]
-  pair_rank = rank[pair_dt]
+  pair_rank = rank_c[pair_dt]
 
   num_gt = len(gt.area)
   not_ignored = ~(gt.iscrowd[None] | ignored_by_area(gt.area, area_ranges))  # [A, G]
   taken = np.zeros((t_count, a_count, num_gt), bool)
-  gt_index = np.full((t_count, a_count, num_dt), -1, np.int32)
+  gt_index = np.full((t_count, a_count, len(candidates)), -1, np.int32)
   big = 1 << int(max(int(count.max()) if num_dt else 1, 1)).bit_length()
   rank_bounds = np.searchsorted(pair_rank, np.arange(max_det + 1))
   for r in range(max_det):
@@ -139,4 +147,4 @@ def match(gt: GroundTruth, dt: Detections, *, iou_thresholds, area_ranges, max_d
 
   area = boxes[:, 2] * boxes[:, 3]
   return Matches(dt.image_index[keep], dt.category_index[keep], dt.order[keep],
-                 dt.scores[keep], rank, area, gt_index)
+                 dt.scores[keep], rank, area, candidates, gt_index)
