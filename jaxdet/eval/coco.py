@@ -105,9 +105,9 @@ def _exclusive(c, starts):
 def accumulate(gt, m, *, area_ranges, max_dets):
   """pycocotools ``accumulate``.
 
-  Detections that cannot match ("static", no ground truth at IoU >= 0.5) have flags that depend
-  only on the area range, so their counts are a single 1-D cumsum per (a, maxDet); only the matched ones need
-  per-threshold arrays.
+  Detections that cannot match ("static": no ground truth at IoU >= 0.5) have flags that depend
+  only on the area range, so their counts are one 1-D cumsum per (a, maxDet); only the
+  candidates need per-threshold arrays.
 
   Returns:
     precision [T, R, K, A, M] float64, recall [T, K, A, M] float64 and the per-detection flags
@@ -136,12 +136,12 @@ def accumulate(gt, m, *, area_ranges, max_dets):
                    for a in range(a_count)])  # [A, K]
   for a in range(a_count):
     for mi, max_det in enumerate(max_dets):
-      static_valid = np.cumsum(static & ~dt_out[a] & (rank < max_det))
+      static_valid = np.cumsum(static & ~dt_out[a] & (rank < max_det), dtype=np.int32)
       static_base = _exclusive(static_valid, cat_start)  # [K]
       in_top = dyn_rank < max_det
-      dyn_valid = np.cumsum(~ignored_dyn[:, a] & in_top, axis=1)  # [T, M]
+      dyn_valid = np.cumsum(~ignored_dyn[:, a] & in_top, axis=1, dtype=np.int32)  # [T, M]
       dyn_tp_flags = tp_dyn[:, a] & in_top
-      dyn_tp = np.cumsum(dyn_tp_flags, axis=1)
+      dyn_tp = np.cumsum(dyn_tp_flags, axis=1, dtype=np.int32)
       ti, j = np.nonzero(dyn_tp_flags)  # (t, category) order, as seg below
       k = dyn_cat[j]
       # Counts inside the (t, category) segment up to and including each true positive.

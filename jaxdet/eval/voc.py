@@ -108,7 +108,8 @@ def voc_evaluate(gt, detections, *, iou_threshold: float = 0.5, use_07_metric: b
   jmax[pair_dt[first]] = pair_gt[first]
   hit = (ovmax >= iou_threshold) if inclusive else (ovmax > iou_threshold)
   hit &= jmax >= 0
-  on_difficult = hit & difficult[np.maximum(jmax, 0)]
+  on_difficult = np.zeros(len(dkey), bool)
+  on_difficult[hit] = difficult[jmax[hit]]
   candidate = np.flatnonzero(hit & ~on_difficult)
   _, first_of_gt = np.unique(jmax[candidate], return_index=True)
   tp = np.zeros(len(dkey), bool)

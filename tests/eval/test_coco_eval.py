@@ -132,3 +132,9 @@ def test_bad_ground_truth_raises_clear_errors(tmp_path):
                         {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 2, 2]}]}
   with pytest.raises(ValueError, match="unique"):
     coco_evaluate(gt, [])
+
+
+def test_empty_ground_truth_gives_undefined_stats():
+  result = coco_evaluate({"images": [], "categories": [], "annotations": []}, [])
+  assert all(result[k] == -1.0 for k in STAT_NAMES)
+  assert result["precision"].shape == (10, 101, 0, 4, 3)

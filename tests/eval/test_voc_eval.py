@@ -170,3 +170,13 @@ def test_difficult_detections_are_neither_tp_nor_fp():
   result = voc_evaluate(gt, dets)
   assert result["num_positives"]["a"] == 1
   assert result["per_class"]["a"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("gt", [
+    {"images": [{"id": 1}], "categories": [{"id": 1, "name": "a"}]},
+    {"images": [], "categories": [], "annotations": []},
+])
+def test_no_ground_truth_gives_undefined_map(gt):
+  dets = [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 1.0}]
+  result = voc_evaluate(gt, dets if gt["images"] else [])
+  assert result["mAP"] == -1.0
