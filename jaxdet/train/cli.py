@@ -1,6 +1,7 @@
 """`jaxdet train --config experiments/NAME.py --workdir DIR [--config.KEY=VALUE ...]`."""
 
 import argparse
+import os
 import pathlib
 import sys
 
@@ -78,6 +79,13 @@ def _run(args) -> int:
     return 130
   except (loop.TrainingError, config_lib.ConfigError, ValueError, FileNotFoundError) as e:
     print(f"jaxdet train: error: {e}", file=sys.stderr)
+    return 1
+  except Exception as e:  # pylint: disable=broad-except
+    # Unexpected failures still get one line; JAXDET_DEBUG=1 shows the traceback.
+    if os.environ.get("JAXDET_DEBUG"):
+      raise
+    print(f"jaxdet train: error: {type(e).__name__}: {e} (set JAXDET_DEBUG=1 for the traceback)",
+          file=sys.stderr)
     return 1
   if metrics:
     print("final: " + ", ".join(f"{k}={metrics[k]:.4f}" for k in ("AP", "AP50", "AP75")

@@ -60,19 +60,17 @@ def detections_to_original(out: dict, batch: dict) -> dict[str, np.ndarray]:
           "classes": np.asarray(out["classes"], np.int32)[keep]}
 
 
-def to_coco_results(dets: dict[str, np.ndarray], category_ids) -> list[dict]:
-  """COCO result records (`bbox` is [x, y, w, h] in original pixels) from flat detections.
+def to_coco_arrays(dets: dict[str, np.ndarray], category_ids) -> tuple[np.ndarray, ...]:
+  """`(image_ids [D], boxes_xywh [D,4], scores [D], category_ids [D])` for `coco_evaluate`.
 
   Args:
     dets: output of `detections_to_original` (possibly concatenated over batches).
     category_ids: `[C]` COCO category id of each class index.
   """
-  category_ids = np.asarray(category_ids)
   b = dets["boxes_xyxy"].astype(np.float64)
-  xywh = np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1).round(3)
-  cats = category_ids[dets["classes"]]
-  return [{"image_id": int(i), "category_id": int(c), "bbox": bb, "score": round(float(s), 5)}
-          for i, c, bb, s in zip(dets["image_id"], cats, xywh.tolist(), dets["scores"])]
+  xywh = np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1)
+  cats = np.asarray(category_ids, np.int64)[dets["classes"]]
+  return dets["image_id"].astype(np.int64), xywh, dets["scores"].astype(np.float64), cats
 
 
 def predict_dataset(predict: Callable, variables, batches: Iterable[dict]) -> dict[str, np.ndarray]:
@@ -112,11 +110,13 @@ def evaluate(*, predict: Callable, variables, batches: Iterable[dict], ground_tr
   """
   from jaxdet import eval as jeval
   dets = predict_dataset(predict, variables, batches)
-  results = to_coco_results(dets, category_ids_of(ground_truth, len(class_names)))
-  report = jeval.coco_evaluate(ground_truth, results)
+  arrays = to_coco_arrays(dets, category_ids_of(ground_truth, len(class_names)))
+  report = jeval.coco_evaluate(ground_truth, arrays)
   if report_dir is not None:
-    pathlib.Path(report_dir).mkdir(parents=True, exist_ok=True)
-    jeval.write_report(report, report_dir)
+    # coco_stats.json, coco_table.txt, PR / F1 curves and confusion matrices (PNG).
+    from jaxdet.eval.report import write_report
+    write_report(ground_truth, arrays, str(report_dir), class_names=list(class_names),
+                 result=report)
   return scalar_metrics(report)
 
 

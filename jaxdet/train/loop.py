@@ -63,12 +63,14 @@ def build_components(config: ml_collections.ConfigDict) -> Components:
   class_names = tuple(info.class_names)
   detector = models.get_detector(config.model.name)
   common = dict(image_size=config.image_size, max_boxes=config.max_boxes, seed=config.seed,
-                data_dir=data_dir)
+                data_dir=data_dir, num_threads=config.data_threads)
+  hosts = jax.process_count()  # Each host feeds its own slice of the global batch.
 
   def train_batches(start_step):
     return iter(data.input_pipeline(config.dataset, config.train_split,
-                                    batch_size=config.batch_size, train=True,
-                                    start_step=start_step, **common))
+                                    batch_size=config.batch_size // hosts, train=True,
+                                    start_step=start_step, augment=config.augment,
+                                    worker_count=config.data_workers, **common))
 
   def eval_batches():
     return data.input_pipeline(config.dataset, config.eval_split,
