@@ -84,7 +84,7 @@ def _column(items: list, key: str, what: str, dtype) -> np.ndarray:
     raise ValueError(f"{what}: field {key!r} must be a number ({e})") from None
 
 
-def _boxes(items: list, what: str) -> np.ndarray:
+def _boxes(items: list, what: str, *, allow_negative: bool = False) -> np.ndarray:
   if not items:
     return np.zeros((0, 4), np.float64)
   try:
@@ -96,15 +96,17 @@ def _boxes(items: list, what: str) -> np.ndarray:
     raise ValueError(f"{what}: every 'bbox' must be a list of 4 numbers [x, y, w, h]") from None
   if boxes.ndim != 2 or boxes.shape[1] != 4:
     raise ValueError(f"{what}: every 'bbox' must be a list of 4 numbers [x, y, w, h]")
-  _check_boxes(boxes, what)
+  _check_boxes(boxes, what, allow_negative=allow_negative)
   return boxes
 
 
-def _check_boxes(boxes_xywh: np.ndarray, what: str):
+def _check_boxes(boxes_xywh: np.ndarray, what: str, *, allow_negative: bool = False):
   finite = np.isfinite(boxes_xywh).all(axis=1)
   if not finite.all():
     bad = int(np.flatnonzero(~finite)[0])
     raise ValueError(f"{what} #{bad} has a non-finite box {boxes_xywh[bad].tolist()}")
+  if allow_negative:
+    return
   negative = (boxes_xywh[:, 2] < 0) | (boxes_xywh[:, 3] < 0)
   if negative.any():
     bad = int(np.flatnonzero(negative)[0])
@@ -186,6 +188,9 @@ def load_detections(detections, gt: GroundTruth) -> Detections:
   Returns:
     `Detections`, in input order, detections of categories absent from ``gt`` dropped.
 
+  A detection with a negative width or height is kept, as pycocotools does (it overlaps nothing
+  and its negative area is outside every area range): a badly trained model may output one.
+
   Raises:
     ValueError: malformed input, non-finite boxes or scores, or image ids absent from ``gt``.
   """
@@ -203,7 +208,7 @@ def load_detections(detections, gt: GroundTruth) -> Detections:
                        f"{boxes.shape}, scores {len(scores)}, category_ids {len(cats)}")
     img, cats = img.astype(np.int64), cats.astype(np.int64)
     scores = scores.astype(np.float64)
-    _check_boxes(boxes, "detection")
+    _check_boxes(boxes, "detection", allow_negative=True)
   elif isinstance(data, list):
     if any(not isinstance(d, dict) for d in data[:1]):
       raise ValueError("detections must be a list of dicts with image_id, category_id, bbox, "
@@ -211,7 +216,7 @@ def load_detections(detections, gt: GroundTruth) -> Detections:
     img = _column(data, "image_id", "detection", np.int64)
     cats = _column(data, "category_id", "detection", np.int64)
     scores = _column(data, "score", "detection", np.float64)
-    boxes = _boxes(data, "detection")
+    boxes = _boxes(data, "detection", allow_negative=True)
   else:
     raise ValueError("detections must be a list of COCO result dicts, a JSON path or arrays")
   if not np.isfinite(scores).all():

@@ -95,6 +95,8 @@ def adversarial_case(seed: int):
              max(b[2] + float(rng.integers(-2, 3)) * grid, 0.0), b[3]]
     else:
       img, cat, b = int(rng.choice(image_ids)), int(rng.choice(cat_pool)), box()
+    if rng.random() < 0.03:  # a degenerate prediction: pycocotools keeps it
+      b = [b[0], b[1], -b[2] - 1.0, b[3]]
     score = float(rng.choice(score_pool)) if rng.random() < 0.6 else float(rng.random())
     dets.append({"image_id": img, "category_id": cat, "bbox": b, "score": score})
   if rng.random() < 0.3:  # one crowded group, more than 100 detections

@@ -107,7 +107,6 @@ def test_per_class_is_mean_over_thresholds():
     ({"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": float("nan")},
      "non-finite score"),
     ({"image_id": 1, "category_id": 1, "bbox": [0, 0, 1], "score": 0.5}, "4 numbers"),
-    ({"image_id": 1, "category_id": 1, "bbox": [0, 0, -1, 1], "score": 0.5}, "negative"),
     ({"image_id": 1, "category_id": 1, "score": 0.5}, "no 'bbox'"),
 ])
 def test_bad_detections_raise_clear_errors(bad, message):
@@ -132,9 +131,25 @@ def test_bad_ground_truth_raises_clear_errors(tmp_path):
                         {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 2, 2]}]}
   with pytest.raises(ValueError, match="unique"):
     coco_evaluate(gt, [])
+  gt["annotations"] = [dict(gt["annotations"][0], bbox=[0, 0, -1, 1])]
+  with pytest.raises(ValueError, match="negative"):
+    coco_evaluate(gt, [])
 
 
 def test_empty_ground_truth_gives_undefined_stats():
   result = coco_evaluate({"images": [], "categories": [], "annotations": []}, [])
   assert all(result[k] == -1.0 for k in STAT_NAMES)
   assert result["precision"].shape == (10, 101, 0, 4, 3)
+
+
+def test_result_shapes_and_dtypes():
+  import chex
+  gt, dets = adversarial_case(11)
+  result = coco_evaluate(gt, dets, max_dets=(1, 5, 100))
+  k = len(result["category_ids"])
+  chex.assert_shape(result["precision"], (10, 101, k, 4, 3))
+  chex.assert_shape(result["recall"], (10, k, 4, 3))
+  chex.assert_type([result["precision"], result["recall"]], np.float64)
+  assert result["category_ids"].dtype == np.int64
+  assert all(isinstance(result[name], float) for name in STAT_NAMES)
+  assert result["AR1"] <= result["AR10"] + 1e-15 <= result["AR100"] + 2e-15
