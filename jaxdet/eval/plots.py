@@ -17,7 +17,7 @@ def _figure(size, dpi=150):
   return fig
 
 
-def _class_curves(ax, x, ys, names, values, value_name):
+def _class_curves(ax, x, ys, names, values):
   """Per-class curves (skipping NaN rows); coloured with a legend only for few classes."""
   rows = [k for k in range(len(ys)) if not np.isnan(ys[k]).all()]
   few = len(rows) <= MAX_LEGEND
@@ -48,15 +48,16 @@ def plot_pr_curves(result: dict, path: str, *, iou_threshold: float = 0.5, class
   ap = np.nanmean(prec, axis=1, where=~np.isnan(prec)) if prec.size else np.zeros(0)
   fig = _figure((7, 6))
   ax = fig.add_subplot()
-  rows = _class_curves(ax, rec, prec, names, ap, "AP")
+  rows = _class_curves(ax, rec, prec, names, ap)
   if rows:
     mean = np.nanmean(prec[rows], axis=0)
-    ax.plot(rec, mean, linewidth=3, color="tab:blue",
+    ax.plot(rec, mean, linewidth=3, color="black",
             label=f"all classes mAP@{iou_threshold:g} = {np.mean(ap[rows]):.3f}")
   ax.set(xlabel="Recall", ylabel="Precision", xlim=(0, 1), ylim=(0, 1.02),
          title=f"Precision-recall curve (IoU {iou_threshold:g}, COCO 101-point)")
   ax.grid(alpha=0.3)
-  ax.legend(loc="lower left", fontsize=7, framealpha=0.8)
+  ax.legend(loc="lower left", fontsize=7, framealpha=0.8, title=f"class, AP@{iou_threshold:g}",
+            title_fontsize=7)
   fig.tight_layout()
   fig.savefig(path)
 
@@ -74,14 +75,15 @@ def plot_f1_curve(curve: dict, path: str, *, class_names):
       np.where(np.isnan(f1), -1, f1), axis=1))
   fig = _figure((7, 6))
   ax = fig.add_subplot()
-  _class_curves(ax, conf, f1, list(class_names), best_per_class, "F1")
-  ax.plot(conf, curve["mean_f1"], linewidth=3, color="tab:blue",
+  _class_curves(ax, conf, f1, list(class_names), best_per_class)
+  ax.plot(conf, curve["mean_f1"], linewidth=3, color="black",
           label=f"all classes: best F1 {curve['best_f1']:.3f} at {curve['best_confidence']:.2f}")
   ax.axvline(curve["best_confidence"], color="tab:red", linestyle="--", linewidth=1)
   ax.set(xlabel="Confidence threshold", ylabel="F1", xlim=(0, 1), ylim=(0, 1.02),
          title="F1 vs confidence (IoU 0.5)")
   ax.grid(alpha=0.3)
-  ax.legend(loc="lower left", fontsize=7, framealpha=0.8)
+  ax.legend(loc="upper left", fontsize=7, framealpha=0.8, title="class, best F1",
+            title_fontsize=7)
   fig.tight_layout()
   fig.savefig(path)
 
