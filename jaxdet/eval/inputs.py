@@ -147,8 +147,11 @@ def load_ground_truth(gt) -> GroundTruth:
   ann_cat = _column(anns, "category_id", "ground-truth annotation", np.int64)
   ann_ids = _column(anns, "id", "ground-truth annotation", np.float64)
   boxes = _boxes(anns, "ground-truth annotation")
-  area = np.fromiter((a.get("area", b[2] * b[3]) for a, b in zip(anns, boxes)), np.float64,
-                     count=len(anns))
+  try:
+    area = np.fromiter((a.get("area", b[2] * b[3]) for a, b in zip(anns, boxes)), np.float64,
+                       count=len(anns))
+  except (TypeError, ValueError):
+    area = np.full(1, np.nan)
   if not np.isfinite(area).all():
     raise ValueError("ground truth: every 'area' must be a finite number")
   iscrowd = np.fromiter((bool(a.get("iscrowd", 0)) for a in anns), bool, count=len(anns))

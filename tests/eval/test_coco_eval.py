@@ -134,6 +134,12 @@ def test_bad_ground_truth_raises_clear_errors(tmp_path):
   gt["annotations"] = [dict(gt["annotations"][0], bbox=[0, 0, -1, 1])]
   with pytest.raises(ValueError, match="negative"):
     coco_evaluate(gt, [])
+  gt["annotations"] = [dict(gt["annotations"][0], bbox=[0, 0, 1, 1], area="big")]
+  with pytest.raises(ValueError, match="area"):
+    coco_evaluate(gt, [])
+  gt["annotations"] = [dict(gt["annotations"][0], area=1.0, image_id="x")]
+  with pytest.raises(ValueError, match="image_id"):
+    coco_evaluate(gt, [])
 
 
 def test_empty_ground_truth_gives_undefined_stats():
