@@ -33,8 +33,11 @@ def _rate(iterator, batches, batch_size):
   return batches * batch_size / (time.perf_counter() - start)
 
 
+DATA_DIR = None  # set by main()
+
+
 def _train_fn(size):
-  records = pipeline._Records("shapes", "train", None)  # pylint: disable=protected-access
+  records = pipeline._Records("shapes", "train", DATA_DIR)  # pylint: disable=protected-access
   return pipeline._TrainFn(records, np.arange(len(records)), seed=0, image_size=size,  # pylint: disable=protected-access
                            max_boxes=64, cfg=augment_lib.FULL_AUGMENT)
 
@@ -42,7 +45,7 @@ def _train_fn(size):
 def bench_grain(size, batches, **kw):
   it = pipeline.input_pipeline("shapes", "train", batch_size=BATCH, image_size=size, max_boxes=64,
                                train=True, seed=0, augment="full", shard_index=0, shard_count=1,
-                               **kw)
+                               data_dir=DATA_DIR, **kw)
   return _rate(iter(it), batches, BATCH)
 
 
@@ -83,14 +86,10 @@ def bench_torch(size, batches, workers=2):
   return _rate(iter(loader), batches, BATCH)
 
 
-def bench_build():
-  tmp = tempfile.mkdtemp(prefix="bench_shapes_")
-  try:
-    start = time.perf_counter()
-    shapes.build("default", data_dir=tmp)
-    return time.perf_counter() - start
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
+def bench_build(data_dir):
+  start = time.perf_counter()
+  shapes.build("default", data_dir=data_dir)
+  return time.perf_counter() - start
 
 
 def main():
@@ -104,9 +103,22 @@ def main():
   tfds.disable_progress_bar()
   print(f"machine: {os.cpu_count()} CPU cores; batch {BATCH}; full augmentation "
         f"(mosaic 0.5, mixup 0.15, CutMix 0.15, flip, scale jitter, colour)")
+  global DATA_DIR
+  tmp = None
   if not args.skip_build:
-    print(f"build shapes (8000/1000/1000 images, 256 px): {bench_build():.1f} s")
-  pipeline._Records("shapes", "train", None)  # builds `shapes` in the default dir if needed  # pylint: disable=protected-access
+    DATA_DIR = tmp = tempfile.mkdtemp(prefix="bench_shapes_")
+    load = os.getloadavg()[0]
+    print(f"build shapes (8000/1000/1000 images, 256 px): {bench_build(tmp):.1f} s "
+          f"(1-min load average before: {load:.1f})")
+  try:
+    _throughput(args)
+  finally:
+    if tmp:
+      shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _throughput(args):
+  pipeline._Records("shapes", "train", DATA_DIR)  # builds `shapes` if needed  # pylint: disable=protected-access
   loaders = args.loaders.split(",")
   for size in (int(s) for s in args.sizes.split(",")):
     rates = {}
@@ -126,6 +138,7 @@ def main():
     for name, rate in rates.items():
       ratio = f" ({rate / base:.2f}x grain_threads)" if base else ""
       print(f"{size} px {name:>16s}: {rate:7.1f} images/s{ratio}")
+    print(f"  (1-min load average: {os.getloadavg()[0]:.1f})")
     sys.stdout.flush()
 
 

@@ -21,25 +21,28 @@ _truncation_warned = False
 
 
 class _Records:
-  """Lazily opened, picklable random-access view of one split (decoded NumPy examples)."""
+  """Lazily opened, picklable random-access view of one split (decoded NumPy examples).
+
+  Worker processes reopen the exact prepared directory (``builder_from_directory``), so they
+  never build, download or depend on dataset registration.
+  """
 
   def __init__(self, dataset, split, data_dir):
-    self.dataset, self.split, self.data_dir = dataset, split, data_dir
-    self._source = None
-    source, _ = sources.open_split(dataset, split, data_dir)
-    self.size = len(source)
-    self._source = source
+    self.dataset, self.split = dataset, split
+    self._source, b = sources.open_split(dataset, split, data_dir)
+    self.path = str(b.data_dir)
+    self.size = len(self._source)
 
   def __getstate__(self):
-    return {"dataset": self.dataset, "split": self.split, "data_dir": self.data_dir,
-            "size": self.size, "_source": None}
+    return dict(self.__dict__, _source=None)
 
   def __len__(self):
     return self.size
 
   def __getitem__(self, index):
     if self._source is None:
-      self._source, _ = sources.open_split(self.dataset, self.split, self.data_dir)
+      import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+      self._source = tfds.builder_from_directory(self.path).as_data_source(split=self.split)
     record = tfds_maps.to_jaxdet_record(self._source[int(index)], int(index))
     return sources.record_to_example(record)
 

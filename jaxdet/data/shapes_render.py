@@ -14,8 +14,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 CLASS_NAMES = ("circle", "square", "triangle", "star", "hexagon", "cross")
-MIN_VISIBLE = 0.6  # fraction of an object's pixels that must stay visible
-MIN_SIDE, MAX_SIDE = 14.0, 128.0  # object size range at 256 px (COCO small .. large)
+MIN_VISIBLE = 0.7  # fraction of an object's pixels that must stay visible
+MIN_SIDE, MAX_SIDE = 16.0, 128.0  # object size range at 256 px (COCO small .. large)
 MAX_OBJECTS = 15
 
 
