@@ -85,21 +85,28 @@ def detection_flags(gt, m, columns, *, area_ranges):
     (tp [T, A, D'] bool, ignored [T, A, D'] bool). A match to annotation id 0 counts as
     unmatched, as in pycocotools (it stores the matched id and tests it for truth).
   """
-  gi = m.gt_index[:, :, columns]
-  matched = gi >= 0
-  gi = np.where(matched, gi, 0)
-  a_idx = np.arange(len(area_ranges))[None, :, None]
+  num_gt = len(gt.area)
+  # One lookup per entry: bit 0 = matched to a non-zero id, bit 1 = matched gt is ignored at a.
+  # Row index num_gt stands for "no match" (code 0).
   gt_ignored = gt.iscrowd[None] | coco_match.ignored_by_area(gt.area, area_ranges)  # [A, G]
-  nonzero_id = matched & (gt.ann_ids[gi] != 0)
+  table = np.zeros((len(area_ranges), num_gt + 1), np.uint8)
+  table[:, :num_gt] = 2 * gt_ignored + (gt.ann_ids != 0)[None]
+  gi = m.gt_index[:, :, columns]
+  gi = np.where(gi < 0, num_gt, gi)
+  gi += (np.arange(len(area_ranges)) * (num_gt + 1)).astype(gi.dtype)[None, :, None]
+  codes = table.ravel()[gi]
+  nonzero_id = (codes & 1).astype(bool)
+  matched_ignored = codes >= 2
   dt_out = coco_match.ignored_by_area(m.area[m.candidates[columns]], area_ranges)[None]
-  ignored = (matched & gt_ignored[a_idx, gi]) | (~nonzero_id & dt_out)
-  return nonzero_id & ~ignored, ignored
+  ignored = matched_ignored | (~nonzero_id & dt_out)
+  return nonzero_id & ~matched_ignored, ignored
 
 
 def _exclusive(c, starts):
   """Prefix counts before each start: c [..., N] inclusive cumsum, starts [S] -> [..., S]."""
-  c0 = np.concatenate([np.zeros(c.shape[:-1] + (1,), c.dtype), c], axis=-1)
-  return c0[..., starts]
+  before = c[..., np.maximum(starts - 1, 0)]
+  before[..., starts == 0] = 0
+  return before
 
 
 def accumulate(gt, m, *, area_ranges, max_dets):
@@ -117,8 +124,9 @@ def accumulate(gt, m, *, area_ranges, max_dets):
   k_count, a_count, m_count = len(gt.category_ids), len(area_ranges), len(max_dets)
   precision = -np.ones((t_count, r_count, k_count, a_count, m_count))
   recall = -np.ones((t_count, k_count, a_count, m_count))
-  # pycocotools' order: category, -score (stable) over images in id order, then rank.
-  order = np.lexsort((m.rank, m.image_index, -m.scores, m.category_index))
+  # pycocotools' order: category, -score (stable) over images in id order, then rank. The
+  # matches are sorted by (image, category, rank) already, so a stable 2-key sort suffices.
+  order = np.lexsort((-m.scores, m.category_index))
   cat, rank = m.category_index[order], m.rank[order]
   dt_out = coco_match.ignored_by_area(m.area[order], area_ranges)  # [A, N]
   position = np.empty(len(order), np.int64)
