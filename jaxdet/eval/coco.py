@@ -104,6 +104,8 @@ def detection_flags(gt, m, columns, *, area_ranges):
 
 def _exclusive(c, starts):
   """Prefix counts before each start: c [..., N] inclusive cumsum, starts [S] -> [..., S]."""
+  if c.shape[-1] == 0:
+    return np.zeros(c.shape[:-1] + (len(starts),), c.dtype)
   before = c[..., np.maximum(starts - 1, 0)]
   before[..., starts == 0] = 0
   return before
