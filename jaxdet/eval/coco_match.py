@@ -112,13 +112,15 @@ def match(gt: GroundTruth, dt: Detections, *, iou_thresholds, area_ranges, max_d
   # Pairs below the lowest threshold can never match.
   useful = iou >= thr.min() if t_count else np.zeros(len(iou), bool)
   pair_dt, pair_gt, iou = pair_dt[useful], pair_gt[useful], iou[useful]
-  candidates = np.unique(pair_dt)
-  pair_dt = np.searchsorted(candidates, pair_dt)  # now indexes candidates
+  # pair_dt is ascending (pairs were built detection by detection): unique without hashing.
+  new_dt = np.r_[True, pair_dt[1:] != pair_dt[:-1]] if len(pair_dt) else np.zeros(0, bool)
+  candidates = pair_dt[new_dt]
+  pair_dt = np.cumsum(new_dt) - 1  # now indexes candidates
   rank_c = rank[candidates]
 
   # Order pairs by (rank, detection, IoU, gt row): the last pair of a detection that passes all
   # tests is pycocotools' choice, so a max over "position in segment" picks it.
-  pord = np.lexsort((pair_gt, iou, pair_dt, rank_c[pair_dt]))
+  pord = np.lexsort((iou, pair_dt, rank_c[pair_dt]))  # stable: gt rows stay ascending
   pair_dt, pair_gt, iou = pair_dt[pord], pair_gt[pord], iou[pord]
   pair_rank = rank_c[pair_dt]
 
