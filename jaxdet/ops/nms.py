@@ -198,7 +198,14 @@ def _hard_nms(boxes, scores, classes, candidate, *, iou_threshold, max_output_si
                       jnp.sum(rest, dtype=jnp.int32), state)
 
   if head < num_boxes:
-    state = jax.lax.cond((state[1] < k) & (head < num_candidates), phase2, lambda st: st, state)
+    # A while_loop that runs at most once rather than lax.cond: under vmap, cond would run phase 2
+    # for every image, the loop only when some image needs it.
+    def needs_phase2(carry):
+      state, done = carry
+      return ~done & (state[1] < k) & (head < num_candidates)
+
+    state, _ = jax.lax.while_loop(needs_phase2, lambda carry: (phase2(carry[0]), True),
+                                  (state, False))
   _, count, kept_index, _, _ = state
   return NmsResult(indices=kept_index, valid=jnp.arange(k) < count, num_valid=count)
 
