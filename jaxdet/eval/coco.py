@@ -37,7 +37,8 @@ def coco_evaluate(gt, detections, *, iou_type: str = "bbox", max_dets=(1, 10, 10
 
   Returns:
     dict with the 12 stats as floats under ``AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100,
-    ARs, ARm, ARl`` (-1 where undefined), ``per_class`` (category name -> AP@[.5:.95], -1 for a
+    ARs, ARm, ARl`` (-1 where undefined; as in pycocotools the AP stats read the ``maxDets=100``
+    column, so they are -1 when 100 is not in ``max_dets``), ``per_class`` (category name -> AP@[.5:.95], -1 for a
     category without ground truth), ``category_ids`` [K] int64, ``category_names`` (K str),
     ``precision`` [T, R, K, A, M] float64 and ``recall`` [T, K, A, M] float64 exactly as
     ``COCOeval.eval["precision"]`` / ``["recall"]``, ``iou_thresholds`` [T], ``recall_thresholds``
