@@ -41,7 +41,11 @@ def run(args) -> int:
     if args.plots and args.metric != "coco":
       raise ValueError("--plots is only available with --metric coco")
     gt = inputs.load_ground_truth(args.gt)
-    dets = inputs.load_detections(args.detections, gt)
+    raw = inputs.read_json(args.detections, "detections")
+    dets = inputs.load_detections(raw, gt)
+    if isinstance(raw, list) and len(raw) > len(dets.order):
+      print(f"note: {len(raw) - len(dets.order)} detection(s) of categories absent from the "
+            f"ground truth were ignored (as pycocotools does)", file=sys.stderr)
     if args.metric == "coco":
       from jaxdet.eval.coco import coco_evaluate
       result = coco_evaluate(gt, dets)

@@ -62,7 +62,8 @@ class Detections(NamedTuple):
   order: np.ndarray
 
 
-def _read_json(source, what: str):
+def read_json(source, what: str):
+  """``json.load`` of a path (clear ValueError when missing or malformed); other values as is."""
   if isinstance(source, (str, os.PathLike)):
     try:
       with open(source) as f:
@@ -128,7 +129,7 @@ def load_ground_truth(gt) -> GroundTruth:
   """
   if isinstance(gt, GroundTruth):
     return gt
-  data = _read_json(gt, "ground truth")
+  data = read_json(gt, "ground truth")
   if not isinstance(data, dict) or "images" not in data or "categories" not in data:
     raise ValueError("ground truth must be a COCO dict with 'images', 'annotations' and "
                      "'categories'")
@@ -199,7 +200,7 @@ def load_detections(detections, gt: GroundTruth) -> Detections:
   """
   if isinstance(detections, Detections):
     return detections
-  data = _read_json(detections, "detections")
+  data = read_json(detections, "detections")
   if isinstance(data, dict) and "boxes_xywh" in data:
     data = (data["image_ids"], data["boxes_xywh"], data["scores"], data["category_ids"])
   if isinstance(data, tuple):

@@ -81,5 +81,11 @@ def test_bad_inputs_give_one_line_errors(files, tmp_path, capsys):
   assert "non-finite" in _error(["evaluate", "--gt", gt_path, "--detections", str(nan)], capsys)
   assert "detections must be" in _error(["evaluate", "--gt", gt_path, "--detections", gt_path],
                                         capsys)
+  other = tmp_path / "other_category.json"
+  other.write_text(json.dumps(dets + [dict(dets[0], category_id=424242)]))
+  assert cli.main(["evaluate", "--gt", gt_path, "--detections", str(other)]) == 0
+  known_cats = {c["id"] for c in gt["categories"]}
+  dropped = sum(d["category_id"] not in known_cats for d in dets) + 1
+  assert f"{dropped} detection(s) of categories absent" in capsys.readouterr().err
   assert "only available" in _error(["evaluate", "--gt", gt_path, "--detections", dt_path,
                                      "--metric", "voc", "--plots", str(tmp_path)], capsys)
