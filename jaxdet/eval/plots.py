@@ -56,8 +56,11 @@ def plot_pr_curves(result: dict, path: str, *, iou_threshold: float = 0.5, class
   ax.set(xlabel="Recall", ylabel="Precision", xlim=(0, 1), ylim=(0, 1.02),
          title=f"Precision-recall curve (IoU {iou_threshold:g}, COCO 101-point)")
   ax.grid(alpha=0.3)
-  ax.legend(loc="lower left", fontsize=7, framealpha=0.8, title=f"class, AP@{iou_threshold:g}",
-            title_fontsize=7)
+  if rows:
+    ax.legend(loc="lower left", fontsize=7, framealpha=0.8, title=f"class, AP@{iou_threshold:g}",
+              title_fontsize=7)
+  else:
+    ax.text(0.5, 0.5, "no class has ground truth", ha="center", transform=ax.transAxes)
   fig.tight_layout()
   fig.savefig(path)
 

@@ -51,3 +51,15 @@ def test_class_names_length_is_checked():
   gt, dets = _case()
   with pytest.raises(ValueError, match="names for"):
     format_table(coco_evaluate(gt, dets), ["only-one"] * 99)
+
+
+@pytest.mark.parametrize("gt", [
+    {"images": [], "categories": [], "annotations": []},
+    {"images": [{"id": 1}], "categories": [{"id": 1, "name": "a"}],
+     "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5]}]},
+])
+def test_write_report_without_detections(gt, tmp_path, recwarn):
+  stats = write_report(gt, [], str(tmp_path))
+  assert stats["AP"] == (0.0 if gt["annotations"] else -1.0)
+  assert (tmp_path / "pr_curve.png").exists()
+  assert not [w for w in recwarn if "legend" in str(w.message)]
