@@ -196,13 +196,7 @@ def _precision_recall(n_tp, n_valid, seg, npig, t_count):
   npig_f = np.where(has_gt, npig, 1).astype(np.float64)
   recall = np.where(has_gt[None], n_tp_group / npig_f[None], -1.0)
 
-  # First true positive i (1-based) with float(i / npig) >= thr, found exactly.
-  thr = RECALL_THRESHOLDS[:, None]
-  need = np.maximum(np.ceil(thr * npig_f[None]).astype(np.int64), 1)  # [R, K]
-  for _ in range(2):
-    need = np.where((need > 1) & ((need - 1) / npig_f >= thr), need - 1, need)
-    need = np.where(need / npig_f < thr, need + 1, need)
-  need = np.broadcast_to(need[None], (t_count, r_count, k_count))
+  need = np.broadcast_to(first_reaching(npig_f)[None], (t_count, r_count, k_count))
   q = np.zeros((t_count, r_count, k_count))
   ti, ri, ki = np.nonzero(need <= n_tp_group[:, None, :])
   if len(ti):
@@ -212,6 +206,26 @@ def _precision_recall(n_tp, n_valid, seg, npig, t_count):
     q[ti, ri, ki] = np.maximum.reduceat(np.append(pr, 0.0), bounds)[::2]
   q = np.where(has_gt[None, None], q, -1.0)
   return q, recall
+
+
+def first_reaching(npig_f: np.ndarray) -> np.ndarray:
+  """Smallest i >= 1 with ``i / npig >= recThr`` in float64, as pycocotools' searchsorted finds.
+
+  ``ceil(thr * npig)`` alone is off by one in ~0.3% of cases (rounding of the product), so it is
+  corrected in both directions with the exact float comparison.
+
+  Args:
+    npig_f: [K] float64 positive ground-truth counts (> 0).
+
+  Returns:
+    [R, K] int64 (may exceed npig: that recall is never reached).
+  """
+  thr = RECALL_THRESHOLDS[:, None]
+  need = np.maximum(np.ceil(thr * npig_f[None]).astype(np.int64), 1)
+  for _ in range(2):
+    need = np.where((need > 1) & ((need - 1) / npig_f >= thr), need - 1, need)
+    need = np.where(need / npig_f < thr, need + 1, need)
+  return need
 
 
 def summarize(precision, recall, *, max_dets) -> dict:

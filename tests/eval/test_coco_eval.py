@@ -159,3 +159,13 @@ def test_result_shapes_and_dtypes():
   assert result["category_ids"].dtype == np.int64
   assert all(isinstance(result[name], float) for name in STAT_NAMES)
   assert result["AR1"] <= result["AR10"] + 1e-15 <= result["AR100"] + 2e-15
+
+
+def test_first_reaching_recall_equals_searchsorted():
+  from jaxdet.eval.coco import RECALL_THRESHOLDS, first_reaching
+  npig = np.arange(1, 2501)
+  got = first_reaching(npig.astype(np.float64))
+  for k, n in enumerate(npig):
+    rc = np.arange(1, n + 1) / float(n)  # recall after each true positive, as pycocotools
+    expected = np.searchsorted(rc, RECALL_THRESHOLDS, side="left") + 1
+    np.testing.assert_array_equal(got[:, k], expected, err_msg=f"npig={n}")
