@@ -11,6 +11,7 @@ Also times building the `shapes` dataset (default config: 8000/1000/1000 images)
 
 import argparse
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -25,11 +26,23 @@ from jaxdet.data import shapes
 BATCH = 32
 
 
+def _cpu_seconds():
+  """User + system CPU time of this process and its finished children."""
+  own = resource.getrusage(resource.RUSAGE_SELF)
+  kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+  return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+LAST_CPU_PER_IMAGE = [None]
+
+
 def _rate(iterator, batches, batch_size):
   next(iterator)  # warm-up: worker start, first decode
-  start = time.perf_counter()
+  start, cpu = time.perf_counter(), _cpu_seconds()
   for _ in range(batches):
     next(iterator)
+  # CPU time per image is only complete for in-process loaders (threads).
+  LAST_CPU_PER_IMAGE[0] = (_cpu_seconds() - cpu) / (batches * batch_size)
   return batches * batch_size / (time.perf_counter() - start)
 
 
@@ -87,9 +100,10 @@ def bench_torch(size, batches, workers=2):
 
 
 def bench_build(data_dir):
-  start = time.perf_counter()
+  """Wall seconds and CPU seconds (this process + its render workers) of a default build."""
+  start, cpu = time.perf_counter(), _cpu_seconds()
   shapes.build("default", data_dir=data_dir)
-  return time.perf_counter() - start
+  return time.perf_counter() - start, _cpu_seconds() - cpu
 
 
 def main():
@@ -108,8 +122,9 @@ def main():
   if not args.skip_build:
     DATA_DIR = tmp = tempfile.mkdtemp(prefix="bench_shapes_")
     load = os.getloadavg()[0]
-    print(f"build shapes (8000/1000/1000 images, 256 px): {bench_build(tmp):.1f} s "
-          f"(1-min load average before: {load:.1f})")
+    wall, cpu = bench_build(tmp)
+    print(f"build shapes (8000/1000/1000 images, 256 px): {wall:.1f} s wall, {cpu:.1f} CPU-s "
+          f"(= {cpu / 2:.1f} s on 2 idle cores); 1-min load average before: {load:.1f}")
   try:
     _throughput(args)
   finally:
@@ -126,6 +141,9 @@ def _throughput(args):
       try:
         if name == "grain_threads":
           rates[name] = bench_grain(size, args.batches, num_threads=2)
+          cpu_ms = LAST_CPU_PER_IMAGE[0] * 1e3
+          print(f"{size} px grain_threads: {cpu_ms:.1f} CPU-ms/image "
+                f"(= {2e3 / cpu_ms:.0f} images/s on 2 idle cores)")
         elif name == "grain_processes":
           rates[name] = bench_grain(size, args.batches, worker_count=2, num_threads=1)
         elif name == "tf_data":
