@@ -169,3 +169,14 @@ def test_first_reaching_recall_equals_searchsorted():
     rc = np.arange(1, n + 1) / float(n)  # recall after each true positive, as pycocotools
     expected = np.searchsorted(rc, RECALL_THRESHOLDS, side="left") + 1
     np.testing.assert_array_equal(got[:, k], expected, err_msg=f"npig={n}")
+
+
+def test_benchmark_like_set_equals_pycocotools():
+  """Realistic sizes (hundreds of gts per class, 100-detection images) from the benchmark."""
+  import importlib.util
+  path = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "bench_eval.py"
+  spec = importlib.util.spec_from_file_location("bench_eval", path)
+  bench = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(bench)
+  gt, dets = bench.synthetic_coco(seed=3, num_images=150, num_classes=6)
+  _assert_equal_to_pycocotools(gt, dets)
