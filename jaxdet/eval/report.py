@@ -75,8 +75,9 @@ def write_report(gt, detections, out_dir: str, *, class_names=None, result=None)
   """Runs `coco_evaluate` and writes the full report into ``out_dir``.
 
   Files: ``coco_stats.json`` (12 stats, per-class AP, best-F1 confidence), ``coco_table.txt``,
-  ``pr_curve.png``, ``f1_curve.png``, ``confusion_matrix.png``,
-  ``confusion_matrix_normalized.png``.
+  ``pr_curve.png`` (IoU 0.5), ``f1_curve.png`` (IoU 0.5), ``confusion_matrix.png`` and
+  ``confusion_matrix_normalized.png`` (+ ``.npy``; IoU > 0.45, score > 0.25, the Ultralytics
+  defaults).
 
   Args:
     gt: COCO annotation dict or JSON path.
