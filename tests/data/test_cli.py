@@ -63,3 +63,9 @@ def test_errors_are_one_line(argv, needle, capsys):
   rc, _, err = _run(capsys, *argv)
   assert rc == 1
   assert needle in err and "Traceback" not in err
+
+
+def test_build_tiny(tmp_path, capsys):
+  rc, out, err = _run(capsys, "build", "shapes/tiny", "--data-dir", str(tmp_path))
+  assert rc == 0, err
+  assert "'train': 32" in out and "'validation': 8" in out
