@@ -170,3 +170,12 @@ def test_bad_arguments(tiny_data_dir):
     pipeline.input_pipeline("no_such_dataset_xyz", "train", **kw)
   with pytest.raises(ValueError, match="batch_size"):
     pipeline.input_pipeline("shapes/tiny", "train", **dict(kw, batch_size=0))
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_same_batches(tiny_data_dir):
+  kw = dict(batch_size=4, image_size=48, max_boxes=16, train=True, seed=5, data_dir=tiny_data_dir,
+            shard_index=0, shard_count=1, augment="full")
+  threads = _batches(pipeline.input_pipeline("shapes/tiny", "train", **kw), 3)
+  procs = _batches(pipeline.input_pipeline("shapes/tiny", "train", worker_count=1, **kw), 3)
+  _assert_equal_batches(threads, procs)
