@@ -134,7 +134,9 @@ def _inter_union(b1: jax.Array, b2: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def _enclosing_wh(b1: jax.Array, b2: jax.Array) -> jax.Array:
-  return jnp.maximum(jnp.maximum(b1[..., 2:], b2[..., 2:]) - jnp.minimum(b1[..., :2], b2[..., :2]), 0)
+  """Width and height of the smallest box enclosing both."""
+  corner_max = jnp.maximum(b1[..., 2:], b2[..., 2:])
+  return jnp.maximum(corner_max - jnp.minimum(b1[..., :2], b2[..., :2]), 0)
 
 
 def box_iou(boxes1_xyxy: jax.Array, boxes2_xyxy: jax.Array) -> jax.Array:

@@ -31,7 +31,8 @@ def ref_terms(a, b):
   union = area_a + area_b - inter
   cw = max(a[2], b[2]) - min(a[0], b[0])
   ch = max(a[3], b[3]) - min(a[1], b[1])
-  center_sq = ((a[0] + a[2]) / 2 - (b[0] + b[2]) / 2)**2 + ((a[1] + a[3]) / 2 - (b[1] + b[3]) / 2)**2
+  center_sq = (((a[0] + a[2]) / 2 - (b[0] + b[2]) / 2)**2 +
+               ((a[1] + a[3]) / 2 - (b[1] + b[3]) / 2)**2)
   v = 4 / math.pi**2 * (math.atan((b[2] - b[0]) / (b[3] - b[1])) -
                         math.atan((a[2] - a[0]) / (a[3] - a[1])))**2
   return inter, union, cw * ch, cw * cw + ch * ch, center_sq, v

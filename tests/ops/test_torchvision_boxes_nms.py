@@ -1,4 +1,4 @@
-"""Conformance of jaxdet.ops boxes/nms with torchvision.ops (runs when the bench extra is installed)."""
+"""jaxdet.ops boxes/nms against torchvision.ops (runs when the bench extra is installed)."""
 
 import functools
 
