@@ -1,0 +1,47 @@
+"""Feature pyramid network (Lin et al. 2017), torchvision `FeaturePyramidNetwork` semantics."""
+
+import flax.linen as nn
+
+from jaxdet.models.layers import conv_padding, upsample_nearest
+
+# torchvision initialises FPN convs with kaiming_uniform(a=1), i.e. variance 1 / fan_in.
+_FPN_INIT = nn.initializers.variance_scaling(1.0, "fan_in", "uniform")
+
+
+class FPN(nn.Module):
+  """FPN over C3..C5 with optional P6/P7 (torchvision `LastLevelP6P7`).
+
+  P_l = conv3x3(lateral1x1(C_l) + upsample(inner_{l+1})); P6 = conv3x3/2 of P5 (or of C5 when
+  `p6_from="c5"`); P7 = conv3x3/2 of relu(P6).
+
+  Attributes:
+    features: channels of every output level.
+    extra_levels: add P6 and P7 (RetinaNet).
+    p6_from: "p5" (torchvision RetinaNet v1) or "c5" (v2 / original paper).
+
+  Returns from `__call__(feats: {"c3","c4","c5"} float32 [B,h,w,C], *, train)`: dict
+  `{"p3","p4","p5"[,"p6","p7"]}` float32 `[B, H/2**l, W/2**l, features]`.
+  """
+  features: int = 256
+  extra_levels: bool = True
+  p6_from: str = "p5"
+
+  @nn.compact
+  def __call__(self, feats, *, train):
+    del train  # no BatchNorm in the FPN
+    conv = lambda k, s, name: nn.Conv(self.features, (k, k), strides=(s, s),
+                                      padding=conv_padding(k), kernel_init=_FPN_INIT, name=name)
+    inner = conv(1, 1, "inner5")(feats["c5"])
+    outs = {"p5": conv(3, 1, "layer5")(inner)}
+    for level in (4, 3):
+      lateral = conv(1, 1, f"inner{level}")(feats[f"c{level}"])
+      top_down = upsample_nearest(inner, factor=2)[:, :lateral.shape[1], :lateral.shape[2]]
+      inner = lateral + top_down
+      outs[f"p{level}"] = conv(3, 1, f"layer{level}")(inner)
+    if self.extra_levels:
+      if self.p6_from not in ("p5", "c5"):
+        raise ValueError(f"p6_from must be 'p5' or 'c5', got {self.p6_from!r}")
+      src = outs["p5"] if self.p6_from == "p5" else feats["c5"]
+      outs["p6"] = conv(3, 2, "p6")(src)
+      outs["p7"] = conv(3, 2, "p7")(nn.relu(outs["p6"]))
+    return {k: outs[k] for k in sorted(outs)}

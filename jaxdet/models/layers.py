@@ -1,0 +1,83 @@
+"""Shared building blocks (Flax Linen, NHWC).
+
+Every layer that holds BatchNorm takes `train` so statistics update only in training; with
+`frozen_bn=True` BatchNorm always runs in inference mode (the trainer excludes its params from
+training by path, see `jaxdet.models.frozen_param_patterns`).
+"""
+
+from typing import Callable
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+# PyTorch-like BatchNorm: momentum 0.9 on running stats (torch 0.1), eps 1e-5.
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+
+def conv_padding(kernel_size):
+  """Symmetric `k // 2` padding as in PyTorch (Flax "SAME" pads asymmetrically when strided)."""
+  p = kernel_size // 2
+  return ((p, p), (p, p))
+
+
+class ConvBN(nn.Module):
+  """Conv (no bias) -> BatchNorm -> activation.
+
+  Attributes:
+    features: output channels.
+    kernel_size: square kernel size (odd).
+    strides: square stride.
+    act: activation or None.
+    frozen_bn: BatchNorm always in inference mode.
+    groups: feature groups of the conv.
+  """
+  features: int
+  kernel_size: int = 3
+  strides: int = 1
+  act: Callable | None = nn.silu
+  frozen_bn: bool = False
+  groups: int = 1
+
+  @nn.compact
+  def __call__(self, x, *, train):
+    """x: float32 `[B, H, W, Cin]` -> float32 `[B, H/s, W/s, features]`."""
+    k = self.kernel_size
+    x = nn.Conv(self.features, (k, k), strides=(self.strides, self.strides),
+                padding=conv_padding(k), use_bias=False, feature_group_count=self.groups,
+                name="conv")(x)
+    x = nn.BatchNorm(use_running_average=(not train) or self.frozen_bn, momentum=BN_MOMENTUM,
+                     epsilon=BN_EPSILON, name="bn")(x)
+    return x if self.act is None else self.act(x)
+
+
+def max_pool(x, *, window, stride, padding):
+  """Max-pool, padded with -inf, in the form jax2onnx exports (keyword window, VALID).
+
+  Args:
+    x: float32 `[B, H, W, C]`.
+    window: square window size.
+    stride: square stride.
+    padding: symmetric padding on each side.
+
+  Returns:
+    float32 `[B, H', W', C]`.
+  """
+  if padding:
+    # Explicit -inf padding: jax2onnx 0.17 drops nn.max_pool's explicit `padding` pairs.
+    pad = ((0, 0), (padding, padding), (padding, padding), (0, 0))
+    x = jnp.pad(x, pad, constant_values=-jnp.inf)
+  return nn.max_pool(x, window_shape=(window, window), strides=(stride, stride), padding="VALID")
+
+
+def upsample_nearest(x, *, factor=2):
+  """Nearest upsampling by repetition (exports with a dynamic batch, unlike jax.image.resize).
+
+  Args:
+    x: `[B, H, W, C]`.
+    factor: integer scale.
+
+  Returns:
+    `[B, H*factor, W*factor, C]`.
+  """
+  return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)

@@ -1,0 +1,80 @@
+"""ResNet-18/34/50 backbones (He et al. 2016), torchvision layout (stride on the 3x3 conv, v1.5)."""
+
+import flax.linen as nn
+
+from jaxdet.models.layers import ConvBN, max_pool
+
+# depth -> (block type, blocks per stage)
+_SPECS = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+}
+_WIDTHS = (64, 128, 256, 512)
+
+
+class BasicBlock(nn.Module):
+  """Two 3x3 convs with identity/projection shortcut (expansion 1)."""
+  features: int
+  strides: int = 1
+  frozen_bn: bool = False
+
+  @nn.compact
+  def __call__(self, x, *, train):
+    y = ConvBN(self.features, 3, self.strides, nn.relu, self.frozen_bn, name="conv1")(x, train=train)
+    y = ConvBN(self.features, 3, 1, None, self.frozen_bn, name="conv2")(y, train=train)
+    if x.shape[-1] != self.features or self.strides != 1:
+      x = ConvBN(self.features, 1, self.strides, None, self.frozen_bn, name="downsample")(
+          x, train=train)
+    return nn.relu(x + y)
+
+
+class Bottleneck(nn.Module):
+  """1x1 -> 3x3 (strided) -> 1x1 (x4) with projection shortcut."""
+  features: int
+  strides: int = 1
+  frozen_bn: bool = False
+
+  @nn.compact
+  def __call__(self, x, *, train):
+    out = self.features * 4
+    y = ConvBN(self.features, 1, 1, nn.relu, self.frozen_bn, name="conv1")(x, train=train)
+    y = ConvBN(self.features, 3, self.strides, nn.relu, self.frozen_bn, name="conv2")(y, train=train)
+    y = ConvBN(out, 1, 1, None, self.frozen_bn, name="conv3")(y, train=train)
+    if x.shape[-1] != out or self.strides != 1:
+      x = ConvBN(out, 1, self.strides, None, self.frozen_bn, name="downsample")(x, train=train)
+    return nn.relu(x + y)
+
+
+class ResNet(nn.Module):
+  """ResNet backbone returning C2..C5.
+
+  Attributes:
+    depth: 18, 34 or 50.
+    frozen_bn: every BatchNorm in inference mode (exclude `backbone/.*/bn/` params from training).
+    width: channels of the first stage (64 is standard; smaller for tests).
+
+  Returns from `__call__(images [B,H,W,3] float32, *, train)`: dict `{"c2": [B,H/4,W/4,C2],
+  "c3": [B,H/8,..], "c4": [B,H/16,..], "c5": [B,H/32,..]}` float32.
+  """
+  depth: int = 50
+  frozen_bn: bool = False
+  width: int = 64
+
+  @nn.compact
+  def __call__(self, x, *, train):
+    if self.depth not in _SPECS:
+      raise ValueError(f"ResNet depth must be one of {sorted(_SPECS)}, got {self.depth}")
+    kind, blocks = _SPECS[self.depth]
+    block_cls = BasicBlock if kind == "basic" else Bottleneck
+    x = ConvBN(self.width, 7, 2, nn.relu, self.frozen_bn, name="stem")(x, train=train)
+    x = max_pool(x, window=3, stride=2, padding=1)
+    feats = {}
+    for stage, num in enumerate(blocks):
+      features = self.width * (2**stage)
+      for i in range(num):
+        strides = 2 if (i == 0 and stage > 0) else 1
+        x = block_cls(features, strides, self.frozen_bn, name=f"layer{stage + 1}_{i}")(
+            x, train=train)
+      feats[f"c{stage + 2}"] = x
+    return feats

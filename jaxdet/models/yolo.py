@@ -1,0 +1,207 @@
+"""YOLO-style one-stage detector: CSP-Darknet + PAN + anchor-free decoupled head, TAL assigner.
+
+Design (and why): an anchor-free head predicts, at every grid point of strides 8/16/32, class
+logits and ltrb distances to the box sides (decoupled branches, as YOLOX/YOLOv8, because the two
+tasks want different features). There is no objectness branch and no DFL: the task-aligned
+assigner (`assigners.task_aligned_assign`) gives IoU-aware soft class targets, so the class score
+already ranks boxes by localisation quality; plain distances keep the head small and fast on CPU.
+Losses: BCE (or varifocal) on the soft targets and CIoU on decoded boxes, weighted by the target
+quality and normalised by max(sum of soft targets, 1).
+"""
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from jaxdet import losses
+from jaxdet.models import assigners
+from jaxdet.models.backbones import build_backbone
+from jaxdet.models.csp_darknet import scaled_width
+from jaxdet.models.layers import ConvBN
+from jaxdet.models.pan import PAN
+from jaxdet.ops import anchors as anchor_ops
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Default `config.model` block of the YOLO-style detector (nano-sized, CPU friendly)."""
+  c = ml_collections.ConfigDict()
+  c.name = "yolo"
+  c.backbone = "csp_darknet"
+  c.width = 0.25  # channel multiplier (CSP-Darknet and PAN)
+  c.depth = 0.33  # block multiplier
+  c.max_channels = 1024
+  c.frozen_bn = False
+  c.strides = (8, 16, 32)
+  c.head_width = 0  # 0: derived from the P3 width
+  c.prior_prob = 0.01
+  c.assigner = ml_collections.ConfigDict(dict(topk=10, alpha=0.5, beta=6.0))
+  c.cls_loss = "bce"  # "bce" | "varifocal" | "focal"
+  c.box_loss = "ciou"  # "ciou" | "giou" | "diou"
+  c.cls_weight = 1.0
+  c.box_weight = 5.0
+  return c
+
+
+class DecoupledHead(nn.Module):
+  """Per-level cls and box branches (two 3x3 ConvBN each, then a 1x1 prediction).
+
+  Returns from `__call__(feat float32 [B,h,w,Cin], *, train)`: cls logits float32 `[B,h*w,C]`,
+  raw box outputs float32 `[B,h*w,4]`.
+  """
+  num_classes: int
+  cls_width: int
+  box_width: int
+  prior_prob: float = 0.01
+
+  @nn.compact
+  def __call__(self, x, *, train):
+    bias = -math.log((1 - self.prior_prob) / self.prior_prob)
+    c = ConvBN(self.cls_width, 3, name="cls1")(x, train=train)
+    c = ConvBN(self.cls_width, 3, name="cls2")(c, train=train)
+    c = nn.Conv(self.num_classes, (1, 1), bias_init=nn.initializers.constant(bias), name="cls")(c)
+    b = ConvBN(self.box_width, 3, name="box1")(x, train=train)
+    b = ConvBN(self.box_width, 3, name="box2")(b, train=train)
+    b = nn.Conv(4, (1, 1), name="box")(b)
+    flat = lambda t: t.reshape(t.shape[0], -1, t.shape[-1])
+    return flat(c), flat(b)
+
+
+class YOLO(nn.Module):
+  """YOLO-style detector.
+
+  Attributes:
+    num_classes: C.
+    backbone: module mapping images to `{"c3","c4","c5"}` features (named "backbone").
+    neck_features: PAN output channels of P3..P5.
+    neck_blocks: bottlenecks per PAN C2f.
+    strides: strides of P3..P5 (must be (8, 16, 32) for this neck).
+    head_width: channels of the head branches.
+    prior_prob: initial foreground probability of the class logits.
+
+  `__call__(images float32 [B,S,S,3], *, train)` returns a dict:
+    `cls_logits` float32 `[B,A,C]`; `box_ltrb` float32 `[B,A,4]` distances (input pixels) from each
+    point to the left/top/right/bottom box sides; `points` float32 `[A,2]` and `strides` float32
+    `[A]` (constants of the input size), A = sum over levels of ceil(S/s)**2.
+  """
+  num_classes: int
+  backbone: nn.Module
+  neck_features: tuple[int, int, int] = (64, 128, 256)
+  neck_blocks: int = 1
+  strides: tuple[int, ...] = (8, 16, 32)
+  head_width: int = 64
+  prior_prob: float = 0.01
+
+  @nn.compact
+  def __call__(self, images, *, train):
+    if images.ndim != 4 or images.shape[-1] != 3:
+      raise ValueError(f"images must be [B, H, W, 3], got {images.shape}")
+    feats = self.backbone(images, train=train)
+    feats = PAN(self.neck_features, self.neck_blocks, name="neck")(feats, train=train)
+    cls_width = max(self.head_width, min(self.num_classes, 100))
+    cls_out, box_out = [], []
+    for i, level in enumerate(("p3", "p4", "p5")):
+      c, b = DecoupledHead(self.num_classes, cls_width, self.head_width, self.prior_prob,
+                           name=f"head_{level}")(feats[level], train=train)
+      # softplus keeps distances positive with a smooth gradient; units of the level's stride.
+      cls_out.append(c)
+      box_out.append(jax.nn.softplus(b) * self.strides[i])
+    points, strides = anchor_ops.grid_points(images.shape[1:3], self.strides)
+    return {"cls_logits": jnp.concatenate(cls_out, axis=1),
+            "box_ltrb": jnp.concatenate(box_out, axis=1),
+            "points": jnp.asarray(points), "strides": jnp.asarray(strides)}
+
+
+def build(config, *, num_classes) -> YOLO:
+  """YOLO module from a `default_config()`-shaped ConfigDict."""
+  if tuple(config.strides) != (8, 16, 32):
+    raise ValueError(f"yolo strides must be (8, 16, 32), got {tuple(config.strides)}")
+  width, max_ch = config.get("width", 0.25), config.get("max_channels", 1024)
+  if config.backbone == "csp_darknet":
+    neck = tuple(scaled_width(b, width=width, max_channels=max_ch) for b in (256, 512, 1024))
+  else:
+    neck = tuple(scaled_width(b, width=width) for b in (256, 512, 1024))
+  head_width = config.get("head_width", 0) or max(16, neck[0])
+  depth = config.get("depth", 0.33)
+  return YOLO(num_classes=num_classes, backbone=build_backbone(config), neck_features=neck,
+              neck_blocks=max(1, round(3 * depth)), strides=tuple(config.strides),
+              head_width=head_width, prior_prob=config.get("prior_prob", 0.01))
+
+
+def _boxes_from_ltrb(points_xy, ltrb):
+  """points `[A,2]`, ltrb `[...,A,4]` -> xyxy `[...,A,4]`."""
+  return jnp.concatenate([points_xy - ltrb[..., :2], points_xy + ltrb[..., 2:]], axis=-1)
+
+
+def decode(preds, *, image_size):
+  """Boxes and class probabilities from the raw predictions.
+
+  Args:
+    preds: output dict of `YOLO.__call__`.
+    image_size: int S (square input) or (H, W); boxes are clipped to it.
+
+  Returns:
+    boxes_xyxy float32 `[B,A,4]` input pixels, scores float32 `[B,A,C]` in [0, 1].
+  """
+  h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+  boxes = _boxes_from_ltrb(preds["points"], preds["box_ltrb"].astype(jnp.float32))
+  boxes = jnp.clip(boxes, 0.0, jnp.asarray([w, h, w, h], jnp.float32))
+  return boxes, jax.nn.sigmoid(preds["cls_logits"].astype(jnp.float32))
+
+
+def _model_config(config):
+  return config.model if "model" in config else config
+
+
+def loss_fn(preds, batch, *, config):
+  """Training loss of the YOLO-style detector.
+
+  Args:
+    preds: output dict of `YOLO.__call__` (train mode).
+    batch: dict with `boxes` float32 `[B,M,4]` xyxy input pixels, `classes` int32 `[B,M]`,
+      `box_mask` bool `[B,M]`.
+    config: the model ConfigDict (`config.model`; a full experiment config also works).
+
+  Returns:
+    `(loss [] float32, metrics)` with metrics `loss`, `cls_loss`, `box_loss`, `num_fg` (scalars).
+  """
+  cfg = _model_config(config)
+  logits = preds["cls_logits"].astype(jnp.float32)
+  ltrb = preds["box_ltrb"].astype(jnp.float32)
+  pred_boxes = _boxes_from_ltrb(preds["points"], ltrb)
+  a = cfg.get("assigner", {})
+  assign = jax.vmap(lambda s, b, g, c, m: assigners.task_aligned_assign(
+      s, b, preds["points"], g, c, m, topk=a.get("topk", 10), alpha=a.get("alpha", 0.5),
+      beta=a.get("beta", 6.0)))
+  targets = assign(jax.nn.sigmoid(logits), pred_boxes, batch["boxes"].astype(jnp.float32),
+                   batch["classes"], batch["box_mask"])
+  target_sum = jnp.sum(targets.target_scores)
+
+  kind = cfg.get("cls_loss", "bce")
+  if kind == "bce":
+    cls = losses.sigmoid_binary_cross_entropy(logits, targets.target_scores)
+  elif kind == "varifocal":
+    cls = losses.varifocal_loss(logits, targets.target_scores)
+  elif kind == "focal":
+    cls = losses.sigmoid_focal_loss(logits, targets.target_scores)
+  else:
+    raise ValueError(f"unknown cls_loss {kind!r}")
+  cls_loss = jnp.sum(cls) / losses.safe_normalizer(target_sum)
+
+  box_kind = cfg.get("box_loss", "ciou")
+  if box_kind not in losses.regression.IOU_LOSSES:
+    raise ValueError(f"unknown box_loss {box_kind!r}")
+  # Background rows get their prediction as target: a finite, zero-loss-free dummy that `where`
+  # then drops, so empty ground truth gives exactly 0 with finite gradients.
+  safe_targets = jnp.where(targets.fg_mask[..., None], targets.target_boxes_xyxy,
+                           jax.lax.stop_gradient(pred_boxes))
+  box = losses.regression.IOU_LOSSES[box_kind](pred_boxes, safe_targets)
+  weight = jnp.where(targets.fg_mask, jnp.sum(targets.target_scores, -1), 0.0)
+  box_loss = losses.masked_sum(box, weight) / losses.safe_normalizer(target_sum)
+
+  loss = cfg.get("cls_weight", 1.0) * cls_loss + cfg.get("box_weight", 5.0) * box_loss
+  metrics = {"loss": loss, "cls_loss": cls_loss, "box_loss": box_loss,
+             "num_fg": jnp.sum(targets.fg_mask).astype(jnp.float32)}
+  return loss, metrics
