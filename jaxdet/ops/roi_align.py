@@ -1,32 +1,38 @@
-"""RoIAlign on NHWC features, equal to `torchvision.ops.roi_align` (forward) with static shapes.
+"""RoIAlign on NHWC features, equal to `torchvision.ops.roi_align` with static shapes.
 
 Bilinear sampling is separable: with `grid_h` samples per bin along y, each output bin is
   out[ph, pw, c] = sum_{h, w} Ay[ph, h] Ax[pw, w] F[h, w, c],
-where Ay[ph, :] holds each sample's two bilinear row weights divided by grid_h (Ax likewise). Each
-row of Ay is stored as a few "taps" (row index, weight); the output is then a sum of
-taps_y x taps_x gathers of C-vectors, which XLA fuses into one loop (no [.., taps, C] buffer).
+where Ay[ph, :] sums each sample's two bilinear row weights divided by grid_h (Ax likewise). Each
+row of Ay is stored as "taps" (row index, weight) and the output is a sum over tap pairs of
+gathered C-vectors. A loop runs over the row taps actually used by the call (data-dependent trip
+count, static shapes); each step gathers a block of column taps in one fused XLA kernel.
 
-Static shapes for torchvision's data-dependent sample count (`sampling_ratio <= 0`, grid =
-ceil(roi_size / output_size) per RoI): all samples up to `_MAX_ENUMERATED` per bin are enumerated
-with a mask, and the taps of a bin are merged into `span` consecutive rows. A `lax.switch` then
-runs the cheapest static tap count that covers the largest span of the call, and an exact dense
-path (full Ay/Ax matrices, at most H + 4 in-map samples per bin enumerated) covers everything
-else, so the result equals torchvision for every box. Under `jax.vmap` a switch runs all its
-branches: pass the batch as the leading dimension instead of vmapping.
+Static shapes for the data-dependent sample count of `sampling_ratio <= 0` (torchvision's
+adaptive grid = ceil(roi_size / output_size) per RoI): up to `_MAX_TAPS - 1` samples per bin are
+enumerated with a mask (only `_SHORT_ENUMERATION` when every grid of the call is that small) and
+merged into consecutive row taps. If a call has a larger grid or a span of more than `_MAX_TAPS`
+rows in a bin, an exact dense path (full Ay/Ax matrices built from the at most H + 4 in-map
+samples of each bin; two matmuls) runs instead, so the result equals torchvision for every box.
+Its cost is that of the whole map for every RoI of the call. With `sampling_ratio > 0` the
+2 * sampling_ratio unmerged taps (or fewer merged ones) are always exact.
+
+The backward pass is a custom VJP (scatter-add of the same taps): gradients flow to `features`;
+as in torchvision, none flow to the boxes.
 """
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
 
-# Merged tap counts tried in order for sampling_ratio <= 0; larger spans use the dense path.
-_MERGED_TAPS = (2, 3, 4, 6, 9)
-_MAX_ENUMERATED = max(_MERGED_TAPS) - 1
-# Unmerged taps (2 per sample) above this count go to the dense path for sampling_ratio > 0.
-_MAX_UNMERGED_TAPS = 8
-# Taps x taps gathers are unrolled (fused) up to this; beyond it a scan over y taps.
-_MAX_UNROLLED = 6
+# Merged taps per bin and axis before the dense path takes over (sampling_ratio <= 0).
+_MAX_TAPS = 28
+# Samples enumerated per bin when every grid of the call is at most this (sampling_ratio <= 0).
+_SHORT_ENUMERATION = 4
+# Row x column taps gathered per loop step, fused into one XLA kernel: spans up to 4 (most boxes
+# with sampling_ratio 2 or adaptive) take a single step.
+_BLOCK = 4
 # Cap on the sample count of absurdly large boxes (int32 safety); the dense path enumerates only
 # in-map samples, so the cap never changes a result.
 _GRID_CAP = 2 ** 30
@@ -40,39 +46,58 @@ def _pair(size) -> tuple[int, int]:
 
 
 class _Axis:
-  """Per-axis RoI geometry: start [B,K], bin size [B,K], samples per bin [B,K] int32, size."""
+  """Per-axis RoI geometry: start, bin size and samples per bin [B,K]; static out and size."""
 
-  def __init__(self, start, length, out, sampling_ratio, size, aligned):
+  def __init__(self, start, bin_size, grid, out: int, size: int):
+    self.start, self.bin, self.grid, self.out, self.size = start, bin_size, grid, out, size
+
+  @classmethod
+  def from_box(cls, start, length, *, out, sampling_ratio, size, aligned):
     if not aligned:
       length = jnp.maximum(length, 1.0)
-    self.start, self.out, self.size = start, out, size
-    self.bin = length / out
     if sampling_ratio > 0:
-      self.grid = jnp.full(start.shape, sampling_ratio, jnp.int32)
+      grid = jnp.full(start.shape, sampling_ratio, jnp.int32)
     else:
-      grid = jnp.ceil(length / out)
-      self.grid = jnp.minimum(grid, _GRID_CAP).astype(jnp.int32)
-    self.norm = 1.0 / jnp.maximum(self.grid, 1).astype(start.dtype)
+      grid = jnp.minimum(jnp.ceil(length / out), _GRID_CAP).astype(jnp.int32)
+    return cls(start, length / out, grid, out, size)
 
-  def samples(self, first, count):
+  def arrays(self):
+    return self.start, self.bin, self.grid
+
+  def samples(self, first, count: int):
     """Bilinear terms of samples first + [0, count) of every bin: [B,K,out,count] each."""
-    bin_start = self.start[..., None] + jnp.arange(self.out, dtype=self.start.dtype) * self.bin[..., None]
+    dtype = self.start.dtype
+    bin_start = self.start[..., None] + jnp.arange(self.out, dtype=dtype) * self.bin[..., None]
     index = first + jnp.arange(count)  # first: [B,K,out,1] or 0
     # max(grid, 1): a zero-size aligned box has grid 0 and no samples (and must not divide by 0).
-    grid = jnp.maximum(self.grid, 1)[..., None, None].astype(self.start.dtype)
-    # Same operation order as torchvision's kernel so the floors agree.
-    pos = bin_start[..., None] + (index + 0.5).astype(self.start.dtype) * self.bin[..., None, None] / grid
+    grid = jnp.maximum(self.grid, 1)[..., None, None].astype(dtype)
+    # Same operation order as torchvision's kernel so that the floors agree.
+    pos = bin_start[..., None] + (index + 0.5).astype(dtype) * self.bin[..., None, None] / grid
     valid = (index < self.grid[..., None, None]) & (pos >= -1.0) & (pos <= self.size)
-    # Valid samples lie in [-1, size]; the others get position 0 so their (zero-weight) indices
-    # stay in bounds.
+    # Valid samples lie in [-1, size]; the others get position 0 to keep indices in bounds.
     pos = jnp.where(valid, jnp.clip(pos, 0.0, self.size), 0.0)
     low = jnp.floor(pos).astype(jnp.int32)
     at_end = low >= self.size - 1
     low = jnp.where(at_end, self.size - 1, low)
     high = jnp.where(at_end, self.size - 1, low + 1)
-    frac = jnp.where(at_end, 0.0, pos - low.astype(pos.dtype))
-    scale = jnp.where(valid, self.norm[..., None, None], 0.0)
+    frac = jnp.where(at_end, 0.0, pos - low.astype(dtype))
+    scale = jnp.where(valid, 1.0 / grid, 0.0)
     return low, high, (1.0 - frac) * scale, frac * scale, valid
+
+
+def _histogram(bins, values, num_bins: int):
+  """sum of values per bin along the last axis: [..., S] x [..., S] -> [..., num_bins].
+
+  Bins outside [0, num_bins) are dropped. A flat scatter-add: much faster on CPU than a one-hot
+  [..., S, num_bins] reduction.
+  """
+  lead = bins.shape[:-1]
+  rows = jnp.arange(math.prod(lead)).reshape(lead + (1,))
+  inside = (bins >= 0) & (bins < num_bins)
+  flat = rows * num_bins + jnp.clip(bins, 0, num_bins - 1)
+  total = jnp.zeros((rows.size * num_bins,), values.dtype)
+  total = total.at[flat.reshape(-1)].add(jnp.where(inside, values, 0).reshape(-1))
+  return total.reshape(lead + (num_bins,))
 
 
 def _unmerged_taps(axis: _Axis, count: int):
@@ -80,91 +105,193 @@ def _unmerged_taps(axis: _Axis, count: int):
   return jnp.concatenate([low, high], -1), jnp.concatenate([w_low, w_high], -1)
 
 
-def _merged_samples(axis: _Axis):
-  """Samples of every bin (up to _MAX_ENUMERATED) and the first row / span of their taps."""
-  low, high, w_low, w_high, valid = axis.samples(0, _MAX_ENUMERATED)
+def _merged_taps(axis: _Axis, count: int, num_taps: int):
+  """Samples 0..count-1 of every bin merged into num_taps consecutive rows from the first one.
+
+  Returns rows int32 [B,K,out,num_taps], weights [B,K,out,num_taps] and the largest span (rows
+  from first to last used) over all bins, int32 []. The taps are exact when span <= num_taps.
+  """
+  low, high, w_low, w_high, valid = axis.samples(0, count)
   first = jnp.min(jnp.where(valid, low, axis.size), -1, keepdims=True)
   first = jnp.where(first == axis.size, 0, first)
-  last = jnp.max(jnp.where(valid, high, 0), -1, keepdims=True)
-  span = jnp.max(jnp.where(jnp.any(valid, -1, keepdims=True), last - first + 1, 0))
-  fits = jnp.all(axis.grid <= _MAX_ENUMERATED)
-  return (first, low - first, high - first, w_low, w_high), span, fits
+  last = jnp.max(jnp.where(valid, high, -1), -1, keepdims=True)
+  span = jnp.max(jnp.maximum(last - first + 1, 0))
+  weights = _histogram(jnp.concatenate([low - first, high - first], -1),
+                       jnp.concatenate([w_low, w_high], -1), num_taps)
+  return jnp.minimum(first + jnp.arange(num_taps), axis.size - 1), weights, span
 
 
-def _merge(merged_samples, num_taps: int, size: int):
-  first, off_low, off_high, w_low, w_high = merged_samples
-  taps = jnp.arange(num_taps)
-  weights = (jnp.sum(w_low[..., None] * (off_low[..., None] == taps), -2)
-             + jnp.sum(w_high[..., None] * (off_high[..., None] == taps), -2))
-  return jnp.minimum(first + taps, size - 1), weights
-
-
-def _dense_matrix(axis: _Axis, first, count: int):
-  """Ay [B,K,out,size]: sum of every (enumerated) sample's two bilinear weights."""
-  low, high, w_low, w_high, _ = axis.samples(first, count)
-  rows = jnp.arange(axis.size)
-  return (jnp.sum(w_low[..., None] * (low[..., None] == rows), -2)
-          + jnp.sum(w_high[..., None] * (high[..., None] == rows), -2))
+def _axis_taps(axis: _Axis, sampling_ratio: int):
+  """Taps of one axis: rows, weights [B,K,out,T], taps in use [] int32, exact [] bool."""
+  if sampling_ratio > 0:
+    num = 2 * sampling_ratio
+    rows, weights = _unmerged_taps(axis, sampling_ratio)
+    m_rows, m_weights, span = _merged_taps(axis, sampling_ratio, num)
+    use_merged = span < num  # merged taps are fewer when the samples of a bin are close
+    return (jnp.where(use_merged, m_rows, rows), jnp.where(use_merged, m_weights, weights),
+            jnp.where(use_merged, span, num), jnp.bool_(True))
+  # Enumerating _MAX_TAPS - 1 samples for every bin costs more than the pooling itself when all
+  # grids are small (the common case), so a cheap cond picks a short enumeration then.
+  max_grid = jnp.max(axis.grid)
+  rows, weights, span = jax.lax.cond(
+      max_grid <= _SHORT_ENUMERATION,
+      lambda: _merged_taps(axis, _SHORT_ENUMERATION, _MAX_TAPS),
+      lambda: _merged_taps(axis, _MAX_TAPS - 1, _MAX_TAPS))
+  exact = (max_grid <= _MAX_TAPS - 1) & (span <= _MAX_TAPS)
+  return rows, weights, span, exact
 
 
 def _first_in_map_sample(axis: _Axis):
-  """Index of the first sample at or after -1 (minus one for float safety), [B,K,out,1]."""
-  bin_start = axis.start[..., None] + jnp.arange(axis.out, dtype=axis.start.dtype) * axis.bin[..., None]
-  step = axis.bin[..., None] / jnp.maximum(axis.grid, 1)[..., None].astype(axis.start.dtype)
+  """Index of the first sample at or after -1 (one less, for float safety), [B,K,out,1]."""
+  dtype = axis.start.dtype
+  bin_start = axis.start[..., None] + jnp.arange(axis.out, dtype=dtype) * axis.bin[..., None]
+  step = axis.bin[..., None] / jnp.maximum(axis.grid, 1)[..., None].astype(dtype)
   first = jnp.ceil((-1.0 - bin_start) / jnp.maximum(step, 1e-30) - 0.5) - 1
   return jnp.clip(first, 0, _GRID_CAP).astype(jnp.int32)[..., None]
 
 
-def _gather_taps(features, rows, w_rows, cols, w_cols):
-  """sum_{p,q} w_rows[..,ph,p] w_cols[..,pw,q] F[b, rows[..,ph,p], cols[..,pw,q]] -> [B,K,oh,ow,C]."""
+def _dense_matrix(axis: _Axis):
+  """Ay [B,K,out,size]: every in-map sample's two bilinear weights, summed per row."""
+  low, high, w_low, w_high, _ = axis.samples(_first_in_map_sample(axis), axis.size + 4)
+  return _histogram(jnp.concatenate([low, high], -1), jnp.concatenate([w_low, w_high], -1),
+                    axis.size)
+
+
+def _tap_steps(taps, features_shape):
+  """Loop step i -> _BLOCK x _BLOCK (flat pixel index [B,K,oh,ow], weight [B,K,oh,ow]) pairs.
+
+  Shared by the forward gather and the backward scatter. Returns (step, number of steps).
+  """
+  rows, w_rows, n_rows, cols, w_cols, n_cols = taps
+  b, h, w, _ = features_shape
+
+  def pad(x):
+    # Zero-weight taps at row/col 0 up to a whole number of blocks, and at least two blocks:
+    # with a single block the slices below become static and XLA (CPU) then materializes each
+    # gathered tap pair instead of fusing them into one kernel (measured 20x slower).
+    size = max(x.shape[-1] + (-x.shape[-1] % _BLOCK), 2 * _BLOCK)
+    return jnp.pad(x, [(0, 0)] * 3 + [(0, size - x.shape[-1])])
+
+  row_index = pad(rows * w + (jnp.arange(b) * h * w)[:, None, None, None])  # [B,K,oh,T]
+  w_rows, cols, w_cols = pad(w_rows), pad(cols), pad(w_cols)
+  col_blocks = (n_cols + _BLOCK - 1) // _BLOCK
+
+  def step(i):
+    start_row, start_col = (i // col_blocks) * _BLOCK, (i % col_blocks) * _BLOCK
+    r = jax.lax.dynamic_slice_in_dim(row_index, start_row, _BLOCK, axis=3)
+    wr = jax.lax.dynamic_slice_in_dim(w_rows, start_row, _BLOCK, axis=3)
+    c = jax.lax.dynamic_slice_in_dim(cols, start_col, _BLOCK, axis=3)
+    wc = jax.lax.dynamic_slice_in_dim(w_cols, start_col, _BLOCK, axis=3)
+    return [(r[..., :, None, p] + c[..., None, :, q], wr[..., :, None, p] * wc[..., None, :, q])
+            for p in range(_BLOCK) for q in range(_BLOCK)]
+
+  return step, ((n_rows + _BLOCK - 1) // _BLOCK) * col_blocks
+
+
+def _gather_taps(features, taps):
   b, h, w, c = features.shape
   flat = features.reshape(b * h * w, c)
-  row_index = rows * w + (jnp.arange(b) * h * w)[:, None, None, None]  # [B,K,oh,P]
-  num_p, num_q = rows.shape[-1], cols.shape[-1]
-  w_rows = w_rows.astype(features.dtype)
-  w_cols = w_cols.astype(features.dtype)
+  step, num_steps = _tap_steps(taps, features.shape)
 
-  def one_row_tap(p):
-    # [B,K,oh,1] + [B,K,1,ow] -> gathers of [B,K,oh,ow,C], unrolled over column taps so that XLA
-    # fuses them with the weighted sum.
-    acc = 0.0
-    for q in range(num_q):
-      index = row_index[..., p][..., :, None] + cols[..., q][..., None, :]
-      pixels = flat.at[index].get(mode="promise_in_bounds")
-      acc = acc + w_cols[..., q][..., None, :, None] * pixels
-    return w_rows[..., p][..., :, None, None] * acc
+  def body(i, acc):
+    for index, weight in step(i):
+      acc = acc + weight[..., None].astype(acc.dtype) * flat.at[index].get(
+          mode="promise_in_bounds")
+    return acc
 
-  if num_p <= _MAX_UNROLLED:
-    return sum(one_row_tap(p) for p in range(num_p))
-
-  def body(acc, p):
-    return acc + one_row_tap(p), None
-
-  out_shape = rows.shape[:3] + cols.shape[2:3] + (c,)
-  acc, _ = jax.lax.scan(body, jnp.zeros(out_shape, features.dtype), jnp.arange(num_p))
-  return acc
+  out_shape = taps[0].shape[:3] + taps[3].shape[2:3] + (c,)
+  return jax.lax.fori_loop(0, num_steps, body, jnp.zeros(out_shape, features.dtype))
 
 
-def _dense(features, a_y, a_x):
+def _scatter_taps(cotangent, taps, features_shape):
+  b, h, w, c = features_shape
+  step, num_steps = _tap_steps(taps, features_shape)
+
+  def body(i, grad):
+    for index, weight in step(i):
+      grad = grad.at[index].add(weight[..., None].astype(grad.dtype) * cotangent,
+                                mode="promise_in_bounds")
+    return grad
+
+  grad = jax.lax.fori_loop(0, num_steps, body, jnp.zeros((b * h * w, c), cotangent.dtype))
+  return grad.reshape(features_shape)
+
+
+def _dense_forward(features, a_y, a_x):
   t = jnp.einsum("bkyh,bhwc->bkywc", a_y.astype(features.dtype), features)
   return jnp.einsum("bkywc,bkxw->bkyxc", t, a_x.astype(features.dtype))
+
+
+def _dense_backward(cotangent, a_y, a_x):
+  t = jnp.einsum("bkyxc,bkxw->bkywc", cotangent, a_x.astype(cotangent.dtype))
+  return jnp.einsum("bkyh,bkywc->bhwc", a_y.astype(cotangent.dtype), t)
+
+
+def _make_pool(out_h: int, out_w: int, h: int, w: int, *, with_dense: bool):
+  """Linear map features -> pooled with a custom VJP; geometry arrays get no cotangent."""
+
+  def dense_mats(geometry):
+    geo_y, geo_x = geometry
+    return _dense_matrix(_Axis(*geo_y, out_h, h)), _dense_matrix(_Axis(*geo_x, out_w, w))
+
+  def forward(features, taps, use_dense, geometry):
+    if not with_dense:
+      return _gather_taps(features, taps)
+    # Branches return flat arrays: a 1-D result has a single layout, so the dense branch's
+    # preferred (transposed) output layout cannot force a copy onto the common gather path.
+    shape = taps[0].shape[:3] + (out_w, features.shape[-1])
+    flat = jax.lax.cond(use_dense,
+                        lambda: _dense_forward(features, *dense_mats(geometry)).reshape(-1),
+                        lambda: _gather_taps(features, taps).reshape(-1))
+    return flat.reshape(shape)
+
+  @jax.custom_vjp
+  def pool(features, taps, use_dense, geometry):
+    return forward(features, taps, use_dense, geometry)
+
+  def pool_fwd(features, taps, use_dense, geometry):
+    residual = (taps, use_dense, geometry, jnp.zeros((0,) + features.shape[1:], features.dtype))
+    return forward(features, taps, use_dense, geometry), residual
+
+  def pool_bwd(residual, cotangent):
+    taps, use_dense, geometry, like = residual
+    shape = (cotangent.shape[0],) + like.shape[1:]
+    if with_dense:
+      grad = jax.lax.cond(use_dense,
+                          lambda: _dense_backward(cotangent, *dense_mats(geometry)).reshape(-1),
+                          lambda: _scatter_taps(cotangent, taps, shape).reshape(-1))
+      grad = grad.reshape(shape)
+    else:
+      grad = _scatter_taps(cotangent, taps, shape)
+    zeros = jax.tree.map(_zero_cotangent, (taps, use_dense, geometry))
+    return (grad.astype(like.dtype),) + zeros
+
+  pool.defvjp(pool_fwd, pool_bwd)
+  return pool
+
+
+def _zero_cotangent(x):
+  if jnp.issubdtype(x.dtype, jnp.inexact):
+    return jnp.zeros_like(x)
+  return None
 
 
 def roi_align(features: jnp.ndarray, boxes_xyxy: jnp.ndarray, *, output_size,
               spatial_scale: float = 1.0, sampling_ratio: int = -1,
               aligned: bool = False) -> jnp.ndarray:
-  """RoIAlign (Mask R-CNN), same numbers as `torchvision.ops.roi_align` on NCHW features.
+  """RoIAlign (Mask R-CNN), the same numbers as `torchvision.ops.roi_align` on NCHW features.
 
   Box coordinates are scaled by `spatial_scale` (and shifted by -0.5 when `aligned`), each box is
   split into output_size bins, and each bin averages grid_h x grid_w bilinear samples, where
   grid = sampling_ratio, or ceil(roi_size / output_size) when sampling_ratio <= 0 (adaptive, the
-  torchvision default). Samples beyond one pixel outside the map count as 0. Boxes with a
-  non-finite coordinate give zeros. Gradients flow to `features` (and to the boxes' continuous
-  part, which torchvision does not provide).
+  torchvision default). Samples more than one pixel outside the map count as 0. A box with a
+  non-finite coordinate gives zeros. Gradients flow to `features` only (as torchvision).
+  jit-able; under `jax.vmap` the data-dependent loop and path choice are padded to the worst case
+  of the batch, so prefer the batch dimension B to vmap.
 
   Args:
     features: float [B, H, W, C] feature map (NHWC).
-    boxes_xyxy: float [B, K, 4] boxes per image, in input coordinates (multiplied by
+    boxes_xyxy: float [B, K, 4] boxes per image in input coordinates (multiplied by
       `spatial_scale` to reach feature coordinates). Padding boxes are fine; mask their outputs.
     output_size: int or (out_h, out_w).
     spatial_scale: feature size / input size, e.g. 1/8 for stride 8.
@@ -195,36 +322,20 @@ def _roi_align(features, boxes_xyxy, *, output_size, spatial_scale, sampling_rat
   out_h, out_w = output_size
   _, h, w, _ = features.shape
   dtype = jnp.promote_types(features.dtype, jnp.float32)
+  boxes_xyxy = jax.lax.stop_gradient(boxes_xyxy)
   finite = jnp.all(jnp.isfinite(boxes_xyxy), -1)
   boxes = jnp.where(finite[..., None], boxes_xyxy, 0.0).astype(dtype)
   offset = 0.5 if aligned else 0.0
   x1, y1, x2, y2 = (boxes[..., i] * spatial_scale - offset for i in range(4))
-  ay = _Axis(y1, y2 - y1, out_h, sampling_ratio, h, aligned)
-  ax = _Axis(x1, x2 - x1, out_w, sampling_ratio, w, aligned)
-
-  if sampling_ratio > 0:
-    if 2 * sampling_ratio <= _MAX_UNMERGED_TAPS:
-      out = _gather_taps(features, *_unmerged_taps(ay, sampling_ratio),
-                         *_unmerged_taps(ax, sampling_ratio))
-    else:
-      out = _dense(features, _dense_matrix(ay, 0, sampling_ratio),
-                   _dense_matrix(ax, 0, sampling_ratio))
-  else:
-    merged_y, span_y, fits_y = _merged_samples(ay)
-    merged_x, span_x, fits_x = _merged_samples(ax)
-    span = jnp.maximum(span_y, span_x)
-    fits = fits_y & fits_x
-
-    def merged_branch(num_taps):
-      return lambda: _gather_taps(features, *_merge(merged_y, num_taps, h),
-                                  *_merge(merged_x, num_taps, w))
-
-    def dense_branch():
-      return _dense(features, _dense_matrix(ay, _first_in_map_sample(ay), h + 4),
-                    _dense_matrix(ax, _first_in_map_sample(ax), w + 4))
-
-    # Smallest tap count covering the largest span; the dense path when none does.
-    taps = jnp.asarray(_MERGED_TAPS)
-    choice = jnp.where(fits, jnp.sum(taps < span), len(_MERGED_TAPS))
-    out = jax.lax.switch(choice, [merged_branch(n) for n in _MERGED_TAPS] + [dense_branch])
+  kw = dict(sampling_ratio=sampling_ratio, aligned=aligned)
+  ay = _Axis.from_box(y1, y2 - y1, out=out_h, size=h, **kw)
+  ax = _Axis.from_box(x1, x2 - x1, out=out_w, size=w, **kw)
+  rows, w_rows, n_rows, exact_y = _axis_taps(ay, sampling_ratio)
+  cols, w_cols, n_cols, exact_x = _axis_taps(ax, sampling_ratio)
+  # The barrier keeps XLA from fusing (recomputing) the tap arithmetic inside the gather loop.
+  taps = jax.lax.optimization_barrier((rows, w_rows, n_rows, cols, w_cols, n_cols))
+  use_dense = ~(exact_y & exact_x)
+  # With a fixed sampling ratio the taps are always exact: no dense path is compiled.
+  pool = _make_pool(out_h, out_w, h, w, with_dense=sampling_ratio <= 0)
+  out = pool(features, taps, use_dense, (ay.arrays(), ax.arrays()))
   return jnp.where(finite[..., None, None, None], out, 0).astype(features.dtype)
