@@ -1,9 +1,7 @@
 """Opening TFDS datasets for random access and turning records into plain NumPy examples."""
 
-import functools
 import io
 import logging
-import os
 import re
 
 import numpy as np
@@ -137,8 +135,3 @@ def image_size_from_bytes(data):
   from PIL import Image  # pylint: disable=g-import-not-at-top
   with Image.open(io.BytesIO(data)) as im:
     return im.size[1], im.size[0]
-
-
-@functools.lru_cache(maxsize=None)
-def default_data_dir():
-  return os.environ.get("TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets"))

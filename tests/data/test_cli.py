@@ -1,7 +1,6 @@
 """`jaxdet data ...` in-process: results, and one-line errors without tracebacks."""
 
 import json
-import os
 
 import numpy as np
 import pytest

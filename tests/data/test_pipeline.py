@@ -179,3 +179,37 @@ def test_worker_processes_give_the_same_batches(tiny_data_dir):
   threads = _batches(pipeline.input_pipeline("shapes/tiny", "train", **kw), 3)
   procs = _batches(pipeline.input_pipeline("shapes/tiny", "train", worker_count=1, **kw), 3)
   _assert_equal_batches(threads, procs)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_record_to_example_sanitizes_random_records(seed):
+  """Random records as `tfds.testing.mock_data` makes them: inverted / NaN / out-of-range boxes,
+  mismatched sequence lengths, grey or RGBA images."""
+  from jaxdet.data import sources
+  rng = np.random.default_rng(seed)
+  h, w = rng.integers(5, 60, 2)
+  channels = int(rng.choice([1, 3, 4]))
+  n_box, n_lab = rng.integers(0, 12, 2)
+  bbox = rng.uniform(-0.3, 1.3, (n_box, 4)).astype(np.float32)
+  bbox[rng.uniform(size=bbox.shape) < 0.1] = np.nan
+  record = {"image": rng.integers(0, 256, (h, w, channels), dtype=np.uint8),
+            "image/id": np.int64(seed),
+            "objects": {"bbox": list(bbox), "label": list(rng.integers(0, 5, n_lab)),
+                        "is_crowd": list(rng.uniform(size=n_lab) < 0.2)}}
+  ex = sources.record_to_example(record)
+  assert ex["image"].shape == (h, w, 3) and ex["image"].dtype == np.uint8
+  b = ex["boxes"]
+  assert b.dtype == np.float32 and len(b) == len(ex["classes"]) <= min(n_box, n_lab)
+  assert np.all(np.isfinite(b)) and np.all(b[:, 2] > b[:, 0]) and np.all(b[:, 3] > b[:, 1])
+  assert np.all(b >= 0) and np.all(b[:, [0, 2]] <= w) and np.all(b[:, [1, 3]] <= h)
+  # Plain loop reference for which boxes survive.
+  expected = []
+  for j in range(min(n_box, n_lab)):
+    ymin, xmin, ymax, xmax = (float(v) for v in bbox[j])
+    if not np.all(np.isfinite([ymin, xmin, ymax, xmax])) or record["objects"]["is_crowd"][j]:
+      continue
+    x0, x1 = sorted((min(max(xmin * w, 0), w), min(max(xmax * w, 0), w)))
+    y0, y1 = sorted((min(max(ymin * h, 0), h), min(max(ymax * h, 0), h)))
+    if x1 > x0 and y1 > y0:
+      expected.append([x0, y0, x1, y1])
+  np.testing.assert_allclose(b, np.array(expected, np.float32).reshape(-1, 4), rtol=1e-6, atol=1e-5)
