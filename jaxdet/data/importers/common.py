@@ -122,6 +122,17 @@ def assign_splits(n, *, split="train", split_ratios=None, seed=0):
   return out
 
 
+def _ensure_importlib_resources():
+  """TFDS 4.9's ``download_and_prepare`` lazily imports the ``importlib_resources`` backport,
+  which it does not declare; on Python >= 3.11 the standard library module is equivalent."""
+  try:
+    import importlib_resources  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    import importlib.resources  # pylint: disable=g-import-not-at-top
+    import importlib.resources.abc  # pylint: disable=g-import-not-at-top,unused-import
+    sys.modules["importlib_resources"] = importlib.resources
+
+
 def import_dataset(class_names, raw_examples, *, name, data_dir, split="train", split_ratios=None,
                    on_error="skip", log=None):
   """Validates raw examples and writes the TFDS dataset ``name`` into ``data_dir``.
@@ -176,6 +187,7 @@ def import_dataset(class_names, raw_examples, *, name, data_dir, split="train", 
   for ex, s in zip(good, splits):
     split_datasets.setdefault(s, []).append((str(int(ex["image/id"])), ex))  # (key, example)
   features = features_lib.detection_features(class_names, with_filename=True)
+  _ensure_importlib_resources()
   builder = tfds.dataset_builders.store_as_tfds_dataset(
       name=name, version="1.0.0", features=features, split_datasets=split_datasets,
       data_dir=data_dir, file_format="array_record",

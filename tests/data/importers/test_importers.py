@@ -207,3 +207,15 @@ def test_imported_dataset_through_pipeline(tmp_path):
       orig = b["boxes"][j][:n] / np.tile(b["scale"][j], 2)
       np.testing.assert_allclose(orig, np.array([o[1:5] for o in objs], float).reshape(-1, 4),
                                  atol=1e-3)
+
+
+def test_import_without_importlib_resources_backport(tmp_path, monkeypatch):
+  # A fresh install of TFDS 4.9 does not pull the backport that its builder lazily imports.
+  import sys
+  monkeypatch.setitem(sys.modules, "importlib_resources", None)
+  images = str(tmp_path / "images")
+  _write_images(images, GOOD[:1])
+  ann = _write_coco(str(tmp_path), GOOD[:1])
+  report = importers.import_data("coco", images=images, annotations=ann, name="no_backport",
+                                 data_dir=str(tmp_path / "tfds"))
+  assert report["num_examples"] == {"train": 1}
