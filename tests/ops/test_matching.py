@@ -108,6 +108,21 @@ def test_batched_jit_vmap_and_match_boxes():
       np.arange(3)[:, None], np.maximum(np.asarray(batched), 0)])
 
 
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.booleans())
+def test_gt_permutation_permutes_matches(seed, allow_low):
+  rng = np.random.default_rng(seed)
+  iou = rng.random((6, 30)).astype(np.float32)  # continuous values: no ties
+  gt_mask = rng.random(6) < 0.8
+  perm = rng.permutation(6)
+  kw = dict(high_threshold=0.6, low_threshold=0.3, allow_low_quality_matches=allow_low)
+  base = np.asarray(matching.iou_matcher(iou, gt_mask, **kw))
+  permuted = np.asarray(matching.iou_matcher(iou[perm], gt_mask[perm], **kw))
+  # Row perm[j] of the original is row j of the permuted matrix.
+  np.testing.assert_array_equal(np.where(permuted >= 0, perm[np.maximum(permuted, 0)], permuted),
+                                base)
+
+
 def test_ssd_matcher_forces_best_anchor():
   iou = np.float32([[0.2, 0.1, 0.6], [0.3, 0.2, 0.1]])
   got = matching.ssd_matcher(iou, np.array([True, True]), threshold=0.5)
