@@ -139,8 +139,16 @@ def _visible_enough(before, after, *, min_visible, min_size):
 def scale_jitter(rng, example, size, cfg):
   """Base resize (letterbox/plain) times a random scale, then a random crop or pad to ``size``.
 
+  Args:
+    rng: ``np.random.Generator``.
+    example: dict ``image`` uint8 ``[H, W, 3]``, ``boxes`` float32 ``[n, 4]`` xyxy pixels,
+      ``classes`` int32 ``[n]``.
+    size: output side ``S``.
+    cfg: ``AugmentConfig`` (``scale_range``, ``resize``, ``min_visible``, ``min_size``, ``fill``).
+
   Returns:
-    example with ``image`` ``[size, size, 3]`` uint8 and boxes in its pixels.
+    example with ``image`` uint8 ``[S, S, 3]``, ``boxes`` float32 ``[n', 4]`` xyxy in its pixels
+    and the matching ``classes`` ``[n']`` (boxes mostly cropped away are dropped).
   """
   image, boxes = example["image"], example["boxes"]
   h, w = image.shape[:2]
@@ -161,7 +169,14 @@ def scale_jitter(rng, example, size, cfg):
 
 
 def hflip(example):
-  """Mirrors the image and boxes left-right (exact)."""
+  """Mirrors an example left-right (exact: ``x -> W - x``).
+
+  Args:
+    example: dict ``image`` uint8 ``[H, W, 3]``, ``boxes`` float32 ``[n, 4]`` xyxy pixels.
+
+  Returns:
+    the example with ``image`` ``[H, W, 3]`` flipped and ``boxes`` ``[n, 4]`` mirrored.
+  """
   w = example["image"].shape[1]
   b = example["boxes"]
   flipped = np.stack([w - b[:, 2], b[:, 1], w - b[:, 0], b[:, 3]], axis=1).astype(np.float32)
@@ -200,7 +215,18 @@ def photometric(rng, image, cfg):
 
 
 def single(rng, example, size, cfg):
-  """Scale jitter + crop/pad, flip and colour jitter of one example to ``[size, size, 3]``."""
+  """Scale jitter + crop/pad, flip and colour jitter of one example.
+
+  Args:
+    rng: ``np.random.Generator``.
+    example: dict ``image`` uint8 ``[H, W, 3]``, ``boxes`` float32 ``[n, 4]`` xyxy pixels,
+      ``classes`` int32 ``[n]``.
+    size: output side ``S``.
+    cfg: ``AugmentConfig``.
+
+  Returns:
+    example with ``image`` uint8 ``[S, S, 3]`` and its boxes/classes.
+  """
   out = scale_jitter(rng, example, size, cfg)
   if rng.uniform() < cfg.hflip:
     out = hflip(out)
@@ -246,7 +272,17 @@ def mosaic(rng, examples, size, cfg):
 
 
 def mixup(rng, a, b, cfg):
-  """Blends two same-size examples with weight ~ Beta(alpha, alpha); keeps both box sets."""
+  """Blends two same-size examples with weight ~ Beta(alpha, alpha); keeps both box sets.
+
+  Args:
+    rng: ``np.random.Generator``.
+    a, b: examples with ``image`` uint8 ``[S, S, 3]``, ``boxes`` float32 ``[n, 4]`` xyxy,
+      ``classes`` int32 ``[n]``.
+    cfg: ``AugmentConfig`` (``mixup_alpha``).
+
+  Returns:
+    example with the blended ``image`` uint8 ``[S, S, 3]`` and ``boxes`` ``[n_a + n_b, 4]``.
+  """
   lam = np.float32(rng.beta(cfg.mixup_alpha, cfg.mixup_alpha))
   image = a["image"].astype(np.float32) * lam + b["image"].astype(np.float32) * (1 - lam)
   return dict(a, image=np.clip(np.round(image), 0, 255).astype(np.uint8),
@@ -259,6 +295,15 @@ def cutmix(rng, a, b, cfg):
 
   ``b``'s boxes are clipped to the patch; ``a``'s boxes are dropped when mostly covered and
   shrunk when the patch covers a whole side strip of them (their visible pixels' tight box).
+
+  Args:
+    rng: ``np.random.Generator``.
+    a, b: examples with ``image`` uint8 ``[S, S, 3]``, ``boxes`` float32 ``[n, 4]`` xyxy,
+      ``classes`` int32 ``[n]``.
+    cfg: ``AugmentConfig`` (``cutmix_area``, ``min_visible``, ``min_size``).
+
+  Returns:
+    example with ``image`` uint8 ``[S, S, 3]`` and the kept boxes of ``a`` then ``b``.
   """
   size_h, size_w = a["image"].shape[:2]
   frac = rng.uniform(*cfg.cutmix_area)
