@@ -6,7 +6,6 @@ Every batch is a pure function of (seed, batch index): example ``g`` of the stre
 """
 
 import functools
-import logging
 import sys
 import warnings
 
@@ -61,7 +60,6 @@ def _finalize(example, *, max_boxes, scale, example_mask):
       msg = (f"image {int(example['image_id'])} has {n} boxes > max_boxes={max_boxes}; keeping "
              f"the first {max_boxes} (warned once; raise max_boxes to keep all)")
       warnings.warn(msg, stacklevel=2)
-      logging.warning(msg)
     n = max_boxes
   padded_boxes = np.zeros((max_boxes, 4), np.float32)
   padded_classes = np.zeros((max_boxes,), np.int32)
