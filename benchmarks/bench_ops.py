@@ -5,8 +5,9 @@ Usage:
   python benchmarks/bench_ops.py --device gpu  # jax's default GPU backend vs torch CUDA
 
 Each row times a jitted jaxdet function (block_until_ready) and the torchvision op on the same
-inputs: median wall time over --repeats calls after warm-up, and checks that both agree. Ratio =
-jaxdet / torchvision (< 1 means jaxdet is faster). Needs the `bench` extra (torch, torchvision).
+inputs: median and min wall time over --repeats calls after warm-up (min is the figure least
+disturbed by other processes on a shared machine), and checks that both agree. Ratio = jaxdet / torchvision (< 1 means
+jaxdet is faster). Needs the `bench` extra (torch, torchvision).
 """
 
 import argparse
@@ -21,15 +22,16 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def median_ms(fn, *, repeats: int, warmup: int = 3) -> float:
+def time_ms(fn, *, repeats: int, warmup: int = 3) -> tuple[float, float]:
+  """(median, min) wall ms over `repeats` calls after `warmup` calls."""
   for _ in range(warmup):
     fn()
   times = []
   for _ in range(repeats):
     start = time.perf_counter()
     fn()
-    times.append(time.perf_counter() - start)
-  return 1e3 * statistics.median(times)
+    times.append(1e3 * (time.perf_counter() - start))
+  return statistics.median(times), min(times)
 
 
 def random_boxes_xyxy(rng, n, *, size=1000.0, min_wh=10.0, max_wh=110.0):
@@ -90,16 +92,19 @@ def main(argv=None) -> int:
     with torch.no_grad():
       torch_out = torch_fn(*torch_args)
     agree = check(jax_out, torch_out)
-    jax_ms = median_ms(lambda: jax.block_until_ready(jitted(*jax_args)), repeats=args.repeats)
 
     def run_torch():
       with torch.no_grad():
         torch_fn(*torch_args)
       sync()
 
-    torch_ms = median_ms(run_torch, repeats=args.repeats)
-    print(f"| {name:<44} | {jax_ms:9.3f} | {torch_ms:11.3f} | {jax_ms / torch_ms:6.3f} | "
-          f"{agree:<5} |")
+    # One after the other, not interleaved: torch's OpenMP workers spin after each op and would
+    # steal the cores from an immediately following jax call.
+    jax_ms, jax_min = time_ms(lambda: jax.block_until_ready(jitted(*jax_args)),
+                              repeats=args.repeats)
+    torch_ms, torch_min = time_ms(run_torch, repeats=args.repeats)
+    print(f"| {name:<50} | {jax_ms:8.3f} | {torch_ms:8.3f} | {jax_ms / torch_ms:6.3f} | "
+          f"{jax_min:8.3f} | {torch_min:8.3f} | {jax_min / torch_min:6.3f} | {agree:<5} |")
 
   def same_indices(k):
     def check(result, expected):
@@ -114,8 +119,9 @@ def main(argv=None) -> int:
     return check
 
   rng = np.random.default_rng(0)
-  print("| op | jaxdet ms | torchvision ms | ratio | match |")
-  print("|---|---:|---:|---:|---|")
+  print("| op | jaxdet median ms | torchvision median ms | ratio | jaxdet min ms | "
+        "torchvision min ms | ratio of mins | match |")
+  print("|---|---:|---:|---:|---:|---:|---:|---|")
   for layout, make in (("uniform", random_boxes_xyxy), ("clustered", clustered_boxes_xyxy)):
     boxes = make(rng, 5000)
     scores = rng.uniform(0, 1, 5000).astype(np.float32)

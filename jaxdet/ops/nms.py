@@ -277,7 +277,8 @@ def soft_nms(boxes_xyxy: jax.Array, scores: jax.Array, *, max_output_size: int,
 
   Args:
     boxes_xyxy: `[N, 4]` float32 boxes.
-    scores: `[N]` float32 scores; `-inf` (and NaN) marks padding that is never selected.
+    scores: `[N]` float32 scores >= 0 (decay assumes it); `-inf` (and NaN) marks padding that is
+      never selected.
     max_output_size: static number of output slots K.
     method: "linear" or "gaussian".
     sigma: Gaussian width (method "gaussian").
