@@ -3,7 +3,8 @@
 All three are jit- and vmap-able (no host round trip). Hard NMS returns exactly torchvision's kept
 indices, in its order (descending score, ties by lower index), truncated to `max_output_size`:
 the IoU uses torchvision's float32 formula `inter / (area_i + area_j - inter)` and a box is
-suppressed when that IoU is strictly greater than the threshold.
+suppressed when that IoU is strictly greater than the threshold. As in torchvision, a box with a
+NaN coordinate never suppresses and is never suppressed (validate boxes before, at the edges).
 
 Algorithm (hard NMS): order by score, then walk the sorted boxes in blocks of `block_size`.
 Each block is first suppressed by the boxes already kept (at most `max_output_size` of them), then

@@ -137,6 +137,15 @@ def test_nms_boxes_exactly_at_threshold():
                 np.array([0, 1]), 2)
 
 
+def test_nms_traced_threshold():
+  rng = np.random.default_rng(8)
+  boxes = clustered_boxes_xyxy(rng, 100)
+  scores = rng.uniform(0, 1, 100).astype(np.float32)
+  fn = jax.jit(lambda b, s, t: ops.nms(b, s, iou_threshold=t, max_output_size=20))
+  for thr in (0.25, 0.6):
+    assert_result(fn(boxes, scores, np.float32(thr)), ref_nms(boxes, scores, thr), 20)
+
+
 def test_nms_ties_keep_lower_index_first():
   rng = np.random.default_rng(2)
   boxes = random_boxes_xyxy(rng, 200)
