@@ -111,6 +111,15 @@ def _network_model(detector, *, size, opset, fp16, input_name):
   from jax2onnx import to_onnx  # heavy import, only when exporting
 
   _import_converter_plugins()
+  _fix_max_pool_padding()
+  # Trace once outside the converter: imports that `forward` does lazily must not happen while
+  # jax2onnx has jax.nn/flax functions patched (module defaults would capture the patches), and a
+  # wrong output structure is reported here rather than deep inside the converter.
+  boxes, scores = jax.eval_shape(detector.forward, jax.ShapeDtypeStruct((1, size, size, 3),
+                                                                        jnp.uint8))
+  if boxes.ndim != 3 or boxes.shape[-1] != 4 or scores.shape[:2] != boxes.shape[:2]:
+    raise ValueError(f"Detector.forward must return boxes [N, A, 4] and scores [N, A, C]; got "
+                     f"{boxes.shape} and {scores.shape}")
   spec = jax.ShapeDtypeStruct((_BATCH, size, size, 3), jnp.uint8)
   model = to_onnx(detector.forward, [spec], model_name="jaxdet_network", opset=opset,
                   input_names=[input_name], output_names=["raw_boxes", "raw_scores"],
@@ -173,6 +182,38 @@ def _import_converter_plugins():
     if sub.is_dir() and not sub.name.startswith("_") and sub.name != "equinox":
       plugin_system._import_tree(sub, f"jax2onnx.plugins.{sub.name}")
   plugin_system._already_imported_plugins = True
+
+
+def _fix_max_pool_padding():
+  """Makes jax2onnx's Linen ``max_pool`` honour explicit ``((lo, hi), ...)`` padding.
+
+  jax2onnx 0.17's replacement of ``flax.linen.max_pool`` passes ``str(padding)`` on, so explicit
+  padding is silently treated as VALID (wrong shapes, or wrong values when they happen to fit).
+  Explicit padding becomes a -inf ``jnp.pad`` (what ``reduce_window`` pads with) + VALID pool.
+  """
+  try:
+    from jax2onnx.plugins.flax.linen import max_pool as plugin  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return
+  cls = getattr(plugin, "MaxPoolPlugin", None)
+  if cls is None or getattr(cls, "_jaxdet_explicit_padding", False):
+    return
+  make_patch = cls._make_patch.__func__
+
+  def make_patch_with_padding(klass, orig):
+    patched = make_patch(klass, orig)
+
+    def max_pool(x, *, window_shape, strides=None, padding="VALID"):
+      if not isinstance(padding, str):
+        spatial = [tuple(int(v) for v in p) for p in padding]
+        pads = [(0, 0)] * (x.ndim - len(spatial) - 1) + spatial + [(0, 0)]
+        x = jnp.pad(x, pads, constant_values=-jnp.inf)
+        padding = "VALID"
+      return patched(x, window_shape=window_shape, strides=strides, padding=padding)
+    return max_pool
+
+  cls._make_patch = classmethod(make_patch_with_padding)
+  cls._jaxdet_explicit_padding = True
 
 
 def _raw_output_dims(model):

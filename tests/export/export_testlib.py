@@ -126,3 +126,114 @@ def shapes_images(n, height, width, *, seed):
         draw.polygon([(x0, y0 + s), (x0 + s, y0 + s), (x0 + s / 2, y0)], fill=colour)
     out.append(np.asarray(img))
   return np.stack(out)
+
+
+# --- The real zoo (random init), small enough for CPU tests.
+
+# Per detector: `config.model` overrides and the path of its final classification bias.
+ZOO = {
+    "yolo": ({"width": 0.125, "depth": 0.33}, ("head_p3", "head_p4", "head_p5"), ("cls", "bias")),
+    "retinanet": ({"backbone": "resnet18", "backbone_width": 16, "fpn_features": 32,
+                   "head_convs": 1}, ("cls_head",), ("out", "bias")),
+}
+
+
+def zoo_config(name, *, image_size=64, score_threshold=0.1, max_detections=30,
+               pre_nms_top_k=300):
+  """A training config (``jaxdet.train.config.base_config`` + the model's defaults)."""
+  from jaxdet import models
+  from jaxdet.train import config as config_lib
+  config = config_lib.base_config()
+  config.model = models.default_config(name)
+  for key, value in ZOO[name][0].items():
+    config.model[key] = value
+  config.image_size = image_size
+  config.postprocess.score_threshold = score_threshold
+  config.postprocess.iou_threshold = 0.5
+  config.postprocess.max_detections = max_detections
+  config.postprocess.pre_nms_top_k = pre_nms_top_k
+  return config
+
+
+def _set_bias(variables, heads, leaf, shift):
+  params = jax.tree.map(lambda x: x, variables["params"])  # a fresh (mutable) nested dict copy
+  params = jax.tree_util.tree_map_with_path(
+      lambda path, x: x + shift if (
+          getattr(path[0], "key", None) in heads
+          and tuple(getattr(p, "key", None) for p in path[-2:]) == leaf) else x, params)
+  return {**variables, "params": params}
+
+
+def calibrated(detector, images, *, heads, leaf, fraction=0.04, threshold=0.1):
+  """Shifts the final class bias so about ``fraction`` of candidates score >= ``threshold``.
+
+  Random init gives every score ~prior (0.01): parity at scores >= 0.1 would be vacuous.
+  """
+  import dataclasses
+  _, scores = jax.jit(detector.forward)(images)
+  scores = np.clip(np.asarray(scores, np.float64), 1e-7, 1 - 1e-7)
+  logits = np.log(scores / (1 - scores))
+  shift = np.log(threshold / (1 - threshold)) - np.quantile(logits, 1 - fraction)
+  return dataclasses.replace(detector, variables=_set_bias(detector.variables, heads, leaf,
+                                                           np.float32(shift)))
+
+
+def zoo_detector(name, *, image_size=64, seed=0, **pp):
+  """A real jaxdet detector (random init, calibrated scores) via ``build_detector``."""
+  from jaxdet.train.load import build_detector
+  config = zoo_config(name, image_size=image_size, **pp)
+  config.seed = seed
+  detector = build_detector(config, None, CLASS_NAMES)
+  _, heads, leaf = ZOO[name]
+  return calibrated(detector, shapes_images(4, image_size, image_size, seed=123), heads=heads,
+                    leaf=leaf)
+
+
+def assert_same_detections(got, want, *, box_atol=0.5, score_atol=1e-4, min_score=0.1):
+  """ONNX vs JAX detections: the same detections (class, box within 0.5 px, score within 1e-4).
+
+  Detections are matched one to one, since XLA and onnxruntime round differently and may order
+  two near-equal scores differently. Only a detection whose score lies within ``score_atol`` of
+  the cut (``min_score``, or the last slot's score when all K slots are full) may lack a twin.
+  Padding past ``num_detections`` must be zero.
+  """
+  k = want["scores"].shape[1]
+  assert got["scores"].shape == want["scores"].shape
+  for i in range(len(want["num_detections"])):
+    sides = []
+    for out in (got, want):
+      n = int(out["num_detections"][i])
+      assert not np.any(out["boxes"][i, n:]) and not np.any(out["scores"][i, n:])
+      assert not np.any(out["classes"][i, n:])
+      sides.append((np.asarray(out["boxes"][i, :n]), np.asarray(out["scores"][i, :n]),
+                    np.asarray(out["classes"][i, :n])))
+    cut = min_score
+    for _, scores, _ in sides:
+      if len(scores) == k:
+        cut = max(cut, float(scores.min()))
+    for (b1, s1, c1), (b2, s2, c2) in (sides, sides[::-1]):
+      used = np.zeros(len(s2), bool)
+      for j in range(len(s1)):
+        twin = (~used & (c2 == c1[j]) & (np.abs(s2 - s1[j]) <= score_atol)
+                & np.all(np.abs(b2 - b1[j]) <= box_atol, axis=-1))
+        if twin.any():
+          used[np.argmax(twin)] = True
+        else:
+          assert s1[j] < cut + score_atol, (
+              f"image {i}: detection {j} (class {c1[j]}, score {s1[j]:.6f}, box {b1[j]}) has no "
+              f"twin; scores {s2}, classes {c2}")
+
+
+def run_onnx(model_or_path, images):
+  """Runs an exported model with onnxruntime (CPU); returns outputs by name."""
+  import onnxruntime as ort
+  src = model_or_path if isinstance(model_or_path, str) else model_or_path.SerializeToString()
+  session = ort.InferenceSession(src, providers=["CPUExecutionProvider"])
+  names = [o.name for o in session.get_outputs()]
+  return dict(zip(names, session.run(None, {session.get_inputs()[0].name: images})))
+
+
+def as_predict_dict(outputs):
+  """ONNX detection outputs under `Detector.predict`'s keys."""
+  return {"boxes": outputs["detection_boxes"], "scores": outputs["detection_scores"],
+          "classes": outputs["detection_classes"], "num_detections": outputs["num_detections"]}

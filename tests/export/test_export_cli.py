@@ -1,0 +1,145 @@
+"""`jaxdet export` and `jaxdet predict` end to end, on a real (random-init) workdir."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import export
+import export_testlib as tl
+from jaxdet import cli
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+  """A workdir with one best checkpoint of a small YOLO (calibrated random init)."""
+  from jaxdet.train import checkpoint
+  from jaxdet.train import config as config_lib
+  detector = tl.zoo_detector("yolo")
+  path = tmp_path_factory.mktemp("workdir")
+  meta = {"class_names": list(detector.class_names), "config": config_lib.to_json(detector.config)}
+  manager = checkpoint.best_manager(path)
+  checkpoint.save_best(manager, step=1, model_variables=detector.variables, meta=meta, ap=0.5)
+  return path
+
+
+@pytest.fixture(scope="module")
+def model_path(workdir):
+  path = workdir / "model.onnx"
+  assert cli.main(["export", "--workdir", str(workdir), "--output", str(path)]) == 0
+  return path
+
+
+def _run(capsys, *argv):
+  rc = cli.main(list(argv))
+  out, err = capsys.readouterr()
+  return rc, out, err
+
+
+def test_export_writes_a_served_model(model_path, workdir):
+  import jaxdet
+  served = export.Detector(model_path)
+  loaded = jaxdet.load(workdir)
+  assert served.class_names == loaded.class_names and served.image_size == loaded.image_size
+  assert served.metadata.score_threshold == pytest.approx(loaded.postprocess["score_threshold"])
+
+
+def test_predict_draws_image_files(model_path, tmp_path, capsys):
+  images = tl.shapes_images(2, 80, 120, seed=9)
+  files = [tmp_path / "a.png", tmp_path / "b.png"]
+  for image, file in zip(images, files):
+    Image.fromarray(image).save(file)
+  out_dir = tmp_path / "pred"
+  rc, out, err = _run(capsys, "predict", "--model", str(model_path), *map(str, files), "--out",
+                      str(out_dir))
+  assert rc == 0, err
+  assert "2 image(s)" in out
+  for name in ("a.png", "b.png", "predictions.png"):
+    assert (out_dir / name).is_file()
+  drawn = np.asarray(Image.open(out_dir / "a.png"))
+  assert drawn.shape == images[0].shape and np.any(drawn != images[0])  # boxes were drawn
+  records = json.loads((out_dir / "detections.json").read_text())
+  want = export.Detector(model_path).predict(images)
+  for i, record in enumerate(records):
+    n = int(want["num_detections"][i])
+    assert len(record["detections"]) == n >= 1
+    np.testing.assert_allclose([d["box_xyxy"] for d in record["detections"]], want["boxes"][i, :n],
+                               atol=0.01)
+    assert [d["class_name"] for d in record["detections"]] == [
+        tl.CLASS_NAMES[c] for c in want["classes"][i, :n]]
+
+
+@pytest.mark.slow
+def test_predict_on_a_tfds_split_matches_jaxdet_predict(model_path, workdir, tmp_path, capsys):
+  """Validation images of `shapes/tiny` (256 px, letterboxed to 64): ONNX == jaxdet.load."""
+  import jaxdet
+  from jaxdet.data import shapes
+  from jaxdet.data import sources
+  from jaxdet.data import tfds_maps
+  data_dir = str(tmp_path / "tfds")
+  shapes.build("tiny", data_dir=data_dir)
+  out_dir = tmp_path / "pred"
+  rc, _, err = _run(capsys, "predict", "--model", str(model_path), "--dataset", "shapes/tiny",
+                    "--split", "validation", "--num-images", "5", "--data-dir", data_dir,
+                    "--out", str(out_dir), "--batch-size", "3")
+  assert rc == 0, err
+  assert len(list(out_dir.glob("validation_*.png"))) == 5 and (out_dir / "predictions.png").is_file()
+  records = json.loads((out_dir / "detections.json").read_text())
+  source, _ = sources.open_split("shapes/tiny", "validation", data_dir)
+  images = np.stack([sources.record_to_example(tfds_maps.to_jaxdet_record(source[i], i))["image"]
+                     for i in range(5)])
+  want = jaxdet.load(workdir).predict(images)
+  assert want["num_detections"].sum() >= 5
+  got = {"boxes": np.zeros_like(want["boxes"]), "scores": np.zeros_like(want["scores"]),
+         "classes": np.zeros_like(want["classes"]),
+         "num_detections": np.array([len(r["detections"]) for r in records])}
+  for i, record in enumerate(records):
+    for j, d in enumerate(record["detections"]):
+      got["boxes"][i, j], got["scores"][i, j], got["classes"][i, j] = (
+          d["box_xyxy"], d["score"], d["class_id"])
+  tl.assert_same_detections(got, want, box_atol=0.5 + 0.01)  # json rounds boxes to 0.01 px
+
+
+@pytest.mark.parametrize("flags", [["--no-nms"], ["--fp16", "--dynamic-image-size", "--opset",
+                                                  "18", "--max-detections", "5"]])
+def test_export_variants(workdir, tmp_path, capsys, flags):
+  path = tmp_path / "variant.onnx"
+  rc, out, err = _run(capsys, "export", "--workdir", str(workdir), "--output", str(path), *flags)
+  assert rc == 0, err
+  served = export.Detector(path)
+  result = served.predict(tl.shapes_images(1, 50, 70, seed=1))
+  if "--no-nms" in flags:
+    assert "no NMS" in out and set(result) == {"boxes", "scores"}
+    rc, _, err = _run(capsys, "predict", "--model", str(path), str(path), "--out", str(tmp_path))
+    assert rc == 1 and "--no-nms" in err
+  else:
+    assert served.metadata.fp16 and result["boxes"].shape == (1, 5, 4)
+
+
+def test_cli_errors_are_one_line(workdir, model_path, tmp_path, capsys):
+  cases = [
+      ("export", "--workdir", str(tmp_path / "nope"), "--output", str(tmp_path / "m.onnx")),
+      ("export", "--workdir", str(tmp_path), "--output", str(tmp_path / "m.onnx")),
+      ("export", "--workdir", str(workdir), "--output", str(tmp_path / "m.onnx"), "--opset", "9"),
+      ("predict", "--model", str(tmp_path / "nope.onnx"), "x.png", "--out", str(tmp_path)),
+      ("predict", "--model", str(model_path), "--out", str(tmp_path)),
+      ("predict", "--model", str(model_path), str(tmp_path / "missing.png"), "--out",
+       str(tmp_path)),
+  ]
+  broken = tmp_path / "broken.png"
+  broken.write_bytes(b"not a png")
+  cases.append(("predict", "--model", str(model_path), str(broken), "--out", str(tmp_path)))
+  for argv in cases:
+    rc, _, err = _run(capsys, *argv)
+    assert rc == 1, argv
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"jaxdet {argv[0]}: error: "), err
+    assert "Traceback" not in err
+
+
+def test_argument_ranges_are_checked(workdir, tmp_path, capsys):
+  with pytest.raises(SystemExit) as exc:
+    cli.main(["export", "--workdir", str(workdir), "--output", str(tmp_path / "m.onnx"),
+              "--score-threshold", "1.5"])
+  assert exc.value.code == 2 and "[0, 1]" in capsys.readouterr().err

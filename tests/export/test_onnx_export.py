@@ -1,0 +1,161 @@
+"""`export_onnx`: graph contract, and parity of onnxruntime with `Detector.predict` for the zoo."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+import export
+import export_testlib as tl
+
+S = 64
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  return tl.tiny_detector(image_size=S)
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tiny):
+  return export.export_onnx(tiny, None)
+
+
+def _images(kind, n, *, size=S, seed=0):
+  if kind == "random":
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), np.uint8)
+  return tl.shapes_images(n, size, size, seed=seed)
+
+
+def test_graph_contract_and_metadata(tiny, tiny_onnx, tmp_path):
+  model = tiny_onnx
+  onnx.checker.check_model(model, full_check=True)
+  (inp,) = model.graph.input
+  assert inp.name == "images"
+  assert inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+  dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
+  assert dims == ["N", S, S, 3]
+  outs = {o.name: (o.type.tensor_type.elem_type,
+                   [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim])
+          for o in model.graph.output}
+  k = tiny.postprocess["max_detections"]
+  assert outs == {"num_detections": (onnx.TensorProto.INT64, ["N"]),
+                  "detection_boxes": (onnx.TensorProto.FLOAT, ["N", k, 4]),
+                  "detection_scores": (onnx.TensorProto.FLOAT, ["N", k]),
+                  "detection_classes": (onnx.TensorProto.INT64, ["N", k])}
+  ops = {n.op_type for n in model.graph.node}
+  assert {"TopK", "NonMaxSuppression", "Conv"} <= ops
+  props = {p.key: p.value for p in model.metadata_props}
+  assert json.loads(props["class_names"]) == list(tl.CLASS_NAMES)
+  assert json.loads(props["input_size"]) == S
+  assert json.loads(props["score_threshold"]) == pytest.approx(0.1)
+  assert json.loads(props["iou_threshold"]) == pytest.approx(0.5)
+  assert props["model_name"] == '"yolo"' and "jaxdet_version" in props
+  # The file written to disk is the same model.
+  path = tmp_path / "sub" / "m.onnx"
+  export.export_onnx(tiny, path)
+  assert onnx.load(str(path)).graph.node[0].op_type == model.graph.node[0].op_type
+
+
+@pytest.mark.parametrize("kind", ["random", "shapes"])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_tiny_parity_with_predict(tiny, tiny_onnx, kind, batch):
+  images = _images(kind, batch, seed=batch)
+  got = tl.as_predict_dict(tl.run_onnx(tiny_onnx, images))
+  want = tiny.predict(images)
+  assert want["num_detections"].sum() >= 3 * batch
+  tl.assert_same_detections(got, want)
+
+
+@pytest.fixture(scope="module", params=sorted(tl.ZOO))
+def zoo(request):
+  detector = tl.zoo_detector(request.param)
+  return detector, export.export_onnx(detector, None)
+
+
+@pytest.mark.parametrize("kind", ["random", "shapes"])
+def test_zoo_parity_with_predict(zoo, kind):
+  detector, model = zoo
+  for batch in (1, 4):
+    images = _images(kind, batch, seed=10 + batch)
+    got = tl.as_predict_dict(tl.run_onnx(model, images))
+    want = detector.predict(images)
+    assert want["num_detections"].sum() >= 5 * batch, want["num_detections"]  # non-vacuous
+    assert want["scores"][want["scores"] > 0].min() >= 0.1
+    tl.assert_same_detections(got, want)
+
+
+def test_thresholds_and_sizes_override_the_config(tiny):
+  model = export.export_onnx(tiny, None, image_size=96, max_detections=7, score_threshold=0.3,
+                             iou_threshold=0.3, pre_nms_top_k=50)
+  images = _images("shapes", 2, size=96, seed=3)
+  got = tl.as_predict_dict(tl.run_onnx(model, images))
+  import dataclasses
+  want = dataclasses.replace(tiny, image_size=96, postprocess=dict(
+      score_threshold=0.3, iou_threshold=0.3, max_detections=7, pre_nms_top_k=50)).predict(images)
+  assert got["boxes"].shape == (2, 7, 4) and want["num_detections"].sum() >= 2
+  tl.assert_same_detections(got, want)
+
+
+def test_dynamic_size_is_letterbox_then_fixed_graph(tiny, tiny_onnx):
+  from export import preprocess_graph
+  dynamic = export.export_onnx(tiny, None, dynamic_image_size=True)
+  dims = [d.dim_param or d.dim_value for d in dynamic.graph.input[0].type.tensor_type.shape.dim]
+  assert dims == ["N", "H", "W", 3]
+  # At S x S nothing is resized: identical to the fixed-size export.
+  square = _images("shapes", 2, seed=4)
+  fixed = tl.run_onnx(tiny_onnx, square)
+  for key, value in tl.run_onnx(dynamic, square).items():
+    np.testing.assert_array_equal(value, fixed[key])
+  # Elsewhere: the in-graph letterbox, the fixed graph, then boxes / scale clipped to the image.
+  images = tl.shapes_images(3, 45, 100, seed=5)
+  got = tl.run_onnx(dynamic, images)
+  boxed, box_scale, box_limit = tl.run_onnx(
+      preprocess_graph.letterbox_model(image_size=S, opset=21), images).values()
+  ref = tl.run_onnx(tiny_onnx, boxed)
+  assert ref["num_detections"].sum() >= 3
+  valid = np.arange(ref["detection_boxes"].shape[1])[None, :] < ref["num_detections"][:, None]
+  ref["detection_boxes"] = np.where(
+      valid[..., None], np.clip(ref["detection_boxes"] / box_scale, 0, box_limit), 0)
+  tl.assert_same_detections(tl.as_predict_dict(got), tl.as_predict_dict(ref), box_atol=1e-4,
+                            score_atol=0)
+
+
+def test_fp16_runs_and_stays_close(tiny, tiny_onnx):
+  model = export.export_onnx(tiny, None, fp16=True)
+  assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
+  images = _images("shapes", 3, seed=6)
+  got, ref = tl.run_onnx(model, images), tl.run_onnx(tiny_onnx, images)
+  assert got["detection_boxes"].dtype == np.float32 and got["num_detections"].dtype == np.int64
+  # Every confident fp32 detection has an fp16 twin: same class, box within 1 px.
+  matched = 0
+  for i in range(len(images)):
+    for j in range(ref["num_detections"][i]):
+      if ref["detection_scores"][i, j] < 0.2:
+        continue
+      n = got["num_detections"][i]
+      same = (got["detection_classes"][i, :n] == ref["detection_classes"][i, j]) & np.all(
+          np.abs(got["detection_boxes"][i, :n] - ref["detection_boxes"][i, j]) <= 1.0, axis=-1)
+      assert same.any()
+      matched += 1
+  assert matched >= 5
+
+
+def test_without_nms_outputs_the_decoded_network(tiny):
+  model = export.export_onnx(tiny, None, include_nms=False)
+  assert "NonMaxSuppression" not in {n.op_type for n in model.graph.node}
+  images = _images("random", 2, seed=7)
+  out = tl.run_onnx(model, images)
+  boxes, scores = (np.asarray(t) for t in tiny.forward(images))
+  np.testing.assert_allclose(out["boxes"], boxes, atol=1e-3)
+  np.testing.assert_allclose(out["scores"], scores, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(opset=13), "opset"), (dict(opset=30), "opset"), (dict(image_size=0), "image_size"),
+    (dict(score_threshold=2.0), "score_threshold"), (dict(max_detections=-1), "max_detections"),
+])
+def test_bad_settings_are_clear_errors(tiny, bad, match):
+  with pytest.raises(ValueError, match=match):
+    export.export_onnx(tiny, None, **bad)

@@ -1,0 +1,99 @@
+"""The ONNX post-processing graph against a NumPy loop and against `jaxdet.models.postprocess`."""
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from export import postprocess_graph
+from export_testlib import postprocess_reference
+
+
+def _run(model, boxes, scores):
+  session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+  names = [o.name for o in session.get_outputs()]
+  return dict(zip(names, session.run(None, {"raw_boxes": boxes, "raw_scores": scores})))
+
+
+def _random_case(rng, *, n, a, c, quantize=False):
+  xy = rng.uniform(0, 60, (n, a, 2))
+  wh = rng.uniform(1, 30, (n, a, 2))
+  boxes = np.concatenate([xy, xy + wh], -1).astype(np.float32)
+  scores = rng.uniform(0, 1, (n, a, c)).astype(np.float32)
+  if quantize:  # many exact ties, and scores exactly at the threshold
+    scores = np.round(scores * 10) / 10
+  return boxes, scores.astype(np.float32)
+
+
+def _check(out, ref):
+  np.testing.assert_array_equal(out["num_detections"], ref["num_detections"])
+  np.testing.assert_array_equal(out["detection_classes"], ref["classes"])
+  np.testing.assert_allclose(out["detection_boxes"], ref["boxes"], rtol=0, atol=1e-5)
+  np.testing.assert_allclose(out["detection_scores"], ref["scores"], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_matches_numpy_greedy_loop(seed):
+  rng = np.random.default_rng(seed)
+  n, a, c = int(rng.integers(1, 4)), int(rng.integers(3, 200)), int(rng.integers(1, 6))
+  kw = dict(score_threshold=float(rng.uniform(0, 0.7)), iou_threshold=float(rng.uniform(0.2, 0.8)),
+            max_detections=int(rng.integers(1, 60)), pre_nms_top_k=int(rng.integers(1, 500)))
+  boxes, scores = _random_case(rng, n=n, a=a, c=c, quantize=seed % 3 == 0)
+  model = postprocess_graph.postprocess_model(num_anchors=a, num_classes=c, opset=21, **kw)
+  out = _run(model, boxes, scores)
+  ref = postprocess_reference(boxes, scores, **kw)
+  _check(out, ref)
+  assert out["detection_boxes"].shape == (n, kw["max_detections"], 4)
+  assert out["num_detections"].dtype == np.int64 and out["detection_classes"].dtype == np.int64
+
+
+def test_suppression_is_per_class_and_threshold_is_inclusive():
+  # Two identical boxes of different classes both survive; a same-class duplicate does not;
+  # a score exactly at the threshold is kept, one just below is not.
+  boxes = np.array([[[0, 0, 10, 10], [0, 0, 10, 10], [1, 0, 11, 10], [50, 50, 60, 60]]],
+                   np.float32)
+  scores = np.array([[[0.9, 0.0], [0.0, 0.8], [0.7, 0.0], [np.float32(0.3), 0.29999]]],
+                    np.float32)
+  model = postprocess_graph.postprocess_model(
+      num_anchors=4, num_classes=2, score_threshold=0.3, iou_threshold=0.5, max_detections=5,
+      pre_nms_top_k=8, opset=21)
+  out = _run(model, boxes, scores)
+  assert out["num_detections"].tolist() == [3]
+  assert out["detection_classes"][0, :3].tolist() == [0, 1, 0]
+  np.testing.assert_allclose(out["detection_scores"][0], [0.9, 0.8, 0.3, 0, 0], atol=1e-7)
+  np.testing.assert_array_equal(out["detection_boxes"][0, 2], [50, 50, 60, 60])
+
+
+def test_fewer_candidates_than_slots_pads_with_zeros():
+  rng = np.random.default_rng(0)
+  boxes, scores = _random_case(rng, n=2, a=3, c=2)
+  kw = dict(score_threshold=0.0, iou_threshold=1.0, max_detections=10, pre_nms_top_k=100)
+  model = postprocess_graph.postprocess_model(num_anchors=3, num_classes=2, opset=21, **kw)
+  out = _run(model, boxes, scores)
+  assert out["num_detections"].tolist() == [6, 6]
+  _check(out, postprocess_reference(boxes, scores, **kw))
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_matches_jaxdet_postprocess(batch):
+  from jaxdet.models import postprocess
+  rng = np.random.default_rng(batch)
+  boxes, scores = _random_case(rng, n=batch, a=150, c=4)
+  kw = dict(score_threshold=0.3, iou_threshold=0.45, max_detections=25, pre_nms_top_k=300)
+  out = _run(postprocess_graph.postprocess_model(num_anchors=150, num_classes=4, opset=21, **kw),
+             boxes, scores)
+  want = {k: np.asarray(v) for k, v in postprocess(boxes, scores, **kw).items()}
+  assert want["num_detections"].min() >= 5  # non-vacuous
+  np.testing.assert_array_equal(out["num_detections"], want["num_detections"])
+  np.testing.assert_array_equal(out["detection_classes"], want["classes"])
+  np.testing.assert_allclose(out["detection_boxes"], want["boxes"], rtol=0, atol=1e-5)
+  np.testing.assert_allclose(out["detection_scores"], want["scores"], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("bad", [dict(score_threshold=1.5), dict(iou_threshold=-0.1),
+                                 dict(max_detections=0), dict(pre_nms_top_k=2.5),
+                                 dict(score_threshold=float("nan"))])
+def test_bad_parameters_are_clear_errors(bad):
+  kw = dict(score_threshold=0.1, iou_threshold=0.5, max_detections=10, pre_nms_top_k=10)
+  kw.update(bad)
+  with pytest.raises(ValueError, match=next(iter(bad))):
+    postprocess_graph.postprocess_model(num_anchors=4, num_classes=2, opset=21, **kw)
