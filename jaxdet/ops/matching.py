@@ -50,19 +50,47 @@ def iou_matcher(iou: jnp.ndarray, gt_mask: jnp.ndarray, *, high_threshold: float
   Returns:
     int32 [..., A] match codes: gt index >= 0, MatchCode.NEGATIVE or MatchCode.IGNORE.
   """
-  if low_threshold > high_threshold:
-    raise ValueError(f"low_threshold {low_threshold} must be <= high_threshold {high_threshold}")
+  _check_thresholds(low_threshold, high_threshold)
   if iou.shape[:-1] != gt_mask.shape:
     raise ValueError(f"iou {iou.shape} must be [..., M, A] with gt_mask [..., M], got {gt_mask.shape}")
-  quality = _masked_quality(iou, gt_mask)
-  best_gt = jnp.argmax(quality, axis=-2).astype(jnp.int32)
-  best_quality = jnp.max(quality, axis=-2)
-  codes = jnp.where(best_quality < high_threshold, jnp.int32(MatchCode.IGNORE), best_gt)
-  codes = jnp.where(best_quality < low_threshold, jnp.int32(MatchCode.NEGATIVE), codes)
-  if allow_low_quality_matches:
-    best_per_gt = jnp.max(quality, axis=-1, keepdims=True)
-    attains = (quality == best_per_gt) & gt_mask[..., :, None]
-    codes = jnp.where(jnp.any(attains, axis=-2), best_gt, codes)
+  row = lambda m: _no_nan(jax.lax.dynamic_index_in_dim(iou, m, axis=iou.ndim - 2, keepdims=False))
+  best_per_gt = jnp.max(_no_nan(iou), axis=-1) if allow_low_quality_matches else None
+  return _match_rows(row, gt_mask, iou.shape[:-2] + iou.shape[-1:], best_per_gt,
+                     high_threshold=high_threshold, low_threshold=low_threshold)
+
+
+def _check_thresholds(low_threshold, high_threshold):
+  if low_threshold > high_threshold:
+    raise ValueError(f"low_threshold {low_threshold} must be <= high_threshold {high_threshold}")
+
+
+def _no_nan(quality):
+  # NaN would compare False with both thresholds and become a match: count it as no overlap.
+  return jnp.where(jnp.isnan(quality), -jnp.inf, quality)
+
+
+def _match_rows(row, gt_mask, out_shape, best_per_gt, *, high_threshold, low_threshold):
+  """The matcher as one pass over ground-truth rows (`row(m)` -> quality [..., A]).
+
+  A loop over the M rows keeps the running best (strict '>' keeps the first index on ties, as
+  argmax) on [..., A] arrays: XLA's CPU argmax over the gt axis of [..., M, A] was ~5x slower.
+  """
+  def body(m, carry):
+    best, best_gt, attains = carry
+    valid = jax.lax.dynamic_index_in_dim(gt_mask, m, axis=gt_mask.ndim - 1)
+    quality = jnp.where(valid, row(m), -jnp.inf)  # padded rows never win
+    better = quality > best
+    if best_per_gt is not None:
+      top = jax.lax.dynamic_index_in_dim(best_per_gt, m, axis=best_per_gt.ndim - 1)
+      attains = attains | (valid & (quality == top))
+    return jnp.where(better, quality, best), jnp.where(better, m, best_gt), attains
+
+  init = (jnp.full(out_shape, -jnp.inf, jnp.float32), jnp.zeros(out_shape, jnp.int32),
+          jnp.zeros(out_shape, bool))
+  best, best_gt, attains = jax.lax.fori_loop(0, gt_mask.shape[-1], body, init)
+  codes = jnp.where(best < high_threshold, jnp.int32(MatchCode.IGNORE), best_gt)
+  codes = jnp.where(best < low_threshold, jnp.int32(MatchCode.NEGATIVE), codes)
+  codes = jnp.where(attains, best_gt, codes)
   return jnp.where(jnp.any(gt_mask, axis=-1, keepdims=True), codes,
                    jnp.int32(MatchCode.NEGATIVE))
 
@@ -107,8 +135,12 @@ def match_boxes(gt_boxes_xyxy: jnp.ndarray, gt_mask: jnp.ndarray, anchors_xyxy: 
   Returns:
     int32 [..., A] match codes.
   """
-  return iou_matcher(box_iou(gt_boxes_xyxy, anchors_xyxy), gt_mask, high_threshold=high_threshold,
-                     low_threshold=low_threshold,
+  if gt_boxes_xyxy.shape[:-1] != gt_mask.shape:
+    raise ValueError(f"gt_boxes_xyxy {gt_boxes_xyxy.shape} must be [..., M, 4] with gt_mask "
+                     f"[..., M], got {gt_mask.shape}")
+  iou = box_iou(gt_boxes_xyxy, anchors_xyxy)  # [..., M, A]
+  return iou_matcher(iou, jnp.broadcast_to(gt_mask, iou.shape[:-1]),
+                     high_threshold=high_threshold, low_threshold=low_threshold,
                      allow_low_quality_matches=allow_low_quality_matches)
 
 
