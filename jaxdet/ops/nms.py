@@ -11,9 +11,9 @@ Each block is first suppressed by the boxes already kept (at most `max_output_si
 resolved internally by a fixed-point iteration over the block's IoU matrix (equal to the greedy
 sequential pass; it converges in as many steps as the longest suppression chain). The walk stops
 as soon as `max_output_size` boxes are kept, so its cost depends on the output size, not on N^2.
-Ordering uses `lax.top_k` of the best 4 * max_output_size first (a full sort of 5000 scores costs
-~0.9 ms on a 2-core CPU, top_k of 512 ~0.04 ms). Only when those do not fill the output are the
-remaining boxes, less those already suppressed by a kept box, ordered and walked.
+Boxes are ordered in rounds by `lax.top_k` of the best 4 * max_output_size open candidates (a
+full sort of 5000 scores costs ~0.9 ms on a 2-core CPU, top_k of 512 ~0.04 ms). The first round
+usually fills the output; later rounds first drop the boxes already suppressed by a kept box.
 """
 
 from typing import NamedTuple
@@ -187,28 +187,29 @@ def _hard_nms(boxes, scores, classes, candidate, *, iou_threshold, max_output_si
   head_arrays = _sorted_blocks(scores, boxes, classes, candidate, head, block)
   state = run_blocks(head_arrays, num_candidates, state)
 
-  def phase2(state):
-    # Every head box has been decided. Boxes that a kept box suppresses are dropped before
-    # ordering the rest (cheap: N x k IoU), so the blockwise walk only sees open candidates.
-    _, count, _, kept_boxes, kept_class = state
-    hits = (_pairwise_iou_tv(boxes, kept_boxes) > threshold) & (jnp.arange(k) < count)
-    if classes is not None:
-      hits &= classes[:, None] == kept_class[None, :]
-    in_head = jnp.zeros(num_boxes, bool).at[head_arrays[1][:head]].set(True)
-    rest = candidate & ~in_head & ~jnp.any(hits, axis=1)
-    state = (jnp.zeros((), jnp.int32),) + state[1:]
-    return run_blocks(_sorted_blocks(scores, boxes, classes, rest, num_boxes, block),
-                      jnp.sum(rest, dtype=jnp.int32), state)
-
   if head < num_boxes:
-    # A while_loop that runs at most once rather than lax.cond: under vmap, cond would run phase 2
-    # for every image, the loop only when some image needs it.
-    def needs_phase2(carry):
-      state, done = carry
-      return ~done & (state[1] < k) & (head < num_candidates)
+    # Later rounds (only when the head did not fill k slots): drop the boxes that a kept box
+    # suppresses (N x k IoU, cheap), then walk the next `head` best open candidates. Each round
+    # decides `head` candidates, so there are at most N / head rounds; under vmap the loop runs
+    # only while some image needs it.
+    def more_rounds(carry):
+      state, open_ = carry
+      return (state[1] < k) & jnp.any(open_)
 
-    state, _ = jax.lax.while_loop(needs_phase2, lambda carry: (phase2(carry[0]), True),
-                                  (state, False))
+    def next_round(carry):
+      state, open_ = carry
+      _, count, _, kept_boxes, kept_class = state
+      hits = (_pairwise_iou_tv(boxes, kept_boxes) > threshold) & (jnp.arange(k) < count)
+      if classes is not None:
+        hits &= classes[:, None] == kept_class[None, :]
+      open_ &= ~jnp.any(hits, axis=1)
+      arrays = _sorted_blocks(scores, boxes, classes, open_, head, block)
+      state = run_blocks(arrays, jnp.sum(open_, dtype=jnp.int32),
+                         (jnp.zeros((), jnp.int32),) + state[1:])
+      return state, open_.at[arrays[1][:head]].set(False)
+
+    open_ = candidate.at[head_arrays[1][:head]].set(False)
+    state, _ = jax.lax.while_loop(more_rounds, next_round, (state, open_))
   _, count, kept_index, _, _ = state
   return NmsResult(indices=kept_index, valid=jnp.arange(k) < count, num_valid=count)
 

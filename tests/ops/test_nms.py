@@ -120,6 +120,14 @@ def test_block_size_never_changes_results(block_size):
   assert len(expected) == 6
   assert_result(jnms(boxes, scores, iou_threshold=0.5, max_output_size=6, block_size=block_size),
                 expected, 6)
+  # Five groups of 20 near-duplicates in descending score bands, 3 outputs: with small blocks each
+  # later round walks one group (keeps 1, the kept box then removes the group's rest).
+  groups = np.float32([[0, 0, 20, 20]]) + 30 * np.arange(5, dtype=np.float32)[:, None]
+  boxes = np.repeat(groups, 20, axis=0) + rng.uniform(-0.5, 0.5, (100, 4)).astype(np.float32)
+  scores = (1 - np.repeat(np.arange(5), 20) * 0.1 - rng.uniform(0, 0.09, 100)).astype(np.float32)
+  result = jnms(boxes, scores, iou_threshold=0.5, max_output_size=3, block_size=block_size)
+  assert_result(result, ref_nms(boxes, scores, 0.5), 3)
+  np.testing.assert_array_equal(np.asarray(result.indices) // 20, [0, 1, 2])
 
 
 def test_nms_boxes_exactly_at_threshold():
