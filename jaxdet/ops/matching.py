@@ -10,6 +10,7 @@ excluded from the losses. These equal torchvision's `Matcher.BELOW_LOW_THRESHOLD
 """
 
 import enum
+import math
 
 import jax
 import jax.numpy as jnp
@@ -182,20 +183,24 @@ def sample_balanced(key: jax.Array, matches: jnp.ndarray, *, num_samples: int,
     raise ValueError(f"need num_samples >= 1 and 0 <= positive_fraction <= 1, got "
                      f"{num_samples}, {positive_fraction}")
   num_anchors = matches.shape[-1]
-  # A random permutation gives every anchor a unique priority, so counts are exact (no ties).
-  priority = jax.random.permutation(
-      key, jnp.broadcast_to(jnp.arange(num_anchors, dtype=jnp.int32), matches.shape), axis=-1,
-      independent=True)
-  k = min(num_samples, num_anchors)
+  lead = matches.shape[:-1]
+  # Random 31-bit priorities; top_k breaks the (rare) ties by index and we keep exactly the first
+  # `count` of its indices, so the counts are exact. Much cheaper than a full permutation.
+  priority = (jax.random.bits(key, matches.shape, jnp.uint32) >> 1).astype(jnp.int32)
+  row_offset = (jnp.arange(math.prod(lead), dtype=jnp.int32) * num_anchors).reshape(lead + (1,))
 
-  def pick(candidates, count):
-    # count-th smallest priority among candidates; keep candidates at or below it.
-    sentinel = jnp.int32(num_anchors)
-    smallest = -jax.lax.top_k(-jnp.where(candidates, priority, sentinel), k)[0]
-    threshold = jnp.take_along_axis(smallest, jnp.maximum(count - 1, 0)[..., None], axis=-1)
-    return candidates & (priority <= threshold) & (count[..., None] > 0)
+  def pick(candidates, count, max_count):
+    k = min(max_count, num_anchors)
+    if k == 0:
+      return jnp.zeros_like(candidates)
+    _, index = jax.lax.top_k(jnp.where(candidates, priority, -1), k)  # [..., k]
+    keep = jnp.arange(k) < count[..., None]
+    mask = jnp.zeros((math.prod(lead) * num_anchors,), bool)
+    mask = mask.at[(row_offset + index).reshape(-1)].max(keep.reshape(-1))
+    return mask.reshape(matches.shape)
 
   positive, negative = matches >= 0, matches == MatchCode.NEGATIVE
-  num_pos = jnp.minimum(positive.sum(-1), int(num_samples * positive_fraction))
+  max_pos = int(num_samples * positive_fraction)
+  num_pos = jnp.minimum(positive.sum(-1), max_pos)
   num_neg = jnp.minimum(negative.sum(-1), num_samples - num_pos)
-  return pick(positive, num_pos), pick(negative, num_neg)
+  return pick(positive, num_pos, max_pos), pick(negative, num_neg, num_samples)

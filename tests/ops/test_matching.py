@@ -70,6 +70,13 @@ def test_padded_gt_never_matched_and_all_masked_negative():
   np.testing.assert_array_equal(none, [MatchCode.NEGATIVE] * 2)
 
 
+def test_zero_gt_slots_all_negative():
+  got = matching.match_boxes(np.zeros((2, 0, 4), np.float32), np.zeros((2, 0), bool),
+                             np.array([[0, 0, 4, 4], [1, 1, 9, 9]], np.float32),
+                             high_threshold=0.5, low_threshold=0.4, allow_low_quality_matches=True)
+  np.testing.assert_array_equal(got, np.full((2, 2), MatchCode.NEGATIVE))
+
+
 def test_nan_quality_is_not_a_match():
   iou = np.float32([[np.nan, 0.8]])
   got = matching.iou_matcher(iou, np.array([True]), high_threshold=0.5, low_threshold=0.4)
