@@ -31,7 +31,8 @@ SCRIPT = textwrap.dedent("""
     assert len(sharded["image"].sharding.device_set) == len(devices)
     for _ in range(3):
       state, metrics = fn(state, sharded, sharding.replicate(jax.random.PRNGKey(1), mesh))
-    assert len(state.params["cls_head"]["kernel"].sharding.device_set) == len(devices)
+    kernel_sharding = state.params["cls_head"]["kernel"].sharding
+    assert len(kernel_sharding.device_set) == len(devices) and kernel_sharding.is_fully_replicated
     results.append(jax.device_get((state, metrics)))
   (s1, m1), (s4, m4) = results
   np.testing.assert_allclose(m1["loss"], m4["loss"], rtol=1e-5)
