@@ -76,6 +76,9 @@ def _match_rows(row, gt_mask, out_shape, best_per_gt, *, high_threshold, low_thr
   A loop over the M rows keeps the running best (strict '>' keeps the first index on ties, as
   argmax) on [..., A] arrays: XLA's CPU argmax over the gt axis of [..., M, A] was ~5x slower.
   """
+  if gt_mask.shape[-1] == 0:  # no ground-truth slots at all
+    return jnp.full(out_shape, MatchCode.NEGATIVE, jnp.int32)
+
   def body(m, carry):
     best, best_gt, attains = carry
     valid = jax.lax.dynamic_index_in_dim(gt_mask, m, axis=gt_mask.ndim - 1)
