@@ -302,6 +302,7 @@ def roi_align(features: jnp.ndarray, boxes_xyxy: jnp.ndarray, *, output_size,
     [B, K, out_h, out_w, C] pooled features, dtype of `features`.
   """
   output_size = _pair(output_size)
+  features, boxes_xyxy = jnp.asarray(features), jnp.asarray(boxes_xyxy)
   if features.ndim != 4:
     raise ValueError(f"features must be [B, H, W, C], got shape {features.shape}")
   if boxes_xyxy.ndim != 3 or boxes_xyxy.shape[-1] != 4 or boxes_xyxy.shape[0] != features.shape[0]:
@@ -309,6 +310,8 @@ def roi_align(features: jnp.ndarray, boxes_xyxy: jnp.ndarray, *, output_size,
                      f"{boxes_xyxy.shape}")
   if min(output_size) < 1:
     raise ValueError(f"output_size must be positive, got {output_size}")
+  if not jnp.issubdtype(features.dtype, jnp.floating):
+    raise ValueError(f"features must be a float array, got dtype {features.dtype}")
   if 0 in features.shape[1:3]:
     raise ValueError(f"features must have a non-empty map, got shape {features.shape}")
   return _roi_align(features, boxes_xyxy, output_size=output_size,

@@ -124,6 +124,8 @@ def test_bad_shapes_raise():
     roi_align(np.zeros((8, 8, 3)), np.zeros((1, 2, 4)), output_size=2)
   with pytest.raises(ValueError, match=r"\[B, K, 4\]"):
     roi_align(np.zeros((2, 8, 8, 3)), np.zeros((1, 2, 4)), output_size=2)
+  with pytest.raises(ValueError, match="float"):
+    roi_align(np.zeros((1, 8, 8, 3), np.int32), np.zeros((1, 2, 4)), output_size=2)
   with pytest.raises(ValueError, match="output_size"):
     roi_align(np.zeros((1, 8, 8, 3)), np.zeros((1, 2, 4)), output_size=0)
 
