@@ -2,9 +2,10 @@
 
 Boxes are float arrays whose last axis holds 4 coordinates; the format is in the argument name
 (`boxes_xyxy` = (x1, y1, x2, y2)). Every function is jit/vmap-able and accepts any leading batch
-dims. For valid boxes (x2 >= x1, y2 >= y1) values equal torchvision's formulas, term by term.
-Where torchvision divides by zero (zero-area or inverted boxes) these functions return finite
-values and finite gradients instead of NaN: such boxes count as having zero area.
+dims. For valid boxes (x2 >= x1, y2 >= y1) values follow torchvision's formulas term by term
+(CIoU's atan(w / h) is computed as atan2(w, h): equal up to float rounding). Where torchvision
+divides by zero (zero-area or inverted boxes) these functions return finite values and finite
+gradients instead of NaN: inverted boxes count as having zero area.
 """
 
 from typing import Literal
