@@ -1,4 +1,4 @@
-"""Static anchors: torchvision `AnchorGenerator`, SSD `DefaultBoxGenerator` and anchor-free grid points.
+"""Static anchors: torchvision `AnchorGenerator`, SSD `DefaultBoxGenerator`, anchor-free points.
 
 Everything here runs once at trace time on the host and returns NumPy arrays (float32), which jit
 treats as constants. Anchor order equals torchvision's: levels in order; within a level, locations
@@ -78,7 +78,15 @@ def cell_anchors_xyxy(sizes: Sequence[float], aspect_ratios: Sequence[float]) ->
 
 def num_anchors_per_location(sizes: Sequence[Sequence[float]],
                              aspect_ratios: Sequence[Sequence[float]]) -> tuple[int, ...]:
-  """Anchors per feature-map location for each level: len(sizes[l]) * len(aspect_ratios[l])."""
+  """Anchors per feature-map location for each level.
+
+  Args:
+    sizes: per level, the anchor sizes.
+    aspect_ratios: per level, the h/w ratios.
+
+  Returns:
+    Tuple of len(sizes[l]) * len(aspect_ratios[l]) per level.
+  """
   return tuple(len(s) * len(a) for s, a in zip(sizes, aspect_ratios, strict=True))
 
 
@@ -118,7 +126,8 @@ def multilevel_anchors_xyxy(image_size: Size, level_sizes: Sequence[Size], *,
       raise ValueError(f"feature map sizes must be positive, got {level_sizes}")
     stride_h, stride_w = img_h // gh, img_w // gw
     base = cell_anchors_xyxy(level_anchor_sizes, level_ratios)
-    shift_y, shift_x = np.meshgrid(np.arange(gh) * stride_h, np.arange(gw) * stride_w, indexing="ij")
+    shift_y, shift_x = np.meshgrid(np.arange(gh) * stride_h, np.arange(gw) * stride_w,
+                                   indexing="ij")
     shift_x, shift_y = shift_x.reshape(-1), shift_y.reshape(-1)
     shifts = np.stack([shift_x, shift_y, shift_x, shift_y], axis=1).astype(np.float32)
     out.append((shifts[:, None, :] + base[None, :, :]).reshape(-1, 4))
@@ -143,8 +152,19 @@ def retinanet_anchors_xyxy(image_size: Size, *, strides: Sequence[int] = RETINAN
                                  aspect_ratios=aspect_ratios)
 
 
-def ssd_scales(num_levels: int, *, min_ratio: float = 0.15, max_ratio: float = 0.9) -> tuple[float, ...]:
-  """SSD default-box scales, torchvision `DefaultBoxGenerator` (num_levels + 1 values)."""
+def ssd_scales(num_levels: int, *, min_ratio: float = 0.15,
+               max_ratio: float = 0.9) -> tuple[float, ...]:
+  """SSD default-box scales, as torchvision `DefaultBoxGenerator` estimates them.
+
+  Args:
+    num_levels: number of feature maps (>= 1).
+    min_ratio: scale of the first level.
+    max_ratio: scale of the last level.
+
+  Returns:
+    num_levels + 1 floats: linear from min_ratio to max_ratio, then 1.0 (or (min, max) for one
+    level).
+  """
   if num_levels < 1:
     raise ValueError(f"num_levels must be >= 1, got {num_levels}")
   if num_levels == 1:

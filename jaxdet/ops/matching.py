@@ -53,7 +53,8 @@ def iou_matcher(iou: jnp.ndarray, gt_mask: jnp.ndarray, *, high_threshold: float
   """
   _check_thresholds(low_threshold, high_threshold)
   if iou.shape[:-1] != gt_mask.shape:
-    raise ValueError(f"iou {iou.shape} must be [..., M, A] with gt_mask [..., M], got {gt_mask.shape}")
+    raise ValueError(f"iou {iou.shape} must be [..., M, A] with gt_mask [..., M], got "
+                     f"{gt_mask.shape}")
   row = lambda m: _no_nan(jax.lax.dynamic_index_in_dim(iou, m, axis=iou.ndim - 2, keepdims=False))
   best_per_gt = jnp.max(_no_nan(iou), axis=-1) if allow_low_quality_matches else None
   return _match_rows(row, gt_mask, iou.shape[:-2] + iou.shape[-1:], best_per_gt,

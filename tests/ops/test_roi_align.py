@@ -1,4 +1,4 @@
-"""RoIAlign: plain-loop bilinear reference, every static path, torchvision conformance, gradients."""
+"""RoIAlign: plain-loop bilinear reference, every static path, torchvision, gradients."""
 
 import math
 
