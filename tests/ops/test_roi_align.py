@@ -165,3 +165,15 @@ def test_equals_torchvision(sampling_ratio, aligned):
                                    aligned=aligned)
   want = want.numpy().transpose(0, 2, 3, 1).reshape(2, 40, 7, 5, 8)
   np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_vmap_equals_per_image_calls():
+  rng = np.random.default_rng(5)
+  features = rng.standard_normal((3, 1, 12, 10, 4)).astype(np.float32)
+  lo, hi = rng.uniform(0, 30, (3, 1, 5, 2)), rng.uniform(30, 48, (3, 1, 5, 2))
+  boxes = np.concatenate([lo, hi], -1).astype(np.float32)
+  boxes[2, 0, 0] = [-300, -300, 400, 400]  # only this element needs the dense path
+  fn = lambda f, b: roi_align(f, b, output_size=3, spatial_scale=0.25, sampling_ratio=-1)
+  mapped = jax.vmap(fn)(features, boxes)
+  np.testing.assert_allclose(mapped, np.stack([fn(features[i], boxes[i]) for i in range(3)]),
+                             atol=1e-6)
