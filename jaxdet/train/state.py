@@ -44,8 +44,9 @@ def create_train_state(model, tx: optax.GradientTransformation, *, rng: jax.Arra
     A `TrainState` at step 0.
   """
   init_rng, state_rng = jax.random.split(rng)
-  variables = model.init(init_rng, jnp.zeros((1, image_size, image_size, 3), jnp.float32),
-                         train=False)
+  # Jitted: eager init dispatches every small op separately (~10x slower for a CSP-Darknet).
+  variables = jax.jit(lambda key: model.init(
+      key, jnp.zeros((1, image_size, image_size, 3), jnp.float32), train=False))(init_rng)
   params = variables["params"] if params is None else params
   batch_stats = variables.get("batch_stats", {}) if batch_stats is None else batch_stats
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
