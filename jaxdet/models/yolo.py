@@ -168,6 +168,12 @@ def loss_fn(preds, batch, *, config):
     `(loss [] float32, metrics)` with metrics `loss`, `cls_loss`, `box_loss`, `num_fg` (scalars).
   """
   cfg = _model_config(config)
+  kind, box_kind = cfg.get("cls_loss", "bce"), cfg.get("box_loss", "ciou")
+  if kind not in ("bce", "varifocal", "focal"):
+    raise ValueError(f"unknown cls_loss {kind!r}; expected 'bce', 'varifocal' or 'focal'")
+  if box_kind not in losses.regression.IOU_LOSSES:
+    raise ValueError(f"unknown box_loss {box_kind!r}; expected one of "
+                     f"{sorted(losses.regression.IOU_LOSSES)}")
   logits = preds["cls_logits"].astype(jnp.float32)
   ltrb = preds["box_ltrb"].astype(jnp.float32)
   pred_boxes = _boxes_from_ltrb(preds["points"], ltrb)
@@ -179,22 +185,16 @@ def loss_fn(preds, batch, *, config):
                    batch["classes"], batch["box_mask"])
   target_sum = jnp.sum(targets.target_scores)
 
-  kind = cfg.get("cls_loss", "bce")
   if kind == "bce":
     cls = losses.sigmoid_binary_cross_entropy(logits, targets.target_scores)
   elif kind == "varifocal":
     cls = losses.varifocal_loss(logits, targets.target_scores)
-  elif kind == "focal":
-    cls = losses.sigmoid_focal_loss(logits, targets.target_scores)
   else:
-    raise ValueError(f"unknown cls_loss {kind!r}")
+    cls = losses.sigmoid_focal_loss(logits, targets.target_scores)
   cls_loss = jnp.sum(cls) / losses.safe_normalizer(target_sum)
 
-  box_kind = cfg.get("box_loss", "ciou")
-  if box_kind not in losses.regression.IOU_LOSSES:
-    raise ValueError(f"unknown box_loss {box_kind!r}")
-  # Background rows get their prediction as target: a finite, zero-loss-free dummy that `where`
-  # then drops, so empty ground truth gives exactly 0 with finite gradients.
+  # Background rows get their own prediction as target: a finite dummy that the mask drops, so
+  # empty ground truth gives exactly 0 with finite gradients.
   safe_targets = jnp.where(targets.fg_mask[..., None], targets.target_boxes_xyxy,
                            jax.lax.stop_gradient(pred_boxes))
   box = losses.regression.IOU_LOSSES[box_kind](pred_boxes, safe_targets)

@@ -184,6 +184,7 @@ def test_frozen_bn_keeps_statistics_and_patterns_select_bn_params(setup):
   assert models.frozen_param_patterns(_config()) == ()
 
 
+@pytest.mark.slow  # ~20-45 s on a loaded 2-core CPU (one train-step compile)
 def test_training_steps_reduce_loss(setup):
   cfg, model, variables, x = setup
   batch = _batch()
