@@ -5,16 +5,16 @@ Bilinear sampling is separable: with `grid_h` samples per bin along y, each outp
 where Ay[ph, :] sums each sample's two bilinear row weights divided by grid_h (Ax likewise). Each
 row of Ay is stored as "taps" (row index, weight) and the output is a sum over tap pairs of
 gathered C-vectors. A loop runs over the row taps actually used by the call (data-dependent trip
-count, static shapes); each step gathers a block of column taps in one fused XLA kernel.
+count, static shapes); each step gathers 4 x 4 tap pairs in one fused XLA kernel.
 
 Static shapes for the data-dependent sample count of `sampling_ratio <= 0` (torchvision's
 adaptive grid = ceil(roi_size / output_size) per RoI): up to `_MAX_TAPS - 1` samples per bin are
 enumerated with a mask (only `_SHORT_ENUMERATION` when every grid of the call is that small) and
-merged into consecutive row taps. If a call has a larger grid or a span of more than `_MAX_TAPS`
-rows in a bin, an exact dense path (full Ay/Ax matrices built from the at most H + 4 in-map
-samples of each bin; two matmuls) runs instead, so the result equals torchvision for every box.
-Its cost is that of the whole map for every RoI of the call. With `sampling_ratio > 0` the
-2 * sampling_ratio unmerged taps (or fewer merged ones) are always exact.
+merged into consecutive row taps. A RoI with a larger grid or a span of more than `_MAX_TAPS` rows
+in a bin ("big") is computed exactly by a dense path instead (full Ay/Ax matrices built from the
+at most H + 4 in-map samples of each bin; two matmuls): per RoI for up to `_MAX_BIG` big RoIs, and
+for every RoI of the call beyond that. So the result equals torchvision for every box. With
+`sampling_ratio > 0` the 2 * sampling_ratio unmerged taps (or fewer merged ones) are always exact.
 
 The backward pass is a custom VJP (scatter-add of the same taps): gradients flow to `features`;
 as in torchvision, none flow to the boxes.
@@ -28,6 +28,9 @@ import jax.numpy as jnp
 
 # Merged taps per bin and axis before the dense path takes over (sampling_ratio <= 0).
 _MAX_TAPS = 28
+# RoIs per call that the taps cannot represent (sampling_ratio <= 0) handled by a per-RoI dense
+# path; more than this sends the whole call to the dense path.
+_MAX_BIG = 8
 # Samples enumerated per bin when every grid of the call is at most this (sampling_ratio <= 0).
 _SHORT_ENUMERATION = 4
 # Row x column taps gathered per loop step, fused into one XLA kernel: spans up to 4 (most boxes
@@ -108,37 +111,35 @@ def _unmerged_taps(axis: _Axis, count: int):
 def _merged_taps(axis: _Axis, count: int, num_taps: int):
   """Samples 0..count-1 of every bin merged into num_taps consecutive rows from the first one.
 
-  Returns rows int32 [B,K,out,num_taps], weights [B,K,out,num_taps] and the largest span (rows
-  from first to last used) over all bins, int32 []. The taps are exact when span <= num_taps.
+  Returns rows int32 [B,K,out,num_taps], weights [B,K,out,num_taps] and each RoI's largest span
+  (rows from first to last used) over its bins, int32 [B,K]. Exact where span <= num_taps.
   """
   low, high, w_low, w_high, valid = axis.samples(0, count)
   first = jnp.min(jnp.where(valid, low, axis.size), -1, keepdims=True)
   first = jnp.where(first == axis.size, 0, first)
   last = jnp.max(jnp.where(valid, high, -1), -1, keepdims=True)
-  span = jnp.max(jnp.maximum(last - first + 1, 0))
+  span = jnp.max(jnp.maximum(last - first + 1, 0), axis=(-2, -1))
   weights = _histogram(jnp.concatenate([low - first, high - first], -1),
                        jnp.concatenate([w_low, w_high], -1), num_taps)
   return jnp.minimum(first + jnp.arange(num_taps), axis.size - 1), weights, span
 
 
 def _axis_taps(axis: _Axis, sampling_ratio: int):
-  """Taps of one axis: rows, weights [B,K,out,T], taps in use [] int32, exact [] bool."""
+  """Taps of one axis: rows, weights [B,K,out,T]; per RoI: taps in use and exactness [B,K]."""
   if sampling_ratio > 0:
     num = 2 * sampling_ratio
     rows, weights = _unmerged_taps(axis, sampling_ratio)
     m_rows, m_weights, span = _merged_taps(axis, sampling_ratio, num)
-    use_merged = span < num  # merged taps are fewer when the samples of a bin are close
+    use_merged = jnp.max(span) < num  # merged taps are fewer when the samples of a bin are close
     return (jnp.where(use_merged, m_rows, rows), jnp.where(use_merged, m_weights, weights),
-            jnp.where(use_merged, span, num), jnp.bool_(True))
+            jnp.where(use_merged, span, num), jnp.ones(span.shape, bool))
   # Enumerating _MAX_TAPS - 1 samples for every bin costs more than the pooling itself when all
   # grids are small (the common case), so a cheap cond picks a short enumeration then.
-  max_grid = jnp.max(axis.grid)
   rows, weights, span = jax.lax.cond(
-      max_grid <= _SHORT_ENUMERATION,
+      jnp.max(axis.grid) <= _SHORT_ENUMERATION,
       lambda: _merged_taps(axis, _SHORT_ENUMERATION, _MAX_TAPS),
       lambda: _merged_taps(axis, _MAX_TAPS - 1, _MAX_TAPS))
-  exact = (max_grid <= _MAX_TAPS - 1) & (span <= _MAX_TAPS)
-  return rows, weights, span, exact
+  return rows, weights, span, (axis.grid <= _MAX_TAPS - 1) & (span <= _MAX_TAPS)
 
 
 def _first_in_map_sample(axis: _Axis):
@@ -228,42 +229,87 @@ def _dense_backward(cotangent, a_y, a_x):
 
 
 def _make_pool(out_h: int, out_w: int, h: int, w: int, *, with_dense: bool):
-  """Linear map features -> pooled with a custom VJP; geometry arrays get no cotangent."""
+  """Linear map features -> pooled with a custom VJP; the other inputs get no cotangent.
 
-  def dense_mats(geometry):
+  `mode` (int32 []): 0 taps only; 1 taps plus the per-RoI dense path for the selected RoIs (whose
+  tap weights are zero); 2 the dense path for every RoI.
+  """
+
+  def axes(geometry, pick=lambda a: a):
     geo_y, geo_x = geometry
-    return _dense_matrix(_Axis(*geo_y, out_h, h)), _dense_matrix(_Axis(*geo_x, out_w, w))
+    return (_Axis(*map(pick, geo_y), out_h, h), _Axis(*map(pick, geo_x), out_w, w))
 
-  def forward(features, taps, use_dense, geometry):
+  def selected_mats(batch, dtype, geometry, selection):
+    """Ay per image [B,n,oh,H] (zero off the RoI's image or for unused slots), Ax [n,ow,W]."""
+    index, valid = selection
+    num_rois = geometry[0][0].shape[1]
+    a_y, a_x = map(_dense_matrix, axes(geometry, lambda a: a.reshape(-1)[index]))
+    image = (index // num_rois)[None, :] == jnp.arange(batch)[:, None]
+    a_y = (image & valid)[:, :, None, None] * a_y[None]
+    return a_y.astype(dtype), a_x.astype(dtype)
+
+  def add_selected(out, features, mode, geometry, selection):
+    def pooled():
+      a_y, a_x = selected_mats(features.shape[0], features.dtype, geometry, selection)
+      return jnp.einsum("nywc,nxw->nyxc", jnp.einsum("bnyh,bhwc->nywc", a_y, features), a_x)
+
+    # Only the small [n, oh, ow, C] result passes through the cond (no copy of `out`).
+    shape = selection[0].shape + out.shape[2:]
+    pooled = jax.lax.cond(mode == 1, pooled, lambda: jnp.zeros(shape, out.dtype))
+    flat = out.reshape((-1,) + out.shape[2:])
+    return flat.at[selection[0]].add(pooled).reshape(-1)
+
+  def forward(features, taps, mode, geometry, selection):
     if not with_dense:
       return _gather_taps(features, taps)
+
+    def with_taps():
+      return add_selected(_gather_taps(features, taps), features, mode, geometry, selection)
+
     # Branches return flat arrays: a 1-D result has a single layout, so the dense branch's
     # preferred (transposed) output layout cannot force a copy onto the common gather path.
     shape = taps[0].shape[:3] + (out_w, features.shape[-1])
-    flat = jax.lax.cond(use_dense,
-                        lambda: _dense_forward(features, *dense_mats(geometry)).reshape(-1),
-                        lambda: _gather_taps(features, taps).reshape(-1))
+    flat = jax.lax.cond(
+        mode == 2,
+        lambda: _dense_forward(features, *map(_dense_matrix, axes(geometry))).reshape(-1),
+        with_taps)
     return flat.reshape(shape)
 
-  @jax.custom_vjp
-  def pool(features, taps, use_dense, geometry):
-    return forward(features, taps, use_dense, geometry)
+  def backward(cotangent, taps, mode, geometry, selection, like):
+    shape = (cotangent.shape[0],) + like.shape[1:]
+    if not with_dense:
+      return _scatter_taps(cotangent, taps, shape)
 
-  def pool_fwd(features, taps, use_dense, geometry):
-    residual = (taps, use_dense, geometry, jnp.zeros((0,) + features.shape[1:], features.dtype))
-    return forward(features, taps, use_dense, geometry), residual
+    def selected_grad():
+      a_y, a_x = selected_mats(shape[0], cotangent.dtype, geometry, selection)
+      picked = cotangent.reshape((-1,) + cotangent.shape[2:])[selection[0]]
+      t = jnp.einsum("nyxc,nxw->nywc", picked, a_x)
+      return jnp.einsum("bnyh,nywc->bhwc", a_y, t)
+
+    def with_taps():
+      grad = _scatter_taps(cotangent, taps, shape)
+      return (grad + jax.lax.cond(mode == 1, selected_grad, lambda: jnp.zeros_like(grad))
+              ).reshape(-1)
+
+    grad = jax.lax.cond(
+        mode == 2,
+        lambda: _dense_backward(cotangent, *map(_dense_matrix, axes(geometry))).reshape(-1),
+        with_taps)
+    return grad.reshape(shape)
+
+  @jax.custom_vjp
+  def pool(features, taps, mode, geometry, selection):
+    return forward(features, taps, mode, geometry, selection)
+
+  def pool_fwd(features, taps, mode, geometry, selection):
+    like = jnp.zeros((0,) + features.shape[1:], features.dtype)
+    return (forward(features, taps, mode, geometry, selection),
+            (taps, mode, geometry, selection, like))
 
   def pool_bwd(residual, cotangent):
-    taps, use_dense, geometry, like = residual
-    shape = (cotangent.shape[0],) + like.shape[1:]
-    if with_dense:
-      grad = jax.lax.cond(use_dense,
-                          lambda: _dense_backward(cotangent, *dense_mats(geometry)).reshape(-1),
-                          lambda: _scatter_taps(cotangent, taps, shape).reshape(-1))
-      grad = grad.reshape(shape)
-    else:
-      grad = _scatter_taps(cotangent, taps, shape)
-    zeros = jax.tree.map(_zero_cotangent, (taps, use_dense, geometry))
+    taps, mode, geometry, selection, like = residual
+    grad = backward(cotangent, taps, mode, geometry, selection, like)
+    zeros = jax.tree.map(_zero_cotangent, (taps, mode, geometry, selection))
     return (grad.astype(like.dtype),) + zeros
 
   pool.defvjp(pool_fwd, pool_bwd)
@@ -333,12 +379,22 @@ def _roi_align(features, boxes_xyxy, *, output_size, spatial_scale, sampling_rat
   kw = dict(sampling_ratio=sampling_ratio, aligned=aligned)
   ay = _Axis.from_box(y1, y2 - y1, out=out_h, size=h, **kw)
   ax = _Axis.from_box(x1, x2 - x1, out=out_w, size=w, **kw)
-  rows, w_rows, n_rows, exact_y = _axis_taps(ay, sampling_ratio)
-  cols, w_cols, n_cols, exact_x = _axis_taps(ax, sampling_ratio)
+  rows, w_rows, span_y, exact_y = _axis_taps(ay, sampling_ratio)
+  cols, w_cols, span_x, exact_x = _axis_taps(ax, sampling_ratio)
+  # RoIs the taps cannot represent exactly ("big": sampling_ratio <= 0 only) get zero tap
+  # weights and go to a per-RoI dense path when there are at most _MAX_BIG of them, otherwise
+  # every RoI goes to the dense path.
+  big = ~(exact_y & exact_x)
+  n_rows, n_cols = jnp.max(jnp.where(big, 0, span_y)), jnp.max(jnp.where(big, 0, span_x))
+  w_rows = jnp.where(big[..., None, None], 0.0, w_rows)
+  w_cols = jnp.where(big[..., None, None], 0.0, w_cols)
   # The barrier keeps XLA from fusing (recomputing) the tap arithmetic inside the gather loop.
   taps = jax.lax.optimization_barrier((rows, w_rows, n_rows, cols, w_cols, n_cols))
-  use_dense = ~(exact_y & exact_x)
+  num_big = jnp.sum(big)
+  mode = jnp.where(num_big > _MAX_BIG, 2, jnp.where(num_big > 0, 1, 0)).astype(jnp.int32)
+  _, index = jax.lax.top_k(big.reshape(-1).astype(jnp.int32), min(_MAX_BIG, big.size))
+  selection = (index, big.reshape(-1)[index])
   # With a fixed sampling ratio the taps are always exact: no dense path is compiled.
   pool = _make_pool(out_h, out_w, h, w, with_dense=sampling_ratio <= 0)
-  out = pool(features, taps, use_dense, (ay.arrays(), ax.arrays()))
+  out = pool(features, taps, mode, (ay.arrays(), ax.arrays()), selection)
   return jnp.where(finite[..., None, None, None], out, 0).astype(features.dtype)

@@ -93,24 +93,33 @@ def test_matches_loop_reference(sampling_ratio, aligned, wh, margin):
   np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
 
 
+def _side_boxes(rng, sides):
+  xy = rng.uniform(-4, 14, (len(sides), 2))
+  aspect = rng.uniform(0.6, 1.0, (len(sides), 1))
+  wh = np.asarray(sides)[:, None] * np.concatenate([aspect, 1 / aspect], 1) ** 0.5
+  return np.concatenate([xy, xy + wh], 1)[None].astype(np.float32)
+
+
 def test_every_adaptive_path_is_exact():
-  """Sizes that take the short and long sample enumerations, 1 to 7x7 tap blocks, and the dense
-  fallback (grid > 27 samples per bin); same shapes, so one compilation serves all."""
+  """The short and long sample enumerations with 1 to 6x6 tap blocks, up to 8 "big" RoIs (grid
+  > 27) on the per-RoI dense path, and more on the all-dense path; same shapes, one compile."""
   rng = np.random.default_rng(0)
   features = rng.standard_normal((1, 16, 16, 2)).astype(np.float32)
-  for side in (1.0, 3.0, 5.0, 9.0, 14.0, 15.9, 40.0, 60.0, 130.0, 400.0):
-    boxes = np.array([[[0.3, 0.2, 0.3 + side, 0.2 + side],
-                       [15.0 - side * 0.5, 1.0, 15.5, 1.0 + side * 0.7]]], np.float32)
+  small = [0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
+  cases = {"short": small + [8.0, 1.5], "long": small[:4] + [9.0, 14.0, 15.9, 22.0, 30.0, 40.0],
+           "2 big": small + [56.0, 70.0], "10 big": [56.0 + 2 * i for i in range(10)]}
+  for name, sides in cases.items():
+    boxes = _side_boxes(rng, sides)
     got = roi_align(features, boxes, output_size=2, sampling_ratio=-1, aligned=False)
     want = _loop_roi_align(features, boxes, (2, 2), 1.0, -1, False)
-    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4, err_msg=f"side {side}")
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4, err_msg=name)
 
 
 def test_degenerate_and_non_finite_boxes():
   features = np.ones((1, 8, 8, 2), np.float32)
   boxes = np.array([[[2, 2, 2, 2], [3, 3, 1, 1], [np.nan, 0, 4, 4], [0, 0, np.inf, 4],
                      [100, 100, 120, 120]]], np.float32)
-  for aligned, ratio in [(True, -1), (False, -1), (True, 2)]:
+  for aligned, ratio in [(True, -1), (False, 2)]:
     got = np.asarray(roi_align(features, boxes, output_size=2, sampling_ratio=ratio,
                                aligned=aligned))
     assert np.isfinite(got).all()
@@ -130,23 +139,23 @@ def test_bad_shapes_raise():
     roi_align(np.zeros((1, 8, 8, 3)), np.zeros((1, 2, 4)), output_size=0)
 
 
-@pytest.mark.parametrize("huge_box", [False, True])  # True: the dense path (adaptive grid > 27)
-def test_gradient_flows_to_features(huge_box):
+# huge_box: the per-RoI dense path (adaptive grid > 27); a fixed ratio never needs it.
+@pytest.mark.parametrize("ratio,huge_box", [(2, False), (-1, False), (-1, True)])
+def test_gradient_flows_to_features(ratio, huge_box):
   rng = np.random.default_rng(1)
   features = jnp.asarray(rng.standard_normal((1, 6, 6, 2)).astype(np.float32))
   third = [-40.0, -30.0, 50.0, 45.0] if huge_box else [2.0, 2.0, 3.0, 3.5]
   boxes = np.array([[[0.5, 1.0, 4.0, 5.5], [-1.0, 2.0, 7.5, 3.0], third]], np.float32)
   cot = rng.standard_normal((1, 3, 2, 2, 2))
-  for ratio in (-1, 2):
-    fn = lambda f, ratio=ratio: jnp.sum(cot * roi_align(f, boxes, output_size=2,
-                                                        sampling_ratio=ratio, aligned=True))
-    grad = np.asarray(jax.jit(jax.grad(fn))(features))
-    assert np.abs(grad).sum() > 0
-    # RoIAlign is linear in the features: <grad, d> = <cot, reference(d)> for any direction d.
-    for _ in range(2):
-      d = rng.standard_normal((1, 6, 6, 2))
-      want = np.sum(cot * _loop_roi_align(d, boxes, (2, 2), 1.0, ratio, True))
-      np.testing.assert_allclose(np.sum(grad * d), want, rtol=1e-4, atol=1e-4)
+  fn = lambda f: jnp.sum(cot * roi_align(f, boxes, output_size=2, sampling_ratio=ratio,
+                                         aligned=True))
+  grad = np.asarray(jax.jit(jax.grad(fn))(features))
+  assert np.abs(grad).sum() > 0
+  # RoIAlign is linear in the features: <grad, d> = <cot, reference(d)> for any direction d.
+  for _ in range(2):
+    d = rng.standard_normal((1, 6, 6, 2))
+    want = np.sum(cot * _loop_roi_align(d, boxes, (2, 2), 1.0, ratio, True))
+    np.testing.assert_allclose(np.sum(grad * d), want, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("sampling_ratio,aligned", [(2, True), (-1, True), (-1, False), (3, False)])
