@@ -24,15 +24,19 @@ import time
 import numpy as np
 
 
-def _median_ms(fn, *, repeats, warmup=2):
-  for _ in range(warmup):
-    fn()
-  times = []
+def _interleaved_medians_ms(fns, *, repeats, warmup=2):
+  """Median wall time (ms) of each zero-argument fn; the fns alternate within every repeat so a
+  shared machine's varying load hits them alike."""
+  for fn in fns.values():
+    for _ in range(warmup):
+      fn()
+  times = {name: [] for name in fns}
   for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append((time.perf_counter() - start) * 1e3)
-  return statistics.median(times)
+    for name, fn in fns.items():
+      start = time.perf_counter()
+      fn()
+      times[name].append((time.perf_counter() - start) * 1e3)
+  return {name: statistics.median(t) for name, t in times.items()}
 
 
 def _ort_session(path, threads):
@@ -103,29 +107,33 @@ def main():
     export.export_onnx(detector, ours)
     ours_export_s = time.perf_counter() - start
     session = _ort_session(ours, args.threads)
-    ort_ms = {n: _median_ms(lambda x=x: session.run(None, {"images": x}), repeats=args.repeats)
-              for n, x in ((1, x1), (b8, x8))}
-
     # The same weights under jax.jit: Detector.predict's jitted forward + postprocess.
     predict = detector._predict_jit  # pylint: disable=protected-access
-    run_jax = lambda x: jax.block_until_ready(predict(detector.variables, x))
-    jax_ms = {n: _median_ms(lambda x=x: run_jax(x), repeats=args.repeats)
-              for n, x in ((1, x1), (b8, x8))}
+    fns = {}
+    for n, x in ((1, x1), (b8, x8)):
+      fns[("ours", n)] = lambda x=x: session.run(None, {"images": x})
+      fns[("jax", n)] = lambda x=x: jax.block_until_ready(predict(detector.variables, x))
 
-    tv_ms, tv_export_s = {}, None
+    tv_export_s = None
     try:
       import torch
       torch.set_num_threads(args.threads)
-      tv_images = {n: [rng.random((3, s, s), np.float32) for _ in range(n)] for n in (1, b8)}
       for n in (1, b8):
         path = os.path.join(tmp, f"tv{n}.onnx")
         seconds = _torchvision_onnx(path, s, args.classes, n)
         tv_export_s = seconds if n == 1 else tv_export_s
         tv_session = _ort_session(path, args.threads)
-        feed = {f"image{i}": im for i, im in enumerate(tv_images[n])}
-        tv_ms[n] = _median_ms(lambda f=feed, ts=tv_session: ts.run(None, f), repeats=args.repeats)
+        feed = {f"image{i}": rng.random((3, s, s), dtype=np.float32) for i in range(n)}
+        fns[("tv", n)] = lambda f=feed, ts=tv_session: ts.run(None, f)
     except ImportError as e:
       print(f"torchvision peer skipped: {e}")
+    load_before = os.getloadavg()[0]
+    med = _interleaved_medians_ms(fns, repeats=args.repeats)
+    print(f"1-min load average during timing: {load_before:.1f} -> {os.getloadavg()[0]:.1f} "
+          f"(a shared machine is noisy above {os.cpu_count()})")
+  ort_ms = {n: med[("ours", n)] for n in (1, b8)}
+  jax_ms = {n: med[("jax", n)] for n in (1, b8)}
+  tv_ms = {n: med[("tv", n)] for n in (1, b8) if ("tv", n) in med}
 
   print(f"{'':34s}{'batch 1 latency':>18s}{'batch 8 images/s':>18s}")
   rows = [("jaxdet ONNX (onnxruntime)", ort_ms), ("jaxdet jax.jit (XLA CPU)", jax_ms)]

@@ -59,6 +59,7 @@ CLASS_NAMES = ("circle", "square", "triangle")
 class TinyYolo(nn.Module):
   """Conv + BN + SiLU + max-pool net with the YOLO prediction dict (one stride-8 level)."""
   num_classes: int
+  explicit_pool_padding: bool = False
 
   @nn.compact
   def __call__(self, images, *, train=False):
@@ -68,7 +69,10 @@ class TinyYolo(nn.Module):
       x = nn.Conv(features, (3, 3), strides=(2, 2), name=f"conv{i}")(x)
       x = nn.BatchNorm(use_running_average=not train, name=f"bn{i}")(x)
       x = nn.silu(x)
-    x = nn.max_pool(x, window_shape=(2, 2), strides=(2, 2), padding="VALID")
+    if self.explicit_pool_padding:  # torchvision-style stem pool (jax2onnx mishandles it)
+      x = nn.max_pool(x, window_shape=(3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    else:
+      x = nn.max_pool(x, window_shape=(2, 2), strides=(2, 2), padding="VALID")
     cls = nn.Conv(self.num_classes, (1, 1), name="cls")(x)
     box = jax.nn.softplus(nn.Conv(4, (1, 1), name="box")(x)) * 8.0
     points, strides = anchor_ops.grid_points(images.shape[1:3], (8,))
@@ -90,10 +94,10 @@ def spread_class_bias(variables, *, path=("cls",), value=-0.5):
 
 
 def tiny_detector(*, image_size=64, score_threshold=0.1, iou_threshold=0.5, max_detections=20,
-                  pre_nms_top_k=200, seed=0):
+                  pre_nms_top_k=200, seed=0, explicit_pool_padding=False):
   """A `jaxdet.train.load.Detector` around `TinyYolo` with random (spread) weights."""
   from jaxdet.train.load import Detector
-  model = TinyYolo(num_classes=len(CLASS_NAMES))
+  model = TinyYolo(num_classes=len(CLASS_NAMES), explicit_pool_padding=explicit_pool_padding)
   variables = model.init(jax.random.PRNGKey(seed), jnp.zeros((1, image_size, image_size, 3)))
   variables = spread_class_bias(variables)
   config = ml_collections.ConfigDict({"model": {"name": "yolo"}, "image_size": image_size})
@@ -178,12 +182,42 @@ def calibrated(detector, images, *, heads, leaf, fraction=0.04, threshold=0.1):
                                                            np.float32(shift)))
 
 
+def random_variables(model, image_size, *, seed):
+  """He-normal kernels, small random biases and random BatchNorm statistics for ``model``.
+
+  Shapes come from ``jax.eval_shape(model.init)`` (no compilation: compiling Flax's own init of
+  a YOLO takes ~50 s on a loaded 2-core CPU). Random BN statistics make the export fold
+  non-trivial normalizations.
+  """
+  shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
+                                             jnp.zeros((1, image_size, image_size, 3)),
+                                             train=False))
+  rng = np.random.default_rng(seed)
+
+  def fill(path, leaf):
+    name = getattr(path[-1], "key", "")
+    if name == "kernel":
+      fan_in = int(np.prod(leaf.shape[:-1]))
+      value = rng.normal(0, np.sqrt(2.0 / fan_in), leaf.shape)
+    elif name == "scale":
+      value = rng.uniform(0.5, 1.5, leaf.shape)
+    elif name == "var":
+      value = rng.uniform(0.5, 2.0, leaf.shape)
+    else:  # bias, mean
+      value = rng.normal(0, 0.1, leaf.shape)
+    return jnp.asarray(value, leaf.dtype)
+
+  return jax.tree_util.tree_map_with_path(fill, dict(shapes))
+
+
 def zoo_detector(name, *, image_size=64, seed=0, **pp):
   """A real jaxdet detector (random init, calibrated scores) via ``build_detector``."""
+  from jaxdet import models
   from jaxdet.train.load import build_detector
   config = zoo_config(name, image_size=image_size, **pp)
-  config.seed = seed
-  detector = build_detector(config, None, CLASS_NAMES)
+  model = models.build(config.model, num_classes=len(CLASS_NAMES))
+  variables = random_variables(model, image_size, seed=seed)
+  detector = build_detector(config, variables, CLASS_NAMES)
   _, heads, leaf = ZOO[name]
   return calibrated(detector, shapes_images(4, image_size, image_size, seed=123), heads=heads,
                     leaf=leaf)

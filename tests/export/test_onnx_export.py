@@ -152,6 +152,17 @@ def test_without_nms_outputs_the_decoded_network(tiny):
   np.testing.assert_allclose(out["scores"], scores, atol=1e-5)
 
 
+def test_explicitly_padded_max_pool_exports_exactly():
+  # jax2onnx 0.17 treats Linen max_pool's ((lo, hi), ...) padding as VALID; export fixes that.
+  detector = tl.tiny_detector(image_size=S, explicit_pool_padding=True)
+  model = export.export_onnx(detector, None, include_nms=False)
+  images = _images("random", 2, seed=8)
+  out = tl.run_onnx(model, images)
+  boxes, scores = (np.asarray(t) for t in detector.forward(images))
+  np.testing.assert_allclose(out["boxes"], boxes, atol=1e-3)
+  np.testing.assert_allclose(out["scores"], scores, atol=1e-5)
+
+
 @pytest.mark.parametrize("bad, match", [
     (dict(opset=13), "opset"), (dict(opset=30), "opset"), (dict(image_size=0), "image_size"),
     (dict(score_threshold=2.0), "score_threshold"), (dict(max_detections=-1), "max_detections"),
