@@ -11,14 +11,14 @@ _COMMAND = "export"
 def _export(args):
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  import jaxdet  # pylint: disable=g-import-not-at-top
   from export import onnx_export  # pylint: disable=g-import-not-at-top
   from export import runtime  # pylint: disable=g-import-not-at-top
 
   workdir = pathlib.Path(args.workdir)
   if not workdir.exists():
     return cli_common.error(_COMMAND, f"workdir not found: {workdir}")
-  detector = jaxdet.load(workdir)
+  from jaxdet.train.load import load  # pylint: disable=g-import-not-at-top
+  detector = load(workdir)
   start = time.perf_counter()
   onnx_export.export_onnx(
       detector, args.output, image_size=args.image_size, max_detections=args.max_detections,

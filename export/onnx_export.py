@@ -248,5 +248,9 @@ def _model_name(detector):
 
 
 def _jaxdet_version():
-  import jaxdet  # pylint: disable=g-import-not-at-top
-  return str(getattr(jaxdet, "__version__", "unknown"))
+  import importlib.metadata  # pylint: disable=g-import-not-at-top
+  try:
+    return importlib.metadata.version("jaxdet")
+  except importlib.metadata.PackageNotFoundError:  # a source tree that is not installed
+    import jaxdet  # pylint: disable=g-import-not-at-top
+    return str(getattr(jaxdet, "__version__", "unknown"))

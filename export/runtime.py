@@ -31,12 +31,15 @@ class Detector:
     providers: the session's execution providers.
   """
 
-  def __init__(self, path, providers=None):
+  def __init__(self, path, providers=None, *, session_options=None):
     """Opens a model.
 
     Args:
       path: ``.onnx`` file written by ``export.export_onnx`` / ``jaxdet export``.
       providers: onnxruntime execution providers (default: ``default_providers()``).
+      session_options: optional ``onnxruntime.SessionOptions`` (threads, spinning, ...). On a
+        CPU shared with other processes, ``intra_op_num_threads=1`` or
+        ``session.intra_op.allow_spinning=0`` can be faster (see BENCHMARKS.md).
 
     Raises:
       FileNotFoundError: no such file.
@@ -47,7 +50,7 @@ class Detector:
     if not self.path.is_file():
       raise FileNotFoundError(f"ONNX model not found: {self.path}")
     try:
-      self._session = ort.InferenceSession(str(self.path),
+      self._session = ort.InferenceSession(str(self.path), sess_options=session_options,
                                            providers=providers or default_providers())
     except Exception as e:  # onnxruntime raises its own types for corrupt/foreign files.
       raise ValueError(f"cannot load ONNX model {self.path}: {_first_line(e)}") from e

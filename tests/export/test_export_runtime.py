@@ -101,3 +101,13 @@ def test_bad_files_are_clear_errors(tmp_path):
                                    opset_imports=[onnx.helper.make_opsetid("", 21)]), str(foreign))
   with pytest.raises(ValueError, match="not a jaxdet ONNX export"):
     export.Detector(foreign)
+
+
+def test_session_options_are_passed_on(model_path, served):
+  import onnxruntime as ort
+  options = ort.SessionOptions()
+  options.intra_op_num_threads = 1
+  one_thread = export.Detector(model_path, ["CPUExecutionProvider"], session_options=options)
+  images = tl.shapes_images(1, S, S, seed=11)
+  tl.assert_same_detections(one_thread.predict(images), served.predict(images), box_atol=1e-4,
+                            score_atol=1e-6)

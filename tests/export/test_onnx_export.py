@@ -1,5 +1,6 @@
 """`export_onnx`: graph contract, and parity of onnxruntime with `Detector.predict` for the zoo."""
 
+import importlib.metadata
 import json
 
 import numpy as np
@@ -51,7 +52,8 @@ def test_graph_contract_and_metadata(tiny, tiny_onnx, tmp_path):
   assert json.loads(props["input_size"]) == S
   assert json.loads(props["score_threshold"]) == pytest.approx(0.1)
   assert json.loads(props["iou_threshold"]) == pytest.approx(0.5)
-  assert props["model_name"] == '"yolo"' and "jaxdet_version" in props
+  assert props["model_name"] == '"yolo"'
+  assert json.loads(props["jaxdet_version"]) == importlib.metadata.version("jaxdet")
   # The file written to disk is the same model.
   path = tmp_path / "sub" / "m.onnx"
   export.export_onnx(tiny, path)
