@@ -81,3 +81,33 @@ def test_workdir_files_and_metrics(tmp_path):
   # Running again on a finished workdir resumes at the end and trains nothing more.
   loop.train_and_evaluate(config, tmp_path, components=si.components(config), progress=False)
   assert len(log_lib.read_metrics(tmp_path)) == 4
+
+
+def test_early_stopping_and_best_checkpoint_policy(tmp_path, monkeypatch):
+  config = si.tiny_config(total_steps=8, eval_every=1, early_stopping_patience=2,
+                          **{"checkpoint.every": 100, "checkpoint.keep_best": 1})
+  aps = iter([0.5, 0.7, 0.3, 0.2, 0.9])
+  calls = []
+
+  def fake_evaluate(*, predict, variables, batches, ground_truth, class_names, report_dir):
+    calls.append(report_dir)
+    return {"AP": next(aps), "AP50": 0.0}
+  monkeypatch.setattr(loop.eval_lib, "evaluate", fake_evaluate)
+  components = si.components(config)
+
+  def eval_batches():
+    batch = si.make_batch(0, batch_size=2)
+    return [dict(batch, example_mask=np.array([True, False]),
+                 scale=np.ones((2, 2), np.float32),
+                 orig_size=np.full((2, 2), si.IMAGE_SIZE, np.int32))]
+  components.eval_batches = eval_batches
+  components.ground_truth = lambda: {}
+  metrics = loop.train_and_evaluate(config, tmp_path, components=components, progress=False)
+  # AP 0.5, 0.7 (best), 0.3, 0.2 -> two evaluations without gain -> stop after step 4.
+  assert metrics["AP"] == 0.2 and len(calls) == 4
+  assert ckpt.latest_manager(tmp_path).all_steps() == [4]  # saved when stopping early
+  assert ckpt.best_manager(tmp_path, keep=1).all_steps() == [2]  # best AP, not the latest
+  assert ckpt.find_step_dir(tmp_path).name == "2"
+  evals = [r for r in log_lib.read_metrics(tmp_path) if r["split"] == "eval"]
+  assert [r["AP"] for r in evals] == [0.5, 0.7, 0.3, 0.2]
+  assert (tmp_path / "predictions.png").is_file()
