@@ -111,3 +111,25 @@ def test_early_stopping_and_best_checkpoint_policy(tmp_path, monkeypatch):
   evals = [r for r in log_lib.read_metrics(tmp_path) if r["split"] == "eval"]
   assert [r["AP"] for r in evals] == [0.5, 0.7, 0.3, 0.2]
   assert (tmp_path / "predictions.png").is_file()
+
+
+def test_init_from_checkpoint_copies_matching_parameters_only(tmp_path):
+  source = tmp_path / "source"
+  config = si.tiny_config(total_steps=2)
+  loop.train_and_evaluate(config, source, components=si.components(config), progress=False)
+  trained = _state_tree(source, 2)["params"]
+
+  target = tmp_path / "target"
+  config_b = si.tiny_config(total_steps=1, seed=7, **{"init_from.checkpoint": str(source),
+                                                      "init_from.include_regex": "^backbone_",
+                                                      "optimizer.learning_rate": 0.0})
+  loop.train_and_evaluate(config_b, target, components=si.components(config_b), progress=False)
+  params = _state_tree(target, 1)["params"]
+  np.testing.assert_array_equal(params["backbone_conv"]["kernel"],
+                                trained["backbone_conv"]["kernel"])
+  assert not np.allclose(params["cls_head"]["kernel"], trained["cls_head"]["kernel"])
+
+  bad = si.tiny_config(total_steps=1, **{"init_from.checkpoint": str(source),
+                                         "init_from.include_regex": "^no_such_layer"})
+  with pytest.raises(loop.TrainingError, match="no parameter"):
+    loop.train_and_evaluate(bad, tmp_path / "bad", components=si.components(bad), progress=False)
