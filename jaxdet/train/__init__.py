@@ -1,0 +1,28 @@
+"""Training: configs, optimizers, the jitted step, checkpoints, the loop and `jaxdet.load`.
+
+Names are imported lazily so `jaxdet train --help` and `import jaxdet.train.config` stay cheap.
+"""
+
+import importlib
+
+_LAZY = {
+    "train_and_evaluate": ("jaxdet.train.loop", "train_and_evaluate"),
+    "TrainingError": ("jaxdet.train.loop", "TrainingError"),
+    "TrainingInterrupted": ("jaxdet.train.loop", "TrainingInterrupted"),
+    "make_train_step": ("jaxdet.train.step", "make_train_step"),
+    "TrainState": ("jaxdet.train.state", "TrainState"),
+    "create_train_state": ("jaxdet.train.state", "create_train_state"),
+    "build_optimizer": ("jaxdet.train.optimizers", "build_optimizer"),
+    "load_config_file": ("jaxdet.train.config", "load_config_file"),
+    "Detector": ("jaxdet.train.load", "Detector"),
+    "build_detector": ("jaxdet.train.load", "build_detector"),
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+  if name in _LAZY:
+    module, attr = _LAZY[name]
+    return getattr(importlib.import_module(module), attr)
+  raise AttributeError(f"module 'jaxdet.train' has no attribute {name!r}")
