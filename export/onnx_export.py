@@ -7,7 +7,9 @@ Graph: uint8 ``images`` -> [letterbox, when the image size is dynamic] -> ``Dete
 """
 
 import dataclasses
+import logging
 import pathlib
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -42,7 +44,9 @@ def export_onnx(detector, path, *, image_size=None, max_detections=None, score_t
     opset: ONNX opset, 18..23 (default 21).
     dynamic_image_size: accept ``[N, H, W, 3]`` of any H, W and letterbox inside the graph; else
       the input is ``[N, S, S, 3]``.
-    fp16: run the network in float16 (inputs, post-processing and outputs keep their dtypes).
+    fp16: run the network in float16 from its first convolution on (onnxconverter-common;
+      constants are clamped to the float16 range, e.g. -inf pooling pads become -1e4); the uint8
+      input, normalization, post-processing and outputs keep their dtypes.
     include_nms: False outputs the raw decoded ``boxes [N, A, 4]`` and ``scores [N, A, C]``
       instead of the detections.
 
@@ -121,9 +125,16 @@ def _network_model(detector, *, size, opset, fp16, input_name):
     raise ValueError(f"Detector.forward must return boxes [N, A, 4] and scores [N, A, C]; got "
                      f"{boxes.shape} and {scores.shape}")
   spec = jax.ShapeDtypeStruct((_BATCH, size, size, 3), jnp.uint8)
-  model = to_onnx(detector.forward, [spec], model_name="jaxdet_network", opset=opset,
-                  input_names=[input_name], output_names=["raw_boxes", "raw_scores"],
-                  return_mode="proto")
+  # onnx_ir logs a warning per constant whose type it does not record (harmless, and dozens).
+  serde_log = logging.getLogger("onnx_ir.serde")
+  level = serde_log.level
+  serde_log.setLevel(logging.ERROR)
+  try:
+    model = to_onnx(detector.forward, [spec], model_name="jaxdet_network", opset=opset,
+                    input_names=[input_name], output_names=["raw_boxes", "raw_scores"],
+                    return_mode="proto")
+  finally:
+    serde_log.setLevel(level)
   # jax2onnx records NHWC shapes for some NCHW intermediates; the strict checker rejects them
   # and onnxruntime re-infers shapes anyway.
   del model.graph.value_info[:]
@@ -132,8 +143,10 @@ def _network_model(detector, *, size, opset, fp16, input_name):
     _outputs_through_identity(model.graph)
     # The uint8 -> float normalization stays float32 (the converter leaves its Cast(to=float)
     # as is, and mean/std need the precision); fp16 starts at the first convolution.
-    model = float16.convert_float_to_float16(
-        model, keep_io_types=True, node_block_list=_input_prefix_nodes(model.graph, input_name))
+    with warnings.catch_warnings():  # it warns for every constant clamped to the fp16 range
+      warnings.simplefilter("ignore", UserWarning)
+      model = float16.convert_float_to_float16(
+          model, keep_io_types=True, node_block_list=_input_prefix_nodes(model.graph, input_name))
     del model.graph.value_info[:]
   return model
 
