@@ -11,8 +11,11 @@ def get_config():
   c.max_boxes = 16
   c.batch_size = 16
   c.eval_batch_size = 50
-  c.total_steps = 2000
-  c.eval_every = 1000
+  # Measured on this 2-core CPU (shared): 1500 steps of 16 at 128 px, ~0.4-0.6 s/step.
+  # augment="none" beat "default" for this short schedule (AP 0.626 vs 0.580 at step 1500).
+  c.augment = "none"
+  c.total_steps = 1500
+  c.eval_every = 750
   c.checkpoint.every = 250
   c.optimizer.name = "adamw"
   c.optimizer.learning_rate = 2e-3

@@ -159,8 +159,9 @@ def _denormalize(images: np.ndarray) -> np.ndarray:
                  255).round().astype(np.uint8)
 
 
-def _write_predictions_png(path, predict, variables, batches, class_names, *, count=16):
-  """Draws detections on the first `count` validation images (network-input pixels)."""
+def _write_predictions_png(path, predict, variables, batches, class_names, *, count=16,
+                           min_score=0.3):
+  """Draws detections scoring >= `min_score` on the first `count` validation images."""
   from jaxdet.data import draw
   tiles = []
   for batch in batches:
@@ -169,9 +170,10 @@ def _write_predictions_png(path, predict, variables, batches, class_names, *, co
     for i in range(len(images)):
       if not batch["example_mask"][i] or len(tiles) >= count:
         continue
-      n = int(out["num_detections"][i])
-      tiles.append(draw.draw_detections(images[i], out["boxes"][i][:n], out["classes"][i][:n],
-                                        out["scores"][i][:n], class_names=class_names))
+      shown = (np.arange(out["scores"].shape[1]) < out["num_detections"][i]) & (
+          out["scores"][i] >= min_score)
+      tiles.append(draw.draw_detections(images[i], out["boxes"][i], out["classes"][i],
+                                        out["scores"][i], class_names=class_names, mask=shown))
     if len(tiles) >= count:
       break
   if tiles:
