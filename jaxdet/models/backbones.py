@@ -22,9 +22,11 @@ def build_backbone(config) -> nn.Module:
   """
   name = config.backbone
   frozen = bool(config.get("frozen_bn", False))
+  if frozen and name in ("vgg16", "csp_darknet"):
+    # frozen_param_patterns would freeze BN params whose statistics still move: refuse instead.
+    raise ValueError(f"frozen_bn is supported for resnet* and vgg16_bn backbones, not {name!r}")
   if name.startswith("resnet") and name[6:].isdigit():
     return ResNet(depth=int(name[6:]), frozen_bn=frozen, width=config.get("backbone_width", 64))
-
   if name in ("vgg16", "vgg16_bn"):
     return VGG16(use_bn=name == "vgg16_bn", frozen_bn=frozen)
   if name == "csp_darknet":

@@ -58,6 +58,12 @@ def test_csp_darknet_shapes(width, depth):
     chex.assert_shape(out[f"c{level}"], (2, 64 // 2**level, 64 // 2**level, int(b * width)))
 
 
-def test_unknown_backbone_is_a_clear_error():
+def test_unknown_backbone_and_unsupported_frozen_bn_are_clear_errors():
   with pytest.raises(ValueError, match="unknown backbone"):
     backbones.build_backbone(ml_collections.ConfigDict({"backbone": "resnet9000x"}))
+  with pytest.raises(ValueError, match="frozen_bn"):
+    backbones.build_backbone(ml_collections.ConfigDict({"backbone": "csp_darknet",
+                                                        "frozen_bn": True}))
+  frozen_vgg = backbones.build_backbone(ml_collections.ConfigDict({"backbone": "vgg16_bn",
+                                                                   "frozen_bn": True}))
+  assert frozen_vgg.use_bn and frozen_vgg.frozen_bn
