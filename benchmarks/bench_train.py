@@ -44,7 +44,8 @@ def run_jax(args, model_name):
     cfg.backbone = "resnet18"
   rng = np.random.default_rng(0)
   boxes, classes = _boxes(rng, args.batch, args.boxes, args.size, args.classes)
-  batch = {"image": jnp.asarray(rng.normal(size=(args.batch, args.size, args.size, 3)), jnp.float32),
+  images = rng.normal(size=(args.batch, args.size, args.size, 3))
+  batch = {"image": jnp.asarray(images, jnp.float32),
            "boxes": jnp.asarray(boxes), "classes": jnp.asarray(classes, jnp.int32),
            "box_mask": jnp.ones(boxes.shape[:2], bool)}
   model = models.build(cfg, num_classes=args.classes)

@@ -21,7 +21,8 @@ class BasicBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, train):
-    y = ConvBN(self.features, 3, self.strides, nn.relu, self.frozen_bn, name="conv1")(x, train=train)
+    y = ConvBN(self.features, 3, self.strides, nn.relu, self.frozen_bn, name="conv1")(
+        x, train=train)
     y = ConvBN(self.features, 3, 1, None, self.frozen_bn, name="conv2")(y, train=train)
     if x.shape[-1] != self.features or self.strides != 1:
       x = ConvBN(self.features, 1, self.strides, None, self.frozen_bn, name="downsample")(
@@ -39,7 +40,8 @@ class Bottleneck(nn.Module):
   def __call__(self, x, *, train):
     out = self.features * 4
     y = ConvBN(self.features, 1, 1, nn.relu, self.frozen_bn, name="conv1")(x, train=train)
-    y = ConvBN(self.features, 3, self.strides, nn.relu, self.frozen_bn, name="conv2")(y, train=train)
+    y = ConvBN(self.features, 3, self.strides, nn.relu, self.frozen_bn, name="conv2")(
+        y, train=train)
     y = ConvBN(out, 1, 1, None, self.frozen_bn, name="conv3")(y, train=train)
     if x.shape[-1] != out or self.strides != 1:
       x = ConvBN(out, 1, self.strides, None, self.frozen_bn, name="downsample")(x, train=train)
