@@ -45,7 +45,6 @@ def default_config() -> ml_collections.ConfigDict:
   c.focal_gamma = 2.0
   c.box_loss = "l1"  # "l1" | "smooth_l1" | "giou"
   c.smooth_l1_beta = 1.0 / 9.0
-  c.box_coder_weights = (1.0, 1.0, 1.0, 1.0)
   c.cls_weight = 1.0
   c.box_weight = 1.0
   return c
@@ -145,8 +144,9 @@ def build(config, *, num_classes) -> RetinaNet:
                    head_norm=get("head_norm"), prior_prob=get("prior_prob"))
 
 
-def _coder(cfg):
-  return coders.BoxCoder(weights=tuple(cfg.get("box_coder_weights", (1.0, 1.0, 1.0, 1.0))))
+# torchvision's RetinaNet weights (1, 1, 1, 1). One coder for the loss and `decode`, so that what
+# is trained is what is decoded (a configurable weight would have to reach `decode` too).
+_BOX_CODER = coders.BoxCoder()
 
 
 def decode(preds, *, image_size):
@@ -160,7 +160,7 @@ def decode(preds, *, image_size):
     boxes_xyxy float32 `[B,A,4]` input pixels, scores float32 `[B,A,C]` in [0, 1].
   """
   h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-  boxes = coders.BoxCoder().decode(preds["anchors"], preds["box_deltas"].astype(jnp.float32))
+  boxes = _BOX_CODER.decode(preds["anchors"], preds["box_deltas"].astype(jnp.float32))
   boxes = jnp.clip(boxes, 0.0, jnp.asarray([w, h, w, h], jnp.float32))
   return boxes, jax.nn.sigmoid(preds["cls_logits"].astype(jnp.float32))
 
@@ -206,7 +206,7 @@ def loss_fn(preds, batch, *, config):
   # Background anchors regress onto themselves: finite targets whose loss is masked out.
   target_boxes = jnp.where(fg[..., None], matching.gather_matched(gt_boxes, matches), anchors)
   kind = get("box_loss")
-  coder = _coder(cfg)
+  coder = _BOX_CODER
   if kind == "giou":
     box = losses.giou_loss(coder.decode(anchors, deltas), target_boxes)
   elif kind in ("l1", "smooth_l1"):

@@ -23,6 +23,7 @@ from jaxdet.models.csp_darknet import scaled_width
 from jaxdet.models.layers import ConvBN
 from jaxdet.models.pan import PAN
 from jaxdet.ops import anchors as anchor_ops
+from jaxdet.ops import coders
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -130,11 +131,6 @@ def build(config, *, num_classes) -> YOLO:
               head_width=head_width, prior_prob=config.get("prior_prob", 0.01))
 
 
-def _boxes_from_ltrb(points_xy, ltrb):
-  """points `[A,2]`, ltrb `[...,A,4]` -> xyxy `[...,A,4]`."""
-  return jnp.concatenate([points_xy - ltrb[..., :2], points_xy + ltrb[..., 2:]], axis=-1)
-
-
 def decode(preds, *, image_size):
   """Boxes and class probabilities from the raw predictions.
 
@@ -146,7 +142,7 @@ def decode(preds, *, image_size):
     boxes_xyxy float32 `[B,A,4]` input pixels, scores float32 `[B,A,C]` in [0, 1].
   """
   h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-  boxes = _boxes_from_ltrb(preds["points"], preds["box_ltrb"].astype(jnp.float32))
+  boxes = coders.decode_ltrb(preds["points"], preds["box_ltrb"].astype(jnp.float32))
   boxes = jnp.clip(boxes, 0.0, jnp.asarray([w, h, w, h], jnp.float32))
   return boxes, jax.nn.sigmoid(preds["cls_logits"].astype(jnp.float32))
 
@@ -176,7 +172,7 @@ def loss_fn(preds, batch, *, config):
                      f"{sorted(losses.regression.IOU_LOSSES)}")
   logits = preds["cls_logits"].astype(jnp.float32)
   ltrb = preds["box_ltrb"].astype(jnp.float32)
-  pred_boxes = _boxes_from_ltrb(preds["points"], ltrb)
+  pred_boxes = coders.decode_ltrb(preds["points"], ltrb)
   a = cfg.get("assigner", {})
   assign = jax.vmap(lambda s, b, g, c, m: assigners.task_aligned_assign(
       s, b, preds["points"], g, c, m, topk=a.get("topk", 10), alpha=a.get("alpha", 0.5),
