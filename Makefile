@@ -24,7 +24,7 @@ DEMO ?= runs/demo
 demo: $(STAMP)
 	$(VENV)/bin/jaxdet train --config experiments/shapes_yolo.py --workdir $(DEMO)
 	$(VENV)/bin/jaxdet export --workdir $(DEMO) --output $(DEMO)/model.onnx
-	$(VENV)/bin/jaxdet predict --model $(DEMO)/model.onnx --dataset shapes --split validation --num-images 16 --out $(DEMO)/predictions
+	$(VENV)/bin/jaxdet predict --model $(DEMO)/model.onnx --dataset shapes --split validation --num-images 16 --min-score 0.3 --out $(DEMO)/predictions
 
 # Benchmarks need the peers (torch/torchvision, faster-coco-eval): `make bench-ops` etc.
 $(VENV)/.bench: $(STAMP)
