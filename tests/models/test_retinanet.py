@@ -7,8 +7,9 @@ import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
+
+import models_testlib
 
 from jaxdet import models
 from jaxdet.models import retinanet
@@ -187,24 +188,7 @@ def test_frozen_bn_keeps_statistics_and_patterns_select_bn_params(setup):
 @pytest.mark.slow  # ~20-45 s on a loaded 2-core CPU (one train-step compile)
 def test_training_steps_reduce_loss(setup):
   cfg, model, variables, x = setup
-  batch = _batch()
-  tx = optax.sgd(0.05, momentum=0.9)
-
-  @jax.jit
-  def step(params, batch_stats, opt_state):
-    def loss_of(p):
-      preds, upd = model.apply({"params": p, "batch_stats": batch_stats}, x, train=True,
-                               mutable=["batch_stats"])
-      return retinanet.loss_fn(preds, batch, config=cfg)[0], upd["batch_stats"]
-    (loss, batch_stats), grads = jax.value_and_grad(loss_of, has_aux=True)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), batch_stats, opt_state, loss
-
-  params, stats = variables["params"], variables["batch_stats"]
-  opt_state = tx.init(params)
-  history = []
-  for _ in range(10):
-    params, stats, opt_state, loss = step(params, stats, opt_state)
-    history.append(float(loss))
+  history = models_testlib.sgd_loss_history(model, retinanet.loss_fn, cfg, variables, x, _batch(),
+                                            learning_rate=0.05)
   assert all(np.isfinite(history))
   assert history[-1] < 0.85 * history[0], history
