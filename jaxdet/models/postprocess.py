@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdet.ops import batched_nms
+from jaxdet.ops import clip_boxes_to_image
 
 
 def _postprocess_one(boxes_xyxy, scores, *, score_threshold, iou_threshold, max_detections,
@@ -61,3 +62,19 @@ def postprocess(boxes_xyxy, scores, *, score_threshold=0.05, iou_threshold=0.5,
                          pre_nms_top_k=pre_nms_top_k)
   b, s, c, n = jax.vmap(fn)(boxes_xyxy.astype(jnp.float32), scores.astype(jnp.float32))
   return {"boxes": b, "scores": s, "classes": c, "num_detections": n}
+
+
+def clip_and_score(boxes_xyxy, cls_logits, *, image_size):
+  """The last step of every detector's `decode`: clip boxes to the input, logits to probabilities.
+
+  Args:
+    boxes_xyxy: `[B, A, 4]` decoded boxes in input pixels.
+    cls_logits: `[B, A, C]` class logits (any float dtype).
+    image_size: int S (square input) or (H, W).
+
+  Returns:
+    boxes_xyxy float32 `[B, A, 4]` clipped to the image, scores float32 `[B, A, C]` in [0, 1].
+  """
+  hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+  boxes = clip_boxes_to_image(boxes_xyxy.astype(jnp.float32), hw)
+  return boxes, jax.nn.sigmoid(cls_logits.astype(jnp.float32))

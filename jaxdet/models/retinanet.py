@@ -14,6 +14,7 @@ import ml_collections
 
 from jaxdet import losses
 from jaxdet.models.backbones import build_backbone
+from jaxdet.models.postprocess import clip_and_score
 from jaxdet.models.fpn import FPN
 from jaxdet.models.layers import conv_padding
 from jaxdet.ops import anchors as anchor_ops
@@ -159,10 +160,8 @@ def decode(preds, *, image_size):
   Returns:
     boxes_xyxy float32 `[B,A,4]` input pixels, scores float32 `[B,A,C]` in [0, 1].
   """
-  h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
   boxes = _BOX_CODER.decode(preds["anchors"], preds["box_deltas"].astype(jnp.float32))
-  boxes = jnp.clip(boxes, 0.0, jnp.asarray([w, h, w, h], jnp.float32))
-  return boxes, jax.nn.sigmoid(preds["cls_logits"].astype(jnp.float32))
+  return clip_and_score(boxes, preds["cls_logits"], image_size=image_size)
 
 
 def loss_fn(preds, batch, *, config):

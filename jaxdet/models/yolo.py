@@ -19,6 +19,7 @@ import ml_collections
 from jaxdet import losses
 from jaxdet.models import assigners
 from jaxdet.models.backbones import build_backbone
+from jaxdet.models.postprocess import clip_and_score
 from jaxdet.models.csp_darknet import scaled_width
 from jaxdet.models.layers import ConvBN
 from jaxdet.models.pan import PAN
@@ -141,10 +142,8 @@ def decode(preds, *, image_size):
   Returns:
     boxes_xyxy float32 `[B,A,4]` input pixels, scores float32 `[B,A,C]` in [0, 1].
   """
-  h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
   boxes = coders.decode_ltrb(preds["points"], preds["box_ltrb"].astype(jnp.float32))
-  boxes = jnp.clip(boxes, 0.0, jnp.asarray([w, h, w, h], jnp.float32))
-  return boxes, jax.nn.sigmoid(preds["cls_logits"].astype(jnp.float32))
+  return clip_and_score(boxes, preds["cls_logits"], image_size=image_size)
 
 
 def _model_config(config):
