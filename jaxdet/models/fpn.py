@@ -2,6 +2,7 @@
 
 import flax.linen as nn
 
+from jaxdet.models.conv import Conv
 from jaxdet.models.layers import conv_padding, upsample_nearest
 
 # torchvision initialises FPN convs with kaiming_uniform(a=1), i.e. variance 1 / fan_in.
@@ -29,7 +30,7 @@ class FPN(nn.Module):
   @nn.compact
   def __call__(self, feats, *, train):
     del train  # no BatchNorm in the FPN
-    conv = lambda k, s, name: nn.Conv(self.features, (k, k), strides=(s, s),
+    conv = lambda k, s, name: Conv(self.features, (k, k), strides=(s, s),
                                       padding=conv_padding(k), kernel_init=_FPN_INIT, name=name)
     inner = conv(1, 1, "inner5")(feats["c5"])
     outs = {"p5": conv(3, 1, "layer5")(inner)}

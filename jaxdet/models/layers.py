@@ -10,6 +10,8 @@ from typing import Callable
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxdet.models.conv import Conv
+
 # PyTorch-like BatchNorm: momentum 0.9 on running stats (torch 0.1), eps 1e-5.
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
@@ -43,7 +45,7 @@ class ConvBN(nn.Module):
   def __call__(self, x, *, train):
     """x: float32 `[B, H, W, Cin]` -> float32 `[B, H/s, W/s, features]`."""
     k = self.kernel_size
-    x = nn.Conv(self.features, (k, k), strides=(self.strides, self.strides),
+    x = Conv(self.features, (k, k), strides=(self.strides, self.strides),
                 padding=conv_padding(k), use_bias=False, feature_group_count=self.groups,
                 name="conv")(x)
     x = nn.BatchNorm(use_running_average=(not train) or self.frozen_bn, momentum=BN_MOMENTUM,

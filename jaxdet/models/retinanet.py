@@ -14,6 +14,7 @@ import ml_collections
 
 from jaxdet import losses
 from jaxdet.models.backbones import build_backbone
+from jaxdet.models.conv import Conv
 from jaxdet.models.postprocess import clip_and_score
 from jaxdet.models.fpn import FPN
 from jaxdet.models.layers import conv_padding
@@ -67,12 +68,12 @@ class RetinaNetHead(nn.Module):
   @nn.compact
   def __call__(self, x):
     for i in range(self.num_convs):
-      x = nn.Conv(self.width, (3, 3), padding=conv_padding(3), kernel_init=_HEAD_INIT,
+      x = Conv(self.width, (3, 3), padding=conv_padding(3), kernel_init=_HEAD_INIT,
                   use_bias=self.norm == "none", name=f"conv{i}")(x)
       if self.norm == "group":
         x = nn.GroupNorm(num_groups=32, name=f"gn{i}")(x)
       x = nn.relu(x)
-    x = nn.Conv(self.num_anchors * self.out_per_anchor, (3, 3), padding=conv_padding(3),
+    x = Conv(self.num_anchors * self.out_per_anchor, (3, 3), padding=conv_padding(3),
                 kernel_init=_HEAD_INIT, bias_init=nn.initializers.constant(self.bias_init),
                 name="out")(x)
     return x.reshape(x.shape[0], -1, self.out_per_anchor)

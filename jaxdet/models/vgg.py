@@ -2,6 +2,7 @@
 
 import flax.linen as nn
 
+from jaxdet.models.conv import Conv
 from jaxdet.models.layers import ConvBN, conv_padding, max_pool
 
 # Conv widths per block; a 2x2/2 max-pool precedes every block but the first.
@@ -37,7 +38,7 @@ class VGG16(nn.Module):
         if self.use_bn:
           x = ConvBN(w, 3, 1, nn.relu, self.frozen_bn, name=name)(x, train=train)
         else:
-          x = nn.relu(nn.Conv(w, (3, 3), padding=conv_padding(3), name=name)(x))
+          x = nn.relu(Conv(w, (3, 3), padding=conv_padding(3), name=name)(x))
       if b >= 2:
         feats[f"c{b}"] = x
     feats["c5"] = max_pool(x, window=2, stride=2, padding=0)

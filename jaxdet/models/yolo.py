@@ -20,6 +20,7 @@ from jaxdet import losses
 from jaxdet.models import assigners
 from jaxdet.models.backbones import build_backbone
 from jaxdet.models.postprocess import clip_and_score
+from jaxdet.models.conv import Conv
 from jaxdet.models.csp_darknet import scaled_width
 from jaxdet.models.layers import ConvBN
 from jaxdet.models.pan import PAN
@@ -63,10 +64,10 @@ class DecoupledHead(nn.Module):
     bias = -math.log((1 - self.prior_prob) / self.prior_prob)
     c = ConvBN(self.cls_width, 3, name="cls1")(x, train=train)
     c = ConvBN(self.cls_width, 3, name="cls2")(c, train=train)
-    c = nn.Conv(self.num_classes, (1, 1), bias_init=nn.initializers.constant(bias), name="cls")(c)
+    c = Conv(self.num_classes, (1, 1), bias_init=nn.initializers.constant(bias), name="cls")(c)
     b = ConvBN(self.box_width, 3, name="box1")(x, train=train)
     b = ConvBN(self.box_width, 3, name="box2")(b, train=train)
-    b = nn.Conv(4, (1, 1), name="box")(b)
+    b = Conv(4, (1, 1), name="box")(b)
     flat = lambda t: t.reshape(t.shape[0], -1, t.shape[-1])
     return flat(c), flat(b)
 
