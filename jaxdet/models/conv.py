@@ -17,10 +17,21 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxdet.models import winograd
+
 # Input bytes per chunk: a few MB keeps a chunk's operands in L2/L3 cache. On the 2-core EPYC
 # of BENCHMARKS.md chunks of 1-8 MB train RetinaNet-R18 at 512 px equally fast (within noise)
 # and 10% faster than unchunked.
 CHUNK_BYTES = 4 << 20
+# Forward and input gradient are chunked only for kernels of at least this size (measured as
+# above: 3x3 64->128 and larger kernels gain, the 7x7x3 stem and 3x3 64->64 lose).
+CHUNK_MIN_KERNEL_BYTES = 256 << 10
+# Winograd for the forward and input gradient of 3x3 stride-1 convs with >= this many input
+# channels (and half as many outputs) on maps >= WINOGRAD_MIN_SIZE: measured per image on the
+# 2-core EPYC, 256->256 on 64x64 forward 228 -> 177 ms, 256->180 187 -> 147 ms; but 256->256 on
+# 32x32, 128->128 on 64x64 and 64->64 on 128x128 are slower than direct.
+WINOGRAD_MIN_CHANNELS = 256
+WINOGRAD_MIN_SIZE = 64
 # At most this many chunks: each is a separate convolution in the compiled program.
 MAX_CHUNKS = 16
 
@@ -36,6 +47,23 @@ def batch_chunk(batch, image_bytes):
   divisors = [c for c in range(1, batch + 1) if batch % c == 0 and batch // c <= MAX_CHUNKS]
   fitting = [c for c in divisors if c * image_bytes <= CHUNK_BYTES]
   return max(fitting) if fitting else min(divisors)
+
+
+def _winograd_pays(lhs, rhs, dn, strides, padding, lhs_dilation, rhs_dilation, groups,
+                   preferred_element_type):
+  """Whether the forward/input gradient should use Winograd F(2x2,3x3): a stride-1 SAME 3x3 NHWC
+  conv with at least WINOGRAD_MIN_CHANNELS channels in and half that out, on maps of at least
+  WINOGRAD_MIN_SIZE (even) pixels a side."""
+  nhwc = dn == lax.ConvDimensionNumbers((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))
+  if not (nhwc and rhs.shape[:2] == (3, 3) and groups == 1 and preferred_element_type is None):
+    return False
+  if isinstance(padding, str) or tuple(map(tuple, padding)) != ((1, 1), (1, 1)):
+    return False
+  if any(tuple(d or (1, 1)) != (1, 1) for d in (strides, lhs_dilation, rhs_dilation)):
+    return False
+  _, h, w, cin = lhs.shape
+  return (cin >= WINOGRAD_MIN_CHANNELS and rhs.shape[3] >= WINOGRAD_MIN_CHANNELS // 2
+          and min(h, w) >= WINOGRAD_MIN_SIZE and h % 2 == 0 and w % 2 == 0)
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
@@ -59,13 +87,23 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
   if batch_group_count != 1 or chunk == batch:
     return conv(lhs, rhs)
 
-  def chunked(x, w):
+  def chunked(x, w, op=conv):
     return jnp.concatenate(
-        [conv(lax.slice_in_dim(x, i, i + chunk, axis=batch_axis), w)
+        [op(lax.slice_in_dim(x, i, i + chunk, axis=batch_axis), w)
          for i in range(0, batch, chunk)], axis=out_batch_axis)
 
-  def train_conv(x, w):
-    return lax.platform_dependent(x, w, cpu=chunked, default=conv)
+  # Chunking always pays for the kernel gradient; for the forward and input gradient only with a
+  # large kernel (unchunked is faster for the ResNet stem and 64-channel layers), and for wide
+  # 3x3 layers on large maps Winograd is faster still (its input gradient is Winograd too).
+  chunk_activations = rhs.size * rhs.dtype.itemsize >= CHUNK_MIN_KERNEL_BYTES
+  if _winograd_pays(lhs, rhs, dn, window_strides, padding, lhs_dilation, rhs_dilation,
+                    feature_group_count, preferred_element_type):
+    activation_op = functools.partial(chunked, op=winograd.conv3x3_same)
+  else:
+    activation_op = chunked if chunk_activations else conv
+  on_cpu = lambda fn: lambda x, w: lax.platform_dependent(x, w, cpu=fn, default=conv)
+  activation_conv = on_cpu(activation_op)
+  kernel_conv = on_cpu(chunked)
 
   # custom_vjp so that only differentiated code (training) takes the chunked, platform-dependent
   # path; the primal below is what inference and ONNX export trace.
@@ -74,12 +112,14 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
     return conv(x, w)
 
   def fwd(x, w):
-    return train_conv(x, w), (x, w)
+    return activation_conv(x, w), (x, w)
 
   def bwd(res, g):
-    # The transpose of each chunk's conv needs only its inputs, so XLA drops the recomputed
-    # forward here.
-    return jax.vjp(train_conv, *res)[1](g)
+    # The transposes of a conv need only its inputs, so XLA drops the forward recomputed here.
+    x, w = res
+    dx = jax.vjp(lambda a: activation_conv(a, w), x)[1](g)[0]
+    dw = jax.vjp(lambda k: kernel_conv(x, k), w)[1](g)[0]
+    return dx, dw
 
   f.defvjp(fwd, bwd)
   return f(lhs, rhs)

@@ -5,10 +5,13 @@ Every layer that holds BatchNorm takes `train` so statistics update only in trai
 training by path, see `jaxdet.models.frozen_param_patterns`).
 """
 
+import functools
 from typing import Callable
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+from jax import lax
 
 from jaxdet.models.conv import Conv
 
@@ -69,7 +72,43 @@ def max_pool(x, *, window, stride, padding):
     # Explicit -inf padding: jax2onnx 0.17 drops nn.max_pool's explicit `padding` pairs.
     pad = ((0, 0), (padding, padding), (padding, padding), (0, 0))
     x = jnp.pad(x, pad, constant_values=-jnp.inf)
+  return _max_pool_valid(x, window, stride)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _max_pool_valid(x, window, stride):
+  """VALID max-pool `[B,H,W,C] -> [B,H',W',C]`; the gradient goes to the first maximum of each
+  window in row-major order (as XLA's select-and-scatter, which XLA:CPU runs as iota + argmax
+  reduce-window + scatter: about 0.3 s a step for the ResNet stem pool at 512 px, batch 8)."""
   return nn.max_pool(x, window_shape=(window, window), strides=(stride, stride), padding="VALID")
+
+
+def _max_pool_fwd(x, window, stride):
+  y = _max_pool_valid(x, window, stride)
+  return y, (x, y)
+
+
+def _max_pool_bwd(window, stride, res, g):
+  x, y = res
+  b, h, w, c = x.shape
+  _, ho, wo, _ = y.shape
+  taken = jnp.zeros(y.shape, bool)
+  dx = jnp.zeros_like(x)
+  for dy in range(window):
+    for dxo in range(window):
+      # The input pixel at offset (dy, dxo) of every window, [B,H',W',C].
+      end = (b, dy + stride * (ho - 1) + 1, dxo + stride * (wo - 1) + 1, c)
+      xs = lax.slice(x, (0, dy, dxo, 0), end, (1, stride, stride, 1))
+      hit = (xs == y) & ~taken
+      taken = taken | hit
+      # Back to its input positions: interior padding undoes the stride.
+      dx = dx + lax.pad(jnp.where(hit, g, 0).astype(x.dtype), jnp.zeros((), x.dtype),
+                        ((0, 0, 0), (dy, h - end[1], stride - 1), (dxo, w - end[2], stride - 1),
+                         (0, 0, 0)))
+  return (dx,)
+
+
+_max_pool_valid.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
 def upsample_nearest(x, *, factor=2):

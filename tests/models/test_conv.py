@@ -54,8 +54,9 @@ def _convs(case):
 
 @pytest.fixture
 def tiny_chunks(monkeypatch):
-  """A chunk budget of one image for the small test inputs."""
+  """A chunk budget of one image for the small test inputs, activations chunked too."""
   monkeypatch.setattr(conv_lib, "CHUNK_BYTES", 1)
+  monkeypatch.setattr(conv_lib, "CHUNK_MIN_KERNEL_BYTES", 0)
 
 
 @pytest.mark.parametrize("case", _CASES)
@@ -89,6 +90,18 @@ def test_training_path_is_chunked_and_inference_is_one_conv(tiny_chunks):
   assert _count_convs(grad) >= 3 * 4
 
 
+def test_small_kernels_chunk_only_the_kernel_gradient(tiny_chunks, monkeypatch):
+  x, w, _, chunked = _convs(_CASES[0])  # batch 4 -> 4 chunks
+  def count():  # a fresh jit each time: traces are cached regardless of module constants
+    grad = jax.jit(jax.grad(lambda a, b: jnp.sum(chunked(a, b) ** 2), argnums=(0, 1)))
+    return grad.lower(x, w).as_text().count("stablehlo.convolution")
+
+  all_chunked = count()
+  monkeypatch.setattr(conv_lib, "CHUNK_MIN_KERNEL_BYTES", w.size * 4 + 1)
+  # Forward and input gradient: one conv each instead of one per chunk.
+  assert all_chunked - count() == 2 * (4 - 1)
+
+
 def test_no_chunking_when_everything_fits():
   x, w, _, chunked = _convs(_CASES[0])  # 4 images of 2 KB each: far below CHUNK_BYTES
   grad = jax.make_jaxpr(jax.grad(lambda a, b: jnp.sum(chunked(a, b)), argnums=(0, 1)))(x, w)
@@ -102,3 +115,24 @@ def test_flax_conv_has_nn_conv_parameters(tiny_chunks):
   v_ref = ref.init(jax.random.key(0), x)
   assert jax.tree.map(jnp.shape, v_ours) == jax.tree.map(jnp.shape, v_ref)
   np.testing.assert_array_equal(ours.apply(v_ref, x), ref.apply(v_ref, x))
+
+
+def test_wide_3x3_layers_train_through_winograd(tiny_chunks, monkeypatch):
+  monkeypatch.setattr(conv_lib, "WINOGRAD_MIN_CHANNELS", 6)
+  monkeypatch.setattr(conv_lib, "WINOGRAD_MIN_SIZE", 8)
+  case = ((4, 8, 10, 6), (3, 3, 6, 5), (1, 1), ((1, 1), (1, 1)), (1, 1), 1,
+          ("NHWC", "HWIO", "NHWC"))
+  x, w, plain, chunked = _convs(case)
+  cot = jnp.asarray(np.random.default_rng(2).normal(size=(4, 8, 10, 5)), jnp.float32)
+  loss = lambda f: lambda a, b: jnp.sum(f(a, b) * cot)
+  grad = jax.jit(jax.value_and_grad(loss(chunked), argnums=(0, 1)))
+  assert "dot_general" in grad.lower(x, w).as_text()  # the Winograd tile products
+  val, got = grad(x, w)
+  want = jax.grad(loss(plain), argnums=(0, 1))(x, w)
+  np.testing.assert_allclose(val, loss(plain)(x, w), rtol=1e-5)
+  for g, r in zip(got, want):
+    np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(r))))
+  # An odd map size, a stride or a narrow layer falls back to the direct convolution.
+  x_odd, w_odd, _, chunked_odd = _convs(_CASES[0])
+  odd = jax.jit(jax.grad(lambda a, b: jnp.sum(chunked_odd(a, b)), argnums=(0, 1)))
+  assert "dot_general" not in odd.lower(x_odd, w_odd).as_text()
