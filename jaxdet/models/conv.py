@@ -5,8 +5,10 @@ speed of the same work split into chunks of a few MB, and the weight gradient mo
 (measured on a 2-core EPYC, 3x3 256->256 conv on 8x64x64: forward 254 -> 220 ms, weight gradient
 495 -> 230 ms when run image by image). Under differentiation on CPU this convolution therefore
 runs batch chunk by batch chunk: forward, input gradient and weight gradient (summed over
-chunks) are the same arithmetic as one convolution. Plain evaluation (inference, export) and
-other platforms (GPU, TPU) lower one `lax.conv_general_dilated`.
+chunks) are the same arithmetic as one convolution; the forward of wide 3x3 layers on large maps
+uses Winograd F(2x2,3x3) (`jaxdet.models.winograd`, equal to rounding), which does 2.25x fewer
+multiplies. Plain evaluation (inference, export) and other platforms (GPU, TPU) lower one
+`lax.conv_general_dilated`.
 """
 
 import functools
@@ -26,8 +28,8 @@ CHUNK_BYTES = 4 << 20
 # Forward and input gradient are chunked only for kernels of at least this size (measured as
 # above: 3x3 64->128 and larger kernels gain, the 7x7x3 stem and 3x3 64->64 lose).
 CHUNK_MIN_KERNEL_BYTES = 256 << 10
-# Winograd for the forward and input gradient of 3x3 stride-1 convs with >= this many input
-# channels (and half as many outputs) on maps >= WINOGRAD_MIN_SIZE: measured per image on the
+# Winograd for the forward of 3x3 stride-1 convs with >= this many input channels (and half as
+# many outputs) on maps >= WINOGRAD_MIN_SIZE: measured per image on the
 # 2-core EPYC, 256->256 on 64x64 forward 228 -> 177 ms, 256->180 187 -> 147 ms; but 256->256 on
 # 32x32, 128->128 on 64x64 and 64->64 on 128x128 are slower than direct.
 WINOGRAD_MIN_CHANNELS = 256
@@ -51,7 +53,7 @@ def batch_chunk(batch, image_bytes):
 
 def _winograd_pays(lhs, rhs, dn, strides, padding, lhs_dilation, rhs_dilation, groups,
                    preferred_element_type):
-  """Whether the forward/input gradient should use Winograd F(2x2,3x3): a stride-1 SAME 3x3 NHWC
+  """Whether the training forward should use Winograd F(2x2,3x3): a stride-1 SAME 3x3 NHWC
   conv with at least WINOGRAD_MIN_CHANNELS channels in and half that out, on maps of at least
   WINOGRAD_MIN_SIZE (even) pixels a side."""
   nhwc = dn == lax.ConvDimensionNumbers((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))
@@ -93,17 +95,17 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
          for i in range(0, batch, chunk)], axis=out_batch_axis)
 
   # Chunking always pays for the kernel gradient; for the forward and input gradient only with a
-  # large kernel (unchunked is faster for the ResNet stem and 64-channel layers), and for wide
-  # 3x3 layers on large maps Winograd is faster still (its input gradient is Winograd too).
-  chunk_activations = rhs.size * rhs.dtype.itemsize >= CHUNK_MIN_KERNEL_BYTES
+  # large kernel (unchunked is faster for the ResNet stem and 64-channel layers). Wide 3x3 layers
+  # on large maps run their forward by Winograd (their input gradient by Winograd measured no
+  # faster than direct, and its transforms cost memory).
+  on_cpu = lambda fn: lambda x, w: lax.platform_dependent(x, w, cpu=fn, default=conv)
+  input_conv = on_cpu(chunked if rhs.size * rhs.dtype.itemsize >= CHUNK_MIN_KERNEL_BYTES else conv)
+  kernel_conv = on_cpu(chunked)
   if _winograd_pays(lhs, rhs, dn, window_strides, padding, lhs_dilation, rhs_dilation,
                     feature_group_count, preferred_element_type):
-    activation_op = functools.partial(chunked, op=winograd.conv3x3_same)
+    forward_conv = on_cpu(functools.partial(chunked, op=winograd.conv3x3_same))
   else:
-    activation_op = chunked if chunk_activations else conv
-  on_cpu = lambda fn: lambda x, w: lax.platform_dependent(x, w, cpu=fn, default=conv)
-  activation_conv = on_cpu(activation_op)
-  kernel_conv = on_cpu(chunked)
+    forward_conv = input_conv
 
   # custom_vjp so that only differentiated code (training) takes the chunked, platform-dependent
   # path; the primal below is what inference and ONNX export trace.
@@ -112,12 +114,12 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
     return conv(x, w)
 
   def fwd(x, w):
-    return activation_conv(x, w), (x, w)
+    return forward_conv(x, w), (x, w)
 
   def bwd(res, g):
     # The transposes of a conv need only its inputs, so XLA drops the forward recomputed here.
     x, w = res
-    dx = jax.vjp(lambda a: activation_conv(a, w), x)[1](g)[0]
+    dx = jax.vjp(lambda a: input_conv(a, w), x)[1](g)[0]
     dw = jax.vjp(lambda k: kernel_conv(x, k), w)[1](g)[0]
     return dx, dw
 
