@@ -55,7 +55,9 @@ def _winograd_pays(lhs, rhs, dn, strides, padding, lhs_dilation, rhs_dilation, g
                    preferred_element_type):
   """Whether the training forward should use Winograd F(2x2,3x3): a stride-1 SAME 3x3 NHWC
   conv with at least WINOGRAD_MIN_CHANNELS channels in and half that out, on maps of at least
-  WINOGRAD_MIN_SIZE (even) pixels a side."""
+  WINOGRAD_MIN_SIZE (even) pixels a side, in float32 (its transforms would round in bf16)."""
+  if lhs.dtype != jnp.float32 or rhs.dtype != jnp.float32:
+    return False
   nhwc = dn == lax.ConvDimensionNumbers((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))
   if not (nhwc and rhs.shape[:2] == (3, 3) and groups == 1 and preferred_element_type is None):
     return False

@@ -136,3 +136,13 @@ def test_wide_3x3_layers_train_through_winograd(tiny_chunks, monkeypatch):
   x_odd, w_odd, _, chunked_odd = _convs(_CASES[0])
   odd = jax.jit(jax.grad(lambda a, b: jnp.sum(chunked_odd(a, b)), argnums=(0, 1)))
   assert "dot_general" not in odd.lower(x_odd, w_odd).as_text()
+
+
+def test_bf16_layers_do_not_use_winograd(tiny_chunks, monkeypatch):
+  monkeypatch.setattr(conv_lib, "WINOGRAD_MIN_CHANNELS", 6)
+  monkeypatch.setattr(conv_lib, "WINOGRAD_MIN_SIZE", 8)
+  x = jnp.ones((4, 8, 10, 6), jnp.bfloat16)
+  w = jnp.ones((3, 3, 6, 5), jnp.bfloat16)
+  f = lambda a, b: jnp.sum(conv_lib.conv_general_dilated(
+      a, b, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")))
+  assert "dot_general" not in jax.jit(jax.grad(f, argnums=(0, 1))).lower(x, w).as_text()
