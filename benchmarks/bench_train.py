@@ -161,19 +161,20 @@ def main():
   print(f"machine: {os.cpu_count()} CPU cores; RetinaNet-ResNet-18-FPN train step, "
         f"{args.size}x{args.size}, batch {args.batch}, {args.boxes} gt boxes/image, "
         f"{args.classes} classes, SGD momentum")
-  jx_runs, tv_runs = [], []
+  jx_runs, tv_runs, tv_error = [], [], None
   for _ in range(args.rounds):
     jx_runs.append(_child(args, "jax"))
-    try:
-      tv_runs.append(_child(args, "torch"))
-    except SystemExit as e:
-      tv_error = str(e).splitlines()[0]
+    if tv_error is None:  # torchvision missing (no `bench` extra): stop asking for it
+      try:
+        tv_runs.append(_child(args, "torch"))
+      except SystemExit as e:
+        tv_error = str(e).splitlines()[0]
   jx = _pool(jx_runs, args.batch)
   print(f"jaxdet      : {jx['images_per_s']:.2f} img/s (step {jx['step_s']:.2f} s, rounds "
         f"{_rounds(jx_runs)}), compile {jx['compile_s']:.1f} s, peak RSS "
         f"{jx['peak_rss_mb']:.0f} MB, {jx['gflops_per_step']:.0f} GFLOP/step (XLA), "
         f"device {jx['device']}")
-  if not tv_runs:
+  if tv_error is not None:
     print(f"torchvision : unavailable ({tv_error})")
   else:
     tv = _pool(tv_runs, args.batch)
