@@ -127,7 +127,7 @@ def test_import_round_trip(tmp_path, fmt):
 def _bad_items(tmp, fmt):
   """GOOD plus one bad image per kind of problem."""
   bad = [("bad_nan", (40, 40), [("cat", float("nan"), 1, 10, 10, False)]),
-         ("bad_outside", (40, 40), [("cat", 5, 5, 80, 30, False)]),
+         ("bad_outside", (40, 40), [("cat", 45, 5, 80, 30, False)]),  # entirely outside
          ("bad_class", (40, 40), [("zebra", 5, 5, 20, 20, False)])]
   if fmt == "yolo":
     bad = bad[:2]  # YOLO has class ids: an out-of-range id is the unknown class
