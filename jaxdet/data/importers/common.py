@@ -6,8 +6,8 @@ Each format reader returns ``(class_names, raw_examples)``; a raw example is a d
 annotation file, for messages), ``problems`` (parse errors found by the reader) and ``split``
 (the split of data that is already split, else None).
 ``import_dataset`` validates every example (image decodes, boxes finite, non-degenerate, not
-entirely outside the image, known classes), clips boxes partly outside to the image, then writes a TFDS ArrayRecord dataset that
-``tfds.builder_from_directory`` / ``tfds.data_source`` read back without jaxdet's code.
+entirely outside the image as displayed, known classes), clips boxes partly outside to the
+image, then writes a TFDS ArrayRecord dataset that ``tfds.builder_from_directory`` / ``tfds.data_source`` read back without jaxdet's code.
 """
 
 import contextlib
