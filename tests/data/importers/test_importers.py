@@ -425,3 +425,26 @@ def test_invalid_split_ratios_in_api(tmp_path):
   _write_images(str(tmp_path / "images"), GOOD)
   with pytest.raises(common.DataImportError, match="sum to 1"):
     _import("coco", tmp_path, GOOD, name="bad_ratios", split_ratios=(0.8, 0.3))
+
+
+@pytest.mark.parametrize("names", ["[cat, dog, bird]", "{0: cat, 1: dog, 2: bird}"])
+def test_yolo_data_yaml(tmp_path, names):
+  train, val = _split_items("t", 3), _split_items("v", 2)
+  root = tmp_path / "ds"
+  _write_images(str(root / "images" / "train"), train)
+  os.makedirs(root / "labels")
+  os.rename(_write_yolo(str(tmp_path / "a"), train), root / "labels" / "train")
+  _write_images(str(root / "extra" / "images"), val)  # val given as a list file
+  os.rename(_write_yolo(str(tmp_path / "b"), val), root / "extra" / "labels")
+  (root / "extra" / "labels" / "lost.txt").write_text("0 0.5 0.5 0.2 0.2\n")  # no lost.png
+  (root / "val.txt").write_text("extra/images/v0.png\n./extra/images/v1.png\n")
+  (root / "data.yaml").write_text(f"path: .\ntrain: images/train\nval: val.txt\nnames: {names}\n")
+  messages = []
+  report = importers.import_data("yolo", images=str(root), annotations=str(root / "data.yaml"),
+                                 name="yolo_yaml", data_dir=str(tmp_path / "tfds"),
+                                 log=messages.append)
+  assert report["num_examples"] == {"train": 3, "validation": 2} and report["num_skipped"] == 1
+  assert "lost.txt: label file without an image" in messages[0]
+  import tensorflow_datasets as tfds
+  assert tfds.builder_from_directory(report["path"]).info.features["objects"][
+      "label"].names == list(CLASSES)
