@@ -59,11 +59,13 @@ def read(images_dir, annotations, *, class_names=None):
   parsed, found = [], set()
   for label_path in files:
     stem = os.path.splitext(os.path.basename(label_path))[0]
-    # A missing image keeps a .png path and is reported by the validator, naming the label file.
     image_path = next((p for ext in yolo.IMAGE_EXTENSIONS
-                       for p in [os.path.join(images_dir, stem + ext)] if os.path.isfile(p)),
-                      os.path.join(images_dir, stem + ".png"))
+                       for p in [os.path.join(images_dir, stem + ext)] if os.path.isfile(p)), None)
     rows, problems = [], []
+    if image_path is None:
+      image_path = os.path.join(images_dir, stem)
+      problems.append(f"{label_path}: label file without an image (no {stem} with one of "
+                      f"{', '.join(yolo.IMAGE_EXTENSIONS)} in {images_dir})")
     with open(label_path) as f:
       for ln, line in enumerate(f, 1):
         parts = line.split()

@@ -174,6 +174,7 @@ def read(images_dir, annotations, *, class_names=None):
               for image_dir, label_dir, split in dirs]
   out, max_id = [], -1
   for split, pairs, label_dirs in splits:
+    image_dirs = ", ".join(sorted({os.path.dirname(p) for p, _ in pairs})) or "its split folder"
     for image_path, label_path in pairs:
       boxes, labels, problems = [], [], []
       if os.path.isfile(label_path):
@@ -190,6 +191,6 @@ def read(images_dir, annotations, *, class_names=None):
           out.append(common.raw_example(
               label_path, len(out) + 1, source=label_path, split=split,
               problems=[f"{label_path}: label file without an image (no image with the same "
-                        f"name and one of {', '.join(IMAGE_EXTENSIONS)})"]))
+                        f"name and one of {', '.join(IMAGE_EXTENSIONS)} in {image_dirs})"]))
   names = tuple(class_names) if class_names else tuple(f"class{i}" for i in range(max_id + 1))
   return names, out
