@@ -148,7 +148,8 @@ def register(subparsers):
   p.add_argument("--on-error", default="skip", choices=("skip", "fail"),
                  help="skip bad images and report the count, or stop at the first")
   p.add_argument("--overwrite", action="store_true",
-                 help="replace an existing dataset of the same --name (after a successful import)")
+                 help="replace an existing dataset of the same --name (it is removed only once "
+                      "the new one is written)")
   p.set_defaults(func=_guarded(_import))
 
   p = sub.add_parser("show", help="draw a grid of images with their boxes and class names")

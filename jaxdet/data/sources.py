@@ -30,7 +30,7 @@ def _is_shapes(name):
 
 
 def _default_data_dir(data_dir):
-  return data_dir or _tfds().core.constants.DATA_DIR
+  return os.path.expanduser(str(data_dir)) if data_dir else _tfds().core.constants.DATA_DIR
 
 
 def local_datasets(data_dir=None):
@@ -64,8 +64,7 @@ def check_dataset(name, data_dir=None):
   folders only: creates nothing, so a caller can check before making its workdir.
 
   Args:
-    name: dataset as passed by the user (``mydata``, ``shapes/tiny``, ``voc/2007:5.0.0``,
-      ``mydata[:10%]`` split slices are not part of it).
+    name: dataset as the user passed it (``mydata``, ``shapes/tiny``, ``voc/2007:5.0.0``).
     data_dir: TFDS data dir (TFDS default when None).
 
   Raises:

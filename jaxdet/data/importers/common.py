@@ -7,7 +7,8 @@ annotation file, for messages), ``problems`` (parse errors found by the reader) 
 (the split of data that is already split, else None).
 ``import_dataset`` validates every example (image decodes, boxes finite, non-degenerate, not
 entirely outside the image as displayed, known classes), clips boxes partly outside to the
-image, then writes a TFDS ArrayRecord dataset that ``tfds.builder_from_directory`` / ``tfds.data_source`` read back without jaxdet's code.
+image, then writes a TFDS ArrayRecord dataset that ``tfds.builder_from_directory`` /
+``tfds.data_source`` read back without jaxdet's code.
 """
 
 import contextlib
@@ -75,7 +76,8 @@ def validate(example, class_to_id):
       return None, f"{where}: degenerate box (zero or negative width/height)", 0
     c = clipped[j]
     if c[2] <= c[0] or c[3] <= c[1]:
-      return None, f"{where}: box outside the {w}x{h} (w x h) image {path}", 0
+      return None, (f"{where}: box entirely outside the image {path} ({w} wide, {h} high as "
+                    f"displayed)"), 0
   # Overflow within EDGE_TOLERANCE_PX is rounding (e.g. YOLO's normalized floats), not clipping.
   tol = EDGE_TOLERANCE_PX
   num_clipped = int(np.sum(np.any((boxes[:, :2] < -tol) | (boxes[:, 2:] > np.array([w, h]) + tol),
@@ -235,6 +237,7 @@ def import_dataset(class_names, raw_examples, *, name, data_dir, split="train", 
   log = log or (lambda msg: print(msg, file=sys.stderr))
   if on_error not in ON_ERROR:
     raise DataImportError(f"--on-error must be one of {ON_ERROR}, got {on_error!r}")
+  data_dir = os.path.expanduser(str(data_dir))
   target = _check_name(name, data_dir, overwrite)
   presplit = sorted({ex["split"] for ex in raw_examples if ex.get("split")})
   if split_ratios is not None:
