@@ -39,18 +39,24 @@ def _split_files(annotations):
   if not files:
     raise common.DataImportError(f"{annotations}: no COCO .json files found (in it or in "
                                  f"train/val/test sub-folders)")
-  out = []
+  if len(files) == 1 and common.split_of(os.path.basename(files[0])) is None:
+    return [(files[0], None)]  # one unsplit file (e.g. CVAT's instances_default.json)
+  by_split = {}
   for f in files:
-    rel = os.path.relpath(f, annotations)
-    split = common.split_of(os.path.splitext(rel)[0])
+    split = common.split_of(os.path.splitext(os.path.relpath(f, annotations))[0])
     if split is None:
       raise common.DataImportError(f"{f}: cannot tell which split this json file is (name it "
-                                   f"after train, val or test), or pass the json file itself")
-    out.append((f, split))
-  splits = [s for _, s in out]
-  if len(set(splits)) != len(splits):
-    raise common.DataImportError(f"{annotations}: several json files for one split: "
-                                 f"{[os.path.relpath(f, annotations) for f, _ in out]}")
+                                   f"after train, val or test), or pass one json file")
+    by_split.setdefault(split, []).append(f)
+  out = []
+  for split, group in by_split.items():
+    if len(group) > 1:  # COCO's own folder also holds captions_* and person_keypoints_* files
+      group = [f for f in group if os.path.basename(f).startswith("instances")] or group
+    if len(group) > 1:
+      raise common.DataImportError(f"{annotations}: several json files for the {split} split: "
+                                   f"{[os.path.relpath(f, annotations) for f in group]}; pass "
+                                   f"one json file")
+    out.append((group[0], split))
   return out
 
 

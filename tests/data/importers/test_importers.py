@@ -448,3 +448,21 @@ def test_yolo_data_yaml(tmp_path, names):
   import tensorflow_datasets as tfds
   assert tfds.builder_from_directory(report["path"]).info.features["objects"][
       "label"].names == list(CLASSES)
+
+
+def test_coco_folder_with_extra_and_single_files(tmp_path):
+  train, val = _split_items("t", 2), _split_items("v", 1)
+  _write_images(str(tmp_path / "images"), train + val)
+  ann = tmp_path / "annotations"
+  ann.mkdir()
+  _write_coco(str(ann), train, path="instances_train2017.json")
+  _write_coco(str(ann), val, path="instances_val2017.json")
+  (ann / "captions_train2017.json").write_text("{}")  # COCO's folder holds these too
+  kw = dict(images=str(tmp_path / "images"), data_dir=str(tmp_path / "tfds"), on_error="fail")
+  report = importers.import_data("coco", annotations=str(ann), name="coco_dir", **kw)
+  assert report["num_examples"] == {"train": 2, "validation": 1}
+  single = tmp_path / "cvat"
+  single.mkdir()
+  _write_coco(str(single), train + val, path="instances_default.json")
+  report = importers.import_data("coco", annotations=str(single), name="cvat", **kw)
+  assert report["num_examples"] == {"train": 3}
