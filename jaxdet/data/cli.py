@@ -40,9 +40,10 @@ def _import(args):
   report = importers.import_data(
       args.format, images=args.images, annotations=args.annotations, name=args.name,
       data_dir=args.data_dir, split=args.split, split_ratios=ratios, classes=classes,
-      on_error=args.on_error)
+      on_error=args.on_error, overwrite=args.overwrite)
   print(f"imported {args.name}: {report['num_examples']} -> {report['path']}; "
-        f"skipped {report['num_skipped']} bad image(s)")
+        f"skipped {report['num_skipped']} bad image(s); clipped {report['num_clipped']} box(es) "
+        f"partly outside their image")
   return 0
 
 
@@ -137,11 +138,18 @@ def register(subparsers):
                  help="COCO json file, or VOC Annotations / YOLO / KITTI label folder")
   p.add_argument("--name", required=True, help="dataset name (lower case, digits, _)")
   p.add_argument("--data-dir", required=True, help="TFDS data dir to write into")
-  p.add_argument("--split", default="train", help="split name when --split-ratios is not given")
-  p.add_argument("--split-ratios", default=None, help="train,validation,test ratios, e.g. 0.8,0.1,0.1")
+  p.add_argument("--split", default="train",
+                 help="split name when the data is not already split and --split-ratios is not "
+                      "given")
+  p.add_argument("--split-ratios", default=None,
+                 help="train,validation,test ratios summing to 1, e.g. 0.8,0.1,0.1 (not with "
+                      "already-split data, which keeps its splits)")
   p.add_argument("--classes", default=None, help="comma-separated class names (order = ids)")
   p.add_argument("--on-error", default="skip", choices=("skip", "fail"),
                  help="skip bad images and report the count, or stop at the first")
+  p.add_argument("--overwrite", action="store_true",
+                 help="replace an existing dataset of the same --name (it is removed only once "
+                      "the new one is written)")
   p.set_defaults(func=_guarded(_import))
 
   p = sub.add_parser("show", help="draw a grid of images with their boxes and class names")

@@ -1,7 +1,9 @@
 """Opening TFDS datasets for random access and turning records into plain NumPy examples."""
 
+import difflib
 import io
 import logging
+import os
 import re
 
 import numpy as np
@@ -9,14 +11,91 @@ import numpy as np
 _SHAPES_PREFIX = "shapes"
 
 
+def _no_opencv_hint(record):
+  # TFDS recommends installing OpenCV on the first PIL-decoded image: noise for jaxdet users.
+  return not str(record.msg).startswith("OpenCV is not installed")
+
+
 def _tfds():
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  absl_logger = logging.getLogger("absl")
+  if _no_opencv_hint not in absl_logger.filters:
+    absl_logger.addFilter(_no_opencv_hint)
   return tfds
 
 
 def _is_shapes(name):
   return name == _SHAPES_PREFIX or name.startswith(_SHAPES_PREFIX + "/") or name.startswith(
       _SHAPES_PREFIX + ":")
+
+
+def _default_data_dir(data_dir):
+  return os.path.expanduser(str(data_dir)) if data_dir else _tfds().core.constants.DATA_DIR
+
+
+def local_datasets(data_dir=None):
+  """Names of the datasets prepared in ``data_dir`` (``mydata``, ``shapes/tiny``, ``voc/2007``).
+
+  Only reads folders (a ``dataset_info.json`` two or three levels down); creates nothing.
+  """
+  data_dir = _default_data_dir(data_dir)
+  found = set()
+  if not os.path.isdir(data_dir):
+    return []
+  for name in sorted(os.listdir(data_dir)):
+    top = os.path.join(data_dir, name)
+    if name.startswith(".") or name == "downloads" or not os.path.isdir(top):
+      continue
+    for sub in sorted(os.listdir(top)):
+      if os.path.isfile(os.path.join(top, sub, "dataset_info.json")):
+        found.add(name)  # name/version
+      elif os.path.isdir(os.path.join(top, sub)) and any(
+          os.path.isfile(os.path.join(top, sub, v, "dataset_info.json"))
+          for v in os.listdir(os.path.join(top, sub))):
+        found.add(f"{name}/{sub}")  # name/config/version
+  return sorted(found)
+
+
+def check_dataset(name, data_dir=None):
+  """Fails early, and clearly, on a dataset name that cannot be opened.
+
+  Accepts `shapes` (built on first use), any dataset prepared in ``data_dir`` and any dataset
+  registered with TFDS (``voc``, ``coco``: their own messages say how to prepare them). Reads
+  folders only: creates nothing, so a caller can check before making its workdir.
+
+  Args:
+    name: dataset as the user passed it (``mydata``, ``shapes/tiny``, ``voc/2007:5.0.0``).
+    data_dir: TFDS data dir (TFDS default when None).
+
+  Raises:
+    ValueError: one line naming ``name`` and ``data_dir``, listing the datasets found there and
+      the nearest one (difflib).
+  """
+  base = re.split(r"[:\[]", name)[0]
+  root = base.split("/")[0]
+  if _is_shapes(base):
+    from jaxdet.data import shapes  # pylint: disable=g-import-not-at-top
+    configs = [c.name for c in shapes.Shapes.BUILDER_CONFIGS]
+    if base == root or base.split("/", 1)[1] in configs:
+      return
+    raise ValueError(f"dataset {name!r}: `shapes` has no config {base.split('/', 1)[1]!r}; "
+                     f"configs: {', '.join(configs)}")
+  found = local_datasets(data_dir)
+  if base in found or root in {f.split("/")[0] for f in found}:
+    return  # a wrong config / version of a prepared dataset: TFDS's message lists the right ones
+  if root:
+    try:
+      _tfds().builder_cls(root)
+      return
+    except Exception:  # pylint: disable=broad-except  (DatasetNotFoundError lists 460 names)
+      pass
+  candidates = found + ["shapes"]
+  near = difflib.get_close_matches(base, candidates, n=1, cutoff=0.5)
+  hint = f" Did you mean {near[0]!r}?" if near else ""
+  raise ValueError(
+      f"dataset {name!r} not found in data_dir {_default_data_dir(data_dir)} (datasets there: "
+      f"{', '.join(found) if found else 'none'}; `shapes` is built on first use).{hint} Import "
+      f"your own data with `jaxdet data import --name NAME --data-dir DIR`.")
 
 
 def builder(dataset, data_dir=None, *, prepare_shapes=True):
@@ -42,6 +121,7 @@ def builder(dataset, data_dir=None, *, prepare_shapes=True):
       logging.info("Building %s in %s (procedural, about a minute)", dataset, b.data_dir)
       b.download_and_prepare(file_format="array_record")
     return b
+  check_dataset(dataset, data_dir)
   try:
     return tfds.builder(dataset, data_dir=data_dir)
   except Exception as e:  # TFDS raises several types for unknown names / missing files.

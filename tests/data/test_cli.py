@@ -68,3 +68,57 @@ def test_build_tiny(tmp_path, capsys):
   rc, out, err = _run(capsys, "build", "shapes/tiny", "--data-dir", str(tmp_path))
   assert rc == 0, err
   assert "'train': 32" in out and "'validation': 8" in out
+
+
+def _tiny_coco(tmp_path):
+  images = tmp_path / "images"
+  images.mkdir()
+  Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(images / "a.png")
+  ann = tmp_path / "ann.json"
+  ann.write_text(json.dumps({
+      "images": [{"id": 1, "file_name": "a.png"}],
+      "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [20, 1, 15, 5]}],
+      "categories": [{"id": 1, "name": "thing"}]}))
+  return ["import", "--format", "coco", "--images", str(images), "--annotations", str(ann),
+          "--data-dir", str(tmp_path / "tfds")]
+
+
+def test_import_overwrite_and_ratios(tmp_path, capsys):
+  argv = _tiny_coco(tmp_path)
+  rc, out, err = _run(capsys, *argv, "--name", "again")
+  assert rc == 0, err
+  assert "clipped 1 box" in out  # [20, 35] x [1, 6] in a 30 px wide image
+  rc, out, err = _run(capsys, *argv, "--name", "again")
+  assert rc == 1 and len(err.strip().splitlines()) == 1
+  assert "already exists" in err and "pass --overwrite to replace it" in err
+  rc, out, err = _run(capsys, *argv, "--name", "again", "--overwrite")
+  assert rc == 0, err
+  rc, out, err = _run(capsys, *argv, "--name", "ratios", "--split-ratios", "0.8,0.3")
+  assert rc == 1 and "sum to 1" in err and "0.8,0.3" in err
+  assert not (tmp_path / "tfds" / "ratios").exists()
+
+
+def test_misspelled_dataset_lists_local_ones(tmp_path, capsys):
+  argv = _tiny_coco(tmp_path)
+  assert _run(capsys, *argv, "--name", "my_photos")[0] == 0
+  rc, _, err = _run(capsys, "stats", "my_fotos", "--data-dir", str(tmp_path / "tfds"))
+  assert rc == 1 and "Did you mean 'my_photos'?" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_import_logs_are_quiet(tmp_path):
+  # A fresh process: TensorFlow's import-time notices depend on the environment set before it.
+  import os
+  import subprocess
+  import sys
+  env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
+  env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  proc = subprocess.run([sys.executable, "-m", "jaxdet", "data", *_tiny_coco(tmp_path), "--name",
+                         "quiet"], capture_output=True, text=True, env=env, timeout=300,
+                        check=False)
+  assert proc.returncode == 0, proc.stderr
+  logs = proc.stdout + proc.stderr
+  for noise in ("oneDNN", "cpu_feature_guard", "Downloading and preparing", "Unknown size",
+                "OpenCV", "absl::InitializeLog"):
+    assert noise not in logs, logs
+  assert logs.strip().splitlines() == [l for l in logs.strip().splitlines() if "imported" in l]

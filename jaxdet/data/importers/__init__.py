@@ -6,20 +6,23 @@ FORMATS = ("coco", "voc", "yolo", "kitti")
 
 
 def import_data(format, *, images, annotations, name, data_dir, split="train", split_ratios=None,
-                classes=None, on_error="skip", log=None):  # pylint: disable=redefined-builtin
+                classes=None, on_error="skip", log=None,
+                overwrite=False):  # pylint: disable=redefined-builtin
   """Reads ``annotations`` in ``format`` and writes the TFDS dataset ``name`` into ``data_dir``.
 
   Args:
     format: one of ``FORMATS``.
     images: folder of images.
-    annotations: COCO json file, or VOC / YOLO / KITTI label folder.
+    annotations: COCO json file (or a folder of per-split json files), or VOC / YOLO / KITTI
+      label folder. Data that is already split (see the README) keeps its splits.
     name: dataset name (readable as ``input_pipeline(name, ..., data_dir=data_dir)``).
     data_dir: TFDS data dir.
-    split: split name when ``split_ratios`` is None.
-    split_ratios: optional (train, validation, test) ratios.
+    split: split name when ``split_ratios`` is None and the data is not already split.
+    split_ratios: optional (train, validation, test) ratios summing to 1.
     classes: optional list of class names (order = label ids).
     on_error: ``"skip"`` or ``"fail"``.
     log: ``print``-like function for per-file messages.
+    overwrite: replace an existing dataset ``name`` in ``data_dir``.
 
   Returns:
     the report dict of ``common.import_dataset``.
@@ -33,4 +36,5 @@ def import_data(format, *, images, annotations, name, data_dir, split="train", s
   reader = importlib.import_module(f"jaxdet.data.importers.{format}")
   class_names, raw = reader.read(images, annotations, class_names=classes)
   return common.import_dataset(class_names, raw, name=name, data_dir=data_dir, split=split,
-                               split_ratios=split_ratios, on_error=on_error, log=log)
+                               split_ratios=split_ratios, on_error=on_error, log=log,
+                               overwrite=overwrite)

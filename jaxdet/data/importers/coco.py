@@ -1,52 +1,127 @@
 """COCO json (``images``, ``annotations`` with ``bbox`` [x, y, w, h] and ``iscrowd``,
 ``categories``) -> raw examples. Category names come from ``categories`` (sorted by id) unless
-``class_names`` is given."""
+``class_names`` is given.
 
+Already-split data: ``annotations`` may be a folder of per-split json files named after their
+split (``instances_train2017.json``, ``instances_val2017.json``; or ``train.json``, ``val.json``),
+or of split sub-folders holding one json each (``train/_annotations.coco.json``, ``valid/...``).
+A split's images are looked up in the matching sub-folder of ``images_dir`` (``train2017``),
+in the json's own folder, then in ``images_dir``."""
+
+import glob
 import json
 import os
 
 from jaxdet.data.importers import common
 
 
-def read(images_dir, annotations, *, class_names=None):
-  """Reads a COCO annotation file.
-
-  Args:
-    images_dir: folder holding the images (``file_name`` is relative to it).
-    annotations: path of the COCO json file.
-    class_names: optional class list (order = label ids); others are unknown classes.
-
-  Returns:
-    ``(class_names tuple, raw examples list)``.
-
-  Raises:
-    common.DataImportError: unreadable or malformed json.
-  """
+def _load(path):
   try:
-    with open(annotations) as f:
+    with open(path) as f:
       data = json.load(f)
     images = data["images"]
     anns = data.get("annotations", [])
     categories = {int(c["id"]): str(c["name"]) for c in data.get("categories", [])}
   except (OSError, ValueError, KeyError, TypeError) as e:
-    raise common.DataImportError(f"{annotations}: not a readable COCO json file: {e}") from e
-  names = tuple(class_names) if class_names else tuple(categories[k] for k in sorted(categories))
-  per_image = {}
-  for a in anns:
-    per_image.setdefault(a.get("image_id"), []).append(a)
+    raise common.DataImportError(f"{path}: not a readable COCO json file: {e}") from e
+  return images, anns, categories
+
+
+def _split_files(annotations):
+  """``[(json path, split or None)]`` for a json file or a folder of per-split json files."""
+  if not os.path.isdir(annotations):
+    return [(annotations, None)]
+  files = sorted(glob.glob(os.path.join(annotations, "*.json")))
+  if not files:  # split sub-folders, one json each (Roboflow-style exports)
+    files = [f for d in sorted(glob.glob(os.path.join(annotations, "*", "")))
+             if common.split_of(os.path.basename(os.path.dirname(d)))
+             for f in sorted(glob.glob(os.path.join(d, "*.json")))]
+  if not files:
+    raise common.DataImportError(f"{annotations}: no COCO .json files found (in it or in "
+                                 f"train/val/test sub-folders)")
+  if len(files) == 1 and common.split_of(os.path.basename(files[0])) is None:
+    return [(files[0], None)]  # one unsplit file (e.g. CVAT's instances_default.json)
+  by_split = {}
+  for f in files:
+    split = common.split_of(os.path.splitext(os.path.relpath(f, annotations))[0])
+    if split is None:
+      raise common.DataImportError(f"{f}: cannot tell which split this json file is (name it "
+                                   f"after train, val or test), or pass one json file")
+    by_split.setdefault(split, []).append(f)
   out = []
-  for im in images:
-    path = os.path.join(images_dir, im.get("file_name", ""))
-    boxes, labels, crowd, problems = [], [], [], []
-    for a in per_image.get(im.get("id"), []):
-      try:
-        x, y, w, h = (float(v) for v in a["bbox"])
-        labels.append(categories.get(int(a["category_id"]), f"<category id {a['category_id']}>"))
-      except (KeyError, TypeError, ValueError) as e:
-        problems.append(f"{annotations}: annotation {a.get('id')} of {path}: malformed ({e})")
-        continue
-      boxes.append([x, y, x + w, y + h])
-      crowd.append(bool(a.get("iscrowd", 0)))
-    out.append(common.raw_example(path, im.get("id", len(out)), source=f"{annotations} ({path})",
-                                  boxes=boxes, labels=labels, is_crowd=crowd, problems=problems))
+  for split, group in by_split.items():
+    if len(group) > 1:  # COCO's own folder also holds captions_* and person_keypoints_* files
+      group = [f for f in group if os.path.basename(f).startswith("instances")] or group
+    if len(group) > 1:
+      raise common.DataImportError(f"{annotations}: several json files for the {split} split: "
+                                   f"{[os.path.relpath(f, annotations) for f in group]}; pass "
+                                   f"one json file")
+    out.append((group[0], split))
+  return out
+
+
+def _image_dirs(images_dir, json_path, split):
+  """Folders to look for a split's images in, most specific first."""
+  if split is None:
+    return [images_dir]
+  subs = [d for d in sorted(glob.glob(os.path.join(images_dir, "*", "")))
+          if common.split_of(os.path.basename(os.path.dirname(d))) == split]
+  return [os.path.dirname(d) for d in subs] + [os.path.dirname(json_path), images_dir]
+
+
+def read(images_dir, annotations, *, class_names=None):
+  """Reads COCO annotations: one json file, or a folder of per-split json files.
+
+  Args:
+    images_dir: folder holding the images (``file_name`` is relative to it), or their split
+      sub-folders.
+    annotations: path of the COCO json file, or a folder of per-split json files.
+    class_names: optional class list (order = label ids); others are unknown classes.
+
+  Returns:
+    ``(class_names tuple, raw examples list)``; already-split data sets each example's split.
+
+  Raises:
+    common.DataImportError: unreadable or malformed json, or inconsistent split files.
+  """
+  categories, out, files = {}, [], _split_files(annotations)
+  for json_path, split in files:
+    images, anns, cats = _load(json_path)
+    for k, v in cats.items():
+      if categories.setdefault(k, v) != v:
+        raise common.DataImportError(f"{json_path}: category id {k} is {v!r} here but "
+                                     f"{categories[k]!r} in another split's json file")
+    image_ids = {im.get("id") for im in images}
+    per_image = {}
+    for a in anns:
+      per_image.setdefault(a.get("image_id"), []).append(a)
+    dirs = _image_dirs(images_dir, json_path, split)
+    for im in images:
+      name = im.get("file_name", "")
+      path = next((p for d in dirs for p in [os.path.join(d, name)] if os.path.isfile(p)),
+                  os.path.join(dirs[0], name))
+      boxes, labels, crowd, problems = [], [], [], []
+      for a in per_image.get(im.get("id"), []):
+        try:
+          x, y, w, h = (float(v) for v in a["bbox"])
+          labels.append(cats.get(int(a["category_id"]), f"<category id {a['category_id']}>"))
+        except (KeyError, TypeError, ValueError) as e:
+          problems.append(f"{json_path}: annotation {a.get('id')} of {path}: malformed ({e})")
+          continue
+        boxes.append([x, y, x + w, y + h])
+        crowd.append(bool(a.get("iscrowd", 0)))
+      out.append(common.raw_example(path, im.get("id", len(out)), source=f"{json_path} ({path})",
+                                    boxes=boxes, labels=labels, is_crowd=crowd,
+                                    problems=problems, split=split))
+    for image_id in sorted((k for k in per_image if k not in image_ids), key=str):
+      ids = [a.get("id") for a in per_image[image_id]]
+      out.append(common.raw_example(
+          f"<image id {image_id}>", -1, source=json_path, split=split,
+          problems=[f"{json_path}: annotation(s) {ids} refer to image id {image_id!r}, which is "
+                    f"not in 'images'"]))
+  if len(files) > 1 and len({ex["image_id"] for ex in out}) != len(out):
+    # Per-split files often restart their ids at 0: ids only need to be unique per dataset.
+    for i, ex in enumerate(out):
+      ex["image_id"] = i + 1
+  names = tuple(class_names) if class_names else tuple(categories[k] for k in sorted(categories))
   return names, out

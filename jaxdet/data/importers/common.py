@@ -3,19 +3,26 @@
 Each format reader returns ``(class_names, raw_examples)``; a raw example is a dict:
 ``image_path`` (str), ``image_id`` (int), ``boxes`` float64 ``[n, 4]`` xyxy pixel edges,
 ``labels`` (class names, str), ``is_difficult`` / ``is_crowd`` bool ``[n]``, ``source`` (the
-annotation file, for messages) and ``problems`` (parse errors found by the reader).
-``import_dataset`` validates every example (image decodes, boxes finite, non-degenerate, inside
-the image, known classes), then writes a TFDS ArrayRecord dataset that
-``tfds.builder_from_directory`` / ``tfds.data_source`` read back without jaxdet's code.
+annotation file, for messages), ``problems`` (parse errors found by the reader) and ``split``
+(the split of data that is already split, else None).
+``import_dataset`` validates every example (image decodes, boxes finite, non-degenerate, not
+entirely outside the image as displayed, known classes), clips boxes partly outside to the
+image, then writes a TFDS ArrayRecord dataset that ``tfds.builder_from_directory`` /
+``tfds.data_source`` read back without jaxdet's code.
 """
 
+import contextlib
 import io
 import os
+import shutil
 import sys
+import tempfile
 
 import numpy as np
 
-EDGE_TOLERANCE_PX = 1.0  # boxes overflowing the image by at most this are clipped, not rejected
+from jaxdet.data import image_io
+
+EDGE_TOLERANCE_PX = 1.0  # overflow up to this is rounding: clipped without being counted
 ON_ERROR = ("skip", "fail")
 
 
@@ -24,7 +31,7 @@ class DataImportError(ValueError):
 
 
 def raw_example(image_path, image_id, *, source, boxes=(), labels=(), is_difficult=None,
-                is_crowd=None, problems=()):
+                is_crowd=None, problems=(), split=None):
   """Builds a raw example dict (see module docstring)."""
   boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
   n = len(boxes)
@@ -33,51 +40,49 @@ def raw_example(image_path, image_id, *, source, boxes=(), labels=(), is_difficu
       "boxes": boxes, "labels": [str(l) for l in labels],
       "is_difficult": np.zeros(n, bool) if is_difficult is None else np.asarray(is_difficult, bool),
       "is_crowd": np.zeros(n, bool) if is_crowd is None else np.asarray(is_crowd, bool),
-      "problems": list(problems),
+      "problems": list(problems), "split": split,
   }
 
 
-def _load_image(path):
-  """``(encoded bytes, h, w)``; RGB JPEG/PNG bytes are kept, anything else is re-encoded as PNG."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  with open(path, "rb") as f:
-    data = f.read()
-  with Image.open(io.BytesIO(data)) as im:
-    im.load()  # decodes fully: truncated / corrupt files fail here
-    w, h = im.size
-    if im.format in ("JPEG", "PNG") and im.mode == "RGB":
-      return data, h, w
-    buf = io.BytesIO()
-    im.convert("RGB").save(buf, format="PNG")
-    return buf.getvalue(), h, w
-
-
 def validate(example, class_to_id):
-  """Checks one raw example. Returns ``(tfds example dict, None)`` or ``(None, problem)``."""
+  """Checks one raw example.
+
+  A box partly outside the image (as displayed, after the EXIF transpose) is clipped to it; a box
+  entirely outside, or degenerate (before or after clipping), is a problem.
+
+  Returns:
+    ``(tfds example dict, None, num_clipped)`` or ``(None, problem, 0)``.
+  """
   path = example["image_path"]
   if example["problems"]:
-    return None, example["problems"][0]
+    return None, example["problems"][0], 0
   if not os.path.isfile(path):
-    return None, f"image file not found: {path}"
+    return None, f"image file not found: {path} (named by {example['source']})", 0
   try:
-    data, h, w = _load_image(path)
-  except Exception as e:  # PIL raises many types for corrupt files
-    return None, f"cannot read image {path}: {type(e).__name__}: {e}"
+    data, h, w = image_io.encode_for_dataset(path)
+  except image_io.ImageReadError as e:
+    return None, str(e), 0
   boxes = example["boxes"]
+  if len(boxes) != len(example["labels"]):
+    return None, f"{example['source']}: {len(boxes)} boxes but {len(example['labels'])} labels", 0
+  clipped = np.clip(boxes, 0, [w, h, w, h])
   for j, (box, label) in enumerate(zip(boxes, example["labels"])):
     where = f"{example['source']}: object {j} ({label!r}, box {box.tolist()})"
     if label not in class_to_id:
-      return None, f"{where}: unknown class name {label!r}; known: {sorted(class_to_id)}"
+      return None, f"{where}: unknown class name {label!r}; known: {sorted(class_to_id)}", 0
     if not np.all(np.isfinite(box)):
-      return None, f"{where}: non-finite coordinates"
+      return None, f"{where}: non-finite coordinates", 0
     if box[2] <= box[0] or box[3] <= box[1]:
-      return None, f"{where}: degenerate box (zero or negative width/height)"
-    tol = EDGE_TOLERANCE_PX
-    if box[0] < -tol or box[1] < -tol or box[2] > w + tol or box[3] > h + tol:
-      return None, f"{where}: box outside the {w}x{h} image {path}"
-  if len(boxes) != len(example["labels"]):
-    return None, f"{example['source']}: {len(boxes)} boxes but {len(example['labels'])} labels"
-  boxes = np.clip(boxes, 0, [w, h, w, h])
+      return None, f"{where}: degenerate box (zero or negative width/height)", 0
+    c = clipped[j]
+    if c[2] <= c[0] or c[3] <= c[1]:
+      return None, (f"{where}: box entirely outside the image {path} ({w} wide, {h} high as "
+                    f"displayed)"), 0
+  # Overflow within EDGE_TOLERANCE_PX is rounding (e.g. YOLO's normalized floats), not clipping.
+  tol = EDGE_TOLERANCE_PX
+  num_clipped = int(np.sum(np.any((boxes[:, :2] < -tol) | (boxes[:, 2:] > np.array([w, h]) + tol),
+                                  axis=1)))
+  boxes = clipped
   bbox = np.stack([boxes[:, 1] / h, boxes[:, 0] / w, boxes[:, 3] / h, boxes[:, 2] / w], 1)
   return {
       "image": data,
@@ -89,27 +94,50 @@ def validate(example, class_to_id):
           "is_crowd": example["is_crowd"].astype(bool),
           "is_difficult": example["is_difficult"].astype(bool),
       },
-  }, None
+  }, None, num_clipped
+
+
+SPLIT_NAMES = ("train", "validation", "test")
+
+
+def check_split_ratios(ratios, *, shown=None):
+  """Refuses ratios that are not 1-3 finite numbers in [0, 1] summing to 1 with train > 0.
+
+  Returns:
+    ``ratios`` as a tuple of floats.
+
+  Raises:
+    DataImportError: naming ``shown`` (what the user typed) or the ratios.
+  """
+  ratios = tuple(float(r) for r in ratios)
+  shown = shown if shown is not None else ",".join(f"{r:g}" for r in ratios)
+  if not 1 <= len(ratios) <= 3:
+    problem = f"needs 1 to 3 values (train[,validation[,test]]), got {len(ratios)}"
+  elif not all(np.isfinite(r) and 0 <= r <= 1 for r in ratios):
+    problem = "values must be between 0 and 1"
+  elif abs(sum(ratios) - 1) > 1e-3:
+    problem = f"values must sum to 1, they sum to {sum(ratios):g}"
+  elif ratios[0] <= 0:
+    problem = "the train ratio must be positive"
+  else:
+    return ratios
+  raise DataImportError(f"--split-ratios {shown!r}: {problem} (e.g. 0.8,0.1,0.1)")
 
 
 def parse_split_ratios(text):
-  """``"0.8,0.1,0.1"`` -> (0.8, 0.1, 0.1) for train/validation/test (1 to 3 values)."""
+  """``"0.8,0.1,0.1"`` -> (0.8, 0.1, 0.1) for train/validation/test (1 to 3 values, sum 1)."""
   try:
     ratios = tuple(float(x) for x in text.split(","))
   except ValueError as e:
     raise DataImportError(f"--split-ratios must be comma-separated numbers, got {text!r}") from e
-  if not 1 <= len(ratios) <= 3 or any(r < 0 or not np.isfinite(r) for r in ratios) or not sum(
-      ratios) > 0:
-    raise DataImportError(f"--split-ratios needs 1-3 non-negative numbers with a positive sum, "
-                          f"got {text!r}")
-  return ratios
+  return check_split_ratios(ratios, shown=text)
 
 
 def assign_splits(n, *, split="train", split_ratios=None, seed=0):
   """Split name of each of ``n`` examples: all ``split``, or a seeded shuffle cut by ratios."""
   if split_ratios is None:
     return [split] * n
-  names = ("train", "validation", "test")[:len(split_ratios)]
+  names = SPLIT_NAMES[:len(split_ratios)]
   ratios = np.asarray(split_ratios, np.float64) / np.sum(split_ratios)
   bounds = np.round(np.cumsum(ratios) * n).astype(int)
   order = np.random.default_rng(seed).permutation(n)
@@ -120,6 +148,18 @@ def assign_splits(n, *, split="train", split_ratios=None, seed=0):
       out[i] = name
     start = stop
   return out
+
+
+def split_of(name):
+  """The split a file or folder name stands for (``instances_val2017`` -> ``validation``), or
+  None. Used to recognise data that is already split."""
+  tokens = [t for t in "".join(c if c.isalpha() else " " for c in name.lower()).split() if t]
+  found = {s for t in tokens
+           for s, words in (("train", ("train", "training")),
+                            ("validation", ("val", "valid", "validation", "dev")),
+                            ("test", ("test", "testing")))
+           if t in words}
+  return found.pop() if len(found) == 1 else None
 
 
 def _ensure_importlib_resources():
@@ -133,8 +173,44 @@ def _ensure_importlib_resources():
     sys.modules["importlib_resources"] = importlib.resources
 
 
+def _check_name(name, data_dir, overwrite):
+  if not name or not all(c.isalnum() or c == "_" for c in name) or not name[0].isalpha() or (
+      name != name.lower()):
+    raise DataImportError(f"dataset name must be lower-case letters, digits and '_' starting with "
+                          f"a letter, got {name!r}")
+  target = os.path.join(data_dir, name)
+  if os.path.exists(target) and not overwrite:
+    raise DataImportError(f"dataset {name!r} already exists in {target}; pass --overwrite to "
+                          f"replace it, or choose another --name")
+  return target
+
+
+def _write(name, data_dir, target, features, split_datasets, num_images):
+  """Writes into a fresh folder under ``data_dir`` and then replaces ``target``: an existing
+  dataset is only removed once the new one is complete."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  _ensure_importlib_resources()
+  os.makedirs(data_dir, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix=f".{name}-import-", dir=data_dir)
+  try:
+    # TFDS prints "Downloading and preparing dataset Unknown size ..." to stdout: not a download.
+    with contextlib.redirect_stdout(io.StringIO()):
+      builder = tfds.dataset_builders.store_as_tfds_dataset(
+          name=name, version="1.0.0", features=features, split_datasets=split_datasets,
+          data_dir=tmp, file_format="array_record",
+          description=f"Imported by `jaxdet data import` ({num_images} images).",
+          disable_shuffling=True)  # keep the annotation order
+    version_dir = os.path.relpath(str(builder.data_dir), os.path.join(tmp, name))
+    if os.path.exists(target):
+      shutil.rmtree(target)
+    os.replace(os.path.join(tmp, name), target)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  return os.path.join(target, version_dir)
+
+
 def import_dataset(class_names, raw_examples, *, name, data_dir, split="train", split_ratios=None,
-                   on_error="skip", log=None):
+                   on_error="skip", log=None, overwrite=False):
   """Validates raw examples and writes the TFDS dataset ``name`` into ``data_dir``.
 
   Args:
@@ -142,36 +218,45 @@ def import_dataset(class_names, raw_examples, *, name, data_dir, split="train", 
     raw_examples: list of raw example dicts.
     name: TFDS dataset name (lower-case letters, digits and underscores).
     data_dir: TFDS data dir to write into.
-    split: split of every example when ``split_ratios`` is None.
+    split: split of every example when ``split_ratios`` is None and the data is not already
+      split (raw examples with a ``split`` keep it).
     split_ratios: optional (train, validation, test) ratios; a seeded shuffle assigns splits.
     on_error: ``"skip"`` (report and drop a bad image) or ``"fail"`` (raise on the first).
     log: a ``print``-like function for per-file messages (stderr by default).
+    overwrite: replace an existing dataset ``name`` in ``data_dir`` (else that is an error).
 
   Returns:
-    dict ``num_examples`` (per split), ``num_skipped``, ``problems`` (list of str), ``path``.
+    dict ``num_examples`` (per split), ``num_skipped``, ``num_clipped`` (boxes clipped to their
+    image), ``problems`` (list of str), ``path``.
 
   Raises:
-    DataImportError: bad data with ``on_error="fail"``, bad arguments, or nothing left to write.
+    DataImportError: bad data with ``on_error="fail"``, bad arguments, an existing dataset
+      without ``overwrite``, or nothing left to write. Nothing is written then.
   """
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from jaxdet.data import features as features_lib  # pylint: disable=g-import-not-at-top
   log = log or (lambda msg: print(msg, file=sys.stderr))
   if on_error not in ON_ERROR:
     raise DataImportError(f"--on-error must be one of {ON_ERROR}, got {on_error!r}")
-  if not name or not all(c.isalnum() or c == "_" for c in name) or not name[0].isalpha() or (
-      name != name.lower()):
-    raise DataImportError(f"dataset name must be lower-case letters, digits and '_' starting with "
-                          f"a letter, got {name!r}")
+  data_dir = os.path.expanduser(str(data_dir))
+  target = _check_name(name, data_dir, overwrite)
+  presplit = sorted({ex["split"] for ex in raw_examples if ex.get("split")})
+  if split_ratios is not None:
+    split_ratios = check_split_ratios(split_ratios)
+    if presplit:
+      raise DataImportError(f"the data is already split into {presplit}; drop --split-ratios to "
+                            f"keep those splits")
   if not class_names:
     raise DataImportError("no class names: pass --classes or annotations with categories")
   if len(set(class_names)) != len(class_names):
     raise DataImportError(f"duplicate class names in {list(class_names)}")
   class_to_id = {c: i for i, c in enumerate(class_names)}
-  good, problems = [], []
+  good, good_splits, problems, num_clipped = [], [], [], 0
   for ex in raw_examples:
-    tf_example, problem = validate(ex, class_to_id)
+    tf_example, problem, clipped = validate(ex, class_to_id)
     if problem is None:
       good.append(tf_example)
+      good_splits.append(ex.get("split"))
+      num_clipped += clipped
       continue
     if on_error == "fail":
       raise DataImportError(problem)
@@ -182,16 +267,13 @@ def import_dataset(class_names, raw_examples, *, name, data_dir, split="train", 
   ids = [int(ex["image/id"]) for ex in good]
   if len(set(ids)) != len(ids):
     raise DataImportError("duplicate image ids in the annotations")
-  splits = assign_splits(len(good), split=split, split_ratios=split_ratios)
+  splits = good_splits if presplit else assign_splits(len(good), split=split,
+                                                      split_ratios=split_ratios)
   split_datasets = {}
   for ex, s in zip(good, splits):
     split_datasets.setdefault(s, []).append((str(int(ex["image/id"])), ex))  # (key, example)
   features = features_lib.detection_features(class_names, with_filename=True)
-  _ensure_importlib_resources()
-  builder = tfds.dataset_builders.store_as_tfds_dataset(
-      name=name, version="1.0.0", features=features, split_datasets=split_datasets,
-      data_dir=data_dir, file_format="array_record",
-      description=f"Imported by `jaxdet data import` ({len(good)} images).",
-      disable_shuffling=True)  # keep the annotation order
+  path = _write(name, data_dir, target, features, split_datasets, len(good))
   return {"num_examples": {k: len(v) for k, v in split_datasets.items()},
-          "num_skipped": len(problems), "problems": problems, "path": str(builder.data_dir)}
+          "num_skipped": len(problems), "num_clipped": num_clipped, "problems": problems,
+          "path": path}

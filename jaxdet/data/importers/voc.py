@@ -2,7 +2,11 @@
 
 VOC pixel coordinates are 1-based and inclusive, so ``[xmin - 1, ymin - 1, xmax, ymax]`` are the
 pixel edges. Image ids are the file name's digits (``2008_000008`` -> 2008000008) when unique,
-else the running index."""
+else the running index.
+
+Already-split data: when ``ImageSets/Main/{train,val,test}.txt`` (or ``trainval.txt``) sit next to
+the ``Annotations`` folder, each listed file goes to that split; an annotation file listed in none
+of them is reported and not imported, and so is a listed name without an annotation file."""
 
 import glob
 import os
@@ -11,10 +15,36 @@ import xml.etree.ElementTree as ET
 
 from jaxdet.data.importers import common
 
+_SPLIT_FILES = (("train", "train"), ("val", "validation"), ("test", "test"))
+
 
 def _text(node, tag, default=None):
   child = node.find(tag)
   return default if child is None or child.text is None else child.text.strip()
+
+
+def _image_sets(annotations):
+  """``(stem -> split, list files)`` from ``ImageSets/Main`` next to ``annotations``, or
+  ``(None, [])`` when there is none."""
+  main = os.path.join(os.path.dirname(os.path.normpath(annotations)), "ImageSets", "Main")
+  lists = [(os.path.join(main, f + ".txt"), s) for f, s in _SPLIT_FILES
+           if os.path.isfile(os.path.join(main, f + ".txt"))]
+  if not any(s in ("train", "validation") for _, s in lists) and os.path.isfile(
+      os.path.join(main, "trainval.txt")):
+    lists.append((os.path.join(main, "trainval.txt"), "train"))
+  if not lists:
+    return None, []
+  stem_split = {}
+  for path, split in lists:
+    with open(path) as f:
+      for ln, line in enumerate(f, 1):
+        parts = line.split()
+        if not parts:
+          continue
+        if stem_split.setdefault(parts[0], split) != split:
+          raise common.DataImportError(f"{path}:{ln}: {parts[0]!r} is also listed in the "
+                                       f"{stem_split[parts[0]]} split")
+  return stem_split, [p for p, _ in lists]
 
 
 def read(images_dir, annotations, *, class_names=None):
@@ -26,11 +56,14 @@ def read(images_dir, annotations, *, class_names=None):
     class_names: optional class list; default: sorted names found in the XML files.
 
   Returns:
-    ``(class_names tuple, raw examples list)``.
+    ``(class_names tuple, raw examples list)``; with ``ImageSets/Main`` lists each example has
+    its split.
   """
   files = sorted(glob.glob(os.path.join(annotations, "*.xml")))
   if not files:
     raise common.DataImportError(f"{annotations}: no .xml files found")
+  stem_split, lists = _image_sets(annotations)
+  shown_lists = ", ".join(lists)
   out, found = [], set()
   for index, xml_path in enumerate(files):
     stem = os.path.splitext(os.path.basename(xml_path))[0]
@@ -49,10 +82,22 @@ def read(images_dir, annotations, *, class_names=None):
         found.add(name)
     except (ET.ParseError, TypeError, ValueError, AttributeError) as e:
       problems.append(f"{xml_path}: malformed VOC annotation ({type(e).__name__}: {e})")
+    split = None
+    if stem_split is not None:
+      split = stem_split.get(stem)
+      if split is None:
+        problems.append(f"{xml_path}: not listed in {shown_lists}; not imported")
     digits = re.sub(r"\D", "", stem)
     out.append(common.raw_example(
         os.path.join(images_dir, filename), int(digits[-18:]) if digits else index + 1,
-        source=xml_path, boxes=boxes, labels=labels, is_difficult=difficult, problems=problems))
+        source=xml_path, boxes=boxes, labels=labels, is_difficult=difficult, problems=problems,
+        split=split))
+  stems = {os.path.splitext(os.path.basename(f))[0] for f in files}
+  for stem, split in (stem_split or {}).items():
+    if stem not in stems:
+      out.append(common.raw_example(
+          os.path.join(images_dir, stem + ".jpg"), len(out) + 1, source=shown_lists, split=split,
+          problems=[f"{stem!r} is listed in {shown_lists} but {annotations} has no {stem}.xml"]))
   ids = [ex["image_id"] for ex in out]
   if len(set(ids)) != len(ids):
     for i, ex in enumerate(out):

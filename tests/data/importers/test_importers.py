@@ -29,25 +29,26 @@ def _write_images(root, items, ext=".png"):
         os.path.join(root, stem + ext))
 
 
-def _write_coco(tmp, items):
+def _write_coco(tmp, items, ext=".png", path="instances.json"):
   images, anns = [], []
   for i, (stem, (h, w), objs) in enumerate(items):
-    images.append({"id": 100 + i, "file_name": stem + ".png", "height": h, "width": w})
+    images.append({"id": 100 + i, "file_name": stem + ext, "height": h, "width": w})
     for c, x0, y0, x1, y1, flag in objs:
-      anns.append({"id": len(anns) + 1, "image_id": 100 + i, "category_id": CLASSES.index(c) + 1 if c in CLASSES else 99,
+      anns.append({"id": len(anns) + 1, "image_id": 100 + i,
+                   "category_id": CLASSES.index(c) + 1 if c in CLASSES else 99,
                    "bbox": [x0, y0, x1 - x0, y1 - y0], "iscrowd": int(flag)})
-  path = os.path.join(tmp, "instances.json")
+  path = os.path.join(tmp, path)
   with open(path, "w") as f:
     json.dump({"images": images, "annotations": anns,
                "categories": [{"id": i + 1, "name": c} for i, c in enumerate(CLASSES)]}, f)
   return path
 
 
-def _write_voc(tmp, items):
+def _write_voc(tmp, items, ext=".png"):
   ann = os.path.join(tmp, "Annotations")
   os.makedirs(ann, exist_ok=True)
   for stem, (h, w), objs in items:
-    parts = [f"<annotation><filename>{stem}.png</filename>"
+    parts = [f"<annotation><filename>{stem}{ext}</filename>"
              f"<size><width>{w}</width><height>{h}</height><depth>3</depth></size>"]
     for c, x0, y0, x1, y1, flag in objs:
       parts.append(f"<object><name>{c}</name><difficult>{int(flag)}</difficult><bndbox>"
@@ -59,7 +60,7 @@ def _write_voc(tmp, items):
   return ann
 
 
-def _write_yolo(tmp, items):
+def _write_yolo(tmp, items, ext=None):  # pylint: disable=unused-argument  (found by stem)
   labels = os.path.join(tmp, "labels")
   os.makedirs(labels, exist_ok=True)
   for stem, (h, w), objs in items:
@@ -70,7 +71,7 @@ def _write_yolo(tmp, items):
   return labels
 
 
-def _write_kitti(tmp, items):
+def _write_kitti(tmp, items, ext=None):  # pylint: disable=unused-argument  (found by stem)
   labels = os.path.join(tmp, "label_2")
   os.makedirs(labels, exist_ok=True)
   for stem, _, objs in items:
@@ -127,7 +128,7 @@ def test_import_round_trip(tmp_path, fmt):
 def _bad_items(tmp, fmt):
   """GOOD plus one bad image per kind of problem."""
   bad = [("bad_nan", (40, 40), [("cat", float("nan"), 1, 10, 10, False)]),
-         ("bad_outside", (40, 40), [("cat", 5, 5, 80, 30, False)]),
+         ("bad_outside", (40, 40), [("cat", 45, 5, 80, 30, False)]),  # entirely outside
          ("bad_class", (40, 40), [("zebra", 5, 5, 20, 20, False)])]
   if fmt == "yolo":
     bad = bad[:2]  # YOLO has class ids: an out-of-range id is the unknown class
@@ -219,3 +220,249 @@ def test_import_without_importlib_resources_backport(tmp_path, monkeypatch):
   report = importers.import_data("coco", images=images, annotations=ann, name="no_backport",
                                  data_dir=str(tmp_path / "tfds"))
   assert report["num_examples"] == {"train": 1}
+
+
+def _import(fmt, tmp_path, items, *, name, ext=".png", **kw):
+  ann = WRITERS[fmt](str(tmp_path), items, ext=ext)
+  kw.setdefault("classes", list(CLASSES) if fmt in ("yolo", "kitti") else None)
+  return importers.import_data(fmt, images=str(tmp_path / "images"), annotations=ann, name=name,
+                               data_dir=str(tmp_path / "tfds"), **kw)
+
+
+@pytest.mark.parametrize("fmt", sorted(WRITERS))
+def test_exif_orientation_annotations_on_displayed_image(tmp_path, fmt):
+  # A phone photo: stored 32x48 (h x w) with EXIF Orientation=6, displayed 48x32; annotated as
+  # displayed. The box's y range (30..46) lies outside the stored height.
+  displayed = np.zeros((48, 32, 3), np.uint8)
+  displayed[30:46, 4:20] = 255
+  os.makedirs(tmp_path / "images")
+  exif = Image.Exif()
+  exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+  Image.fromarray(np.rot90(displayed)).save(tmp_path / "images" / "phone.jpg", quality=95,
+                                             exif=exif)
+  items = [("phone", (48, 32), [("cat", 4, 30, 20, 46, False)])]
+  report = _import(fmt, tmp_path, items, name=f"exif_{fmt}", ext=".jpg", on_error="fail")
+  assert report["num_examples"] == {"train": 1}
+  rec = _read_back(str(tmp_path / "tfds"), f"exif_{fmt}")["phone"]
+  assert rec["image"].shape == (48, 32, 3)
+  np.testing.assert_allclose(np.asarray(rec["objects"]["bbox"]).reshape(4) * [48, 32, 48, 32],
+                             [30, 4, 46, 20], atol=1e-3)
+  assert rec["image"][31:45, 5:19].mean() > 200 and rec["image"][:28].mean() < 30
+
+
+@pytest.mark.parametrize("fmt", sorted(WRITERS))
+def test_box_partly_outside_is_clipped_and_counted(tmp_path, fmt):
+  items = GOOD + [("partly", (40, 40), [("cat", 30, -5, 52, 20, False),
+                                        ("dog", 2, 2, 9, 9, False)])]
+  _write_images(str(tmp_path / "images"), items)
+  messages = []
+  report = _import(fmt, tmp_path, items, name=f"clip_{fmt}", log=messages.append)
+  assert report["num_skipped"] == 0 and report["num_clipped"] == 1, messages
+  bbox = np.asarray(_read_back(str(tmp_path / "tfds"), f"clip_{fmt}")["partly"]["objects"]["bbox"])
+  np.testing.assert_allclose(bbox.reshape(-1, 4)[0] * 40, [0, 30, 20, 40], atol=1e-3)
+
+
+@pytest.mark.parametrize("fmt", sorted(WRITERS))
+def test_annotation_without_image_is_reported(tmp_path, fmt):
+  _write_images(str(tmp_path / "images"), GOOD)
+  items = GOOD + [("ghost", (40, 40), [("cat", 1, 1, 9, 9, False)])]  # no ghost image
+  messages = []
+  report = _import(fmt, tmp_path, items, name=f"ghost_{fmt}", log=messages.append)
+  assert report["num_skipped"] == 1 and report["num_examples"] == {"train": 4}
+  assert len(messages) == 1 and "ghost" in messages[0], messages
+  with pytest.raises(common.DataImportError, match="ghost"):
+    _import(fmt, tmp_path, items, name=f"ghost_fail_{fmt}", on_error="fail")
+  assert not os.path.exists(tmp_path / "tfds" / f"ghost_fail_{fmt}")
+
+
+def test_coco_annotation_with_unknown_image_id_is_reported(tmp_path):
+  _write_images(str(tmp_path / "images"), GOOD)
+  ann = _write_coco(str(tmp_path), GOOD)
+  with open(ann) as f:
+    data = json.load(f)
+  data["annotations"].append({"id": 77, "image_id": 999, "category_id": 1, "bbox": [1, 1, 2, 2]})
+  with open(ann, "w") as f:
+    json.dump(data, f)
+  messages = []
+  report = importers.import_data("coco", images=str(tmp_path / "images"), annotations=ann,
+                                 name="orphan", data_dir=str(tmp_path / "tfds"),
+                                 log=messages.append)
+  assert report["num_skipped"] == 1 and "999" in messages[0] and "77" in messages[0]
+
+
+def _kitti_line(name, box):
+  x0, y0, x1, y1 = box
+  return f"{name} 0.00 0 -1.0 {x0:.2f} {y0:.2f} {x1:.2f} {y1:.2f} 1.5 1.6 3.7 1 1 10 0\n"
+
+
+def test_kitti_type_names_with_spaces_and_field_count(tmp_path):
+  items = [("a", (40, 40), []), ("b", (40, 40), []), ("c", (40, 40), [])]
+  _write_images(str(tmp_path / "images"), items)
+  labels = tmp_path / "label_2"
+  labels.mkdir()
+  (labels / "a.txt").write_text(_kitti_line("coffee cup", (2, 3, 20, 30)) +
+                                _kitti_line("cat", (1, 1, 5, 5)))
+  (labels / "b.txt").write_text(_kitti_line("cat", (1, 1, 5, 5)) +
+                                _kitti_line("cat", (1, 1, 5, 5)).strip() + " 0.93\n")  # score
+  (labels / "c.txt").write_text("cat 0.00 0 -1.0 1 1 5 5\n")  # 8 fields only
+  messages = []
+  report = importers.import_data("kitti", images=str(tmp_path / "images"),
+                                 annotations=str(labels), name="spaces",
+                                 data_dir=str(tmp_path / "tfds"), log=messages.append)
+  assert report["num_examples"] == {"train": 1} and report["num_skipped"] == 2
+  assert any("b.txt:2:" in m and "15 trailing number" in m for m in messages), messages
+  assert any("c.txt:1:" in m and "7 trailing number" in m for m in messages), messages
+  import tensorflow_datasets as tfds
+  b = tfds.builder_from_directory(report["path"])
+  names = b.info.features["objects"]["label"].names
+  assert names == ["cat", "coffee cup"]
+  rec = _read_back(str(tmp_path / "tfds"), "spaces")["a"]
+  assert [names[i] for i in rec["objects"]["label"]] == ["coffee cup", "cat"]
+  np.testing.assert_allclose(rec["objects"]["bbox"][0] * 40, [3, 2, 30, 20], atol=1e-3)
+
+
+def _split_items(prefix, n):
+  return [(f"{prefix}{i}", (30, 30), [("cat", 1, 1, 10, 10, False)]) for i in range(n)]
+
+
+def test_coco_already_split(tmp_path):
+  train, val = _split_items("t", 3), _split_items("v", 2)
+  _write_images(str(tmp_path / "images" / "train2017"), train)
+  _write_images(str(tmp_path / "images" / "val2017"), val)
+  ann = tmp_path / "annotations"
+  ann.mkdir()
+  _write_coco(str(ann), train, path="instances_train2017.json")
+  _write_coco(str(ann), val, path="instances_val2017.json")  # same image ids as train: renumbered
+  report = importers.import_data("coco", images=str(tmp_path / "images"), annotations=str(ann),
+                                 name="coco_split", data_dir=str(tmp_path / "tfds"),
+                                 on_error="fail")
+  assert report["num_examples"] == {"train": 3, "validation": 2}
+  assert sorted(_read_back(str(tmp_path / "tfds"), "coco_split", "validation")) == ["v0", "v1"]
+  with pytest.raises(common.DataImportError, match="already split.*--split-ratios"):
+    importers.import_data("coco", images=str(tmp_path / "images"), annotations=str(ann),
+                          name="coco_split2", data_dir=str(tmp_path / "tfds"),
+                          split_ratios=(0.5, 0.5))
+
+
+def test_coco_roboflow_split_folders(tmp_path):
+  for split, items in (("train", _split_items("t", 2)), ("valid", _split_items("v", 1))):
+    _write_images(str(tmp_path / "export" / split), items)
+    _write_coco(str(tmp_path / "export" / split), items, path="_annotations.coco.json")
+  report = importers.import_data("coco", images=str(tmp_path / "export"),
+                                 annotations=str(tmp_path / "export"), name="robo",
+                                 data_dir=str(tmp_path / "tfds"), on_error="fail")
+  assert report["num_examples"] == {"train": 2, "validation": 1}
+
+
+def test_voc_image_sets(tmp_path):
+  items = _split_items("2008_00000", 5)
+  _write_images(str(tmp_path / "JPEGImages"), items)
+  ann = _write_voc(str(tmp_path), items)
+  main = tmp_path / "ImageSets" / "Main"
+  main.mkdir(parents=True)
+  (main / "train.txt").write_text("2008_000000\n2008_000001\n2008_000002\n")
+  (main / "val.txt").write_text("2008_000003\n2008_000009\n")  # 9 has no xml; 4 is unlisted
+  (main / "cat_train.txt").write_text("2008_000000  1\n")  # per-class lists are ignored
+  messages = []
+  report = importers.import_data("voc", images=str(tmp_path / "JPEGImages"), annotations=ann,
+                                 name="voc_split", data_dir=str(tmp_path / "tfds"),
+                                 log=messages.append)
+  assert report["num_examples"] == {"train": 3, "validation": 1} and report["num_skipped"] == 2
+  joined = "\n".join(messages)
+  assert "2008_000004.xml: not listed" in joined and "2008_000009" in joined
+
+
+@pytest.mark.parametrize("roboflow", [False, True])
+def test_yolo_split_folders(tmp_path, roboflow):
+  train, val = _split_items("t", 3), _split_items("v", 2)
+  for split, items in (("train", train), ("val", val)):
+    if roboflow:  # train/images + train/labels
+      _write_images(str(tmp_path / "ds" / split / "images"), items)
+      os.rename(_write_yolo(str(tmp_path / "ds" / split), items),
+                tmp_path / "ds" / split / "labels")
+    else:  # Ultralytics: images/train + labels/train
+      _write_images(str(tmp_path / "ds" / "images" / split), items)
+      os.makedirs(tmp_path / "ds" / "labels", exist_ok=True)
+      os.rename(_write_yolo(str(tmp_path / "tmp" / split), items),
+                tmp_path / "ds" / "labels" / split)
+  (tmp_path / "ds" / ("" if roboflow else "labels") / "classes.txt").write_text("\n".join(CLASSES))
+  images, labels = ((tmp_path / "ds", tmp_path / "ds") if roboflow else
+                    (tmp_path / "ds" / "images", tmp_path / "ds" / "labels"))
+  report = importers.import_data("yolo", images=str(images), annotations=str(labels),
+                                 name="yolo_split", data_dir=str(tmp_path / "tfds"),
+                                 on_error="fail")
+  assert report["num_examples"] == {"train": 3, "validation": 2}
+  rec = _read_back(str(tmp_path / "tfds"), "yolo_split", "validation")["v1"]
+  np.testing.assert_allclose(rec["objects"]["bbox"][0] * 30, [1, 1, 10, 10], atol=1e-3)
+
+
+def test_overwrite(tmp_path):
+  _write_images(str(tmp_path / "images"), GOOD)
+  _import("coco", tmp_path, GOOD, name="again")
+  with pytest.raises(common.DataImportError) as e:
+    _import("coco", tmp_path, GOOD[:2], name="again")
+  assert "already exists" in str(e.value) and "--overwrite" in str(e.value)
+  assert "\n" not in str(e.value)
+  report = _import("coco", tmp_path, GOOD[:2], name="again", overwrite=True)
+  assert report["num_examples"] == {"train": 2}
+  assert sorted(_read_back(str(tmp_path / "tfds"), "again")) == ["img_001", "img_002"]
+  assert sorted(os.listdir(tmp_path / "tfds")) == ["again"]  # no temporary folder left
+  with pytest.raises(common.DataImportError, match="no valid"):  # a failed overwrite keeps it
+    _import("coco", tmp_path, [("nope", (9, 9), [])], name="again", overwrite=True)
+  assert sorted(_read_back(str(tmp_path / "tfds"), "again")) == ["img_001", "img_002"]
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("0.8,0.3", "sum to 1"), ("-0.2,1.2", "between 0 and 1"), ("0.5,0.2,0.2,0.1", "1 to 3"),
+    ("0,1", "train ratio"), ("0.8,abc", "numbers"), ("nan", "between 0 and 1")])
+def test_invalid_split_ratios(text, needle):
+  with pytest.raises(common.DataImportError, match=needle) as e:
+    common.parse_split_ratios(text)
+  assert text in str(e.value)
+
+
+def test_invalid_split_ratios_in_api(tmp_path):
+  _write_images(str(tmp_path / "images"), GOOD)
+  with pytest.raises(common.DataImportError, match="sum to 1"):
+    _import("coco", tmp_path, GOOD, name="bad_ratios", split_ratios=(0.8, 0.3))
+
+
+@pytest.mark.parametrize("names", ["[cat, dog, bird]", "{0: cat, 1: dog, 2: bird}"])
+def test_yolo_data_yaml(tmp_path, names):
+  train, val = _split_items("t", 3), _split_items("v", 2)
+  root = tmp_path / "ds"
+  _write_images(str(root / "images" / "train"), train)
+  os.makedirs(root / "labels")
+  os.rename(_write_yolo(str(tmp_path / "a"), train), root / "labels" / "train")
+  _write_images(str(root / "extra" / "images"), val)  # val given as a list file
+  os.rename(_write_yolo(str(tmp_path / "b"), val), root / "extra" / "labels")
+  (root / "extra" / "labels" / "lost.txt").write_text("0 0.5 0.5 0.2 0.2\n")  # no lost.png
+  (root / "val.txt").write_text("extra/images/v0.png\n./extra/images/v1.png\n")
+  (root / "data.yaml").write_text(f"path: .\ntrain: images/train\nval: val.txt\nnames: {names}\n")
+  messages = []
+  report = importers.import_data("yolo", images=str(root), annotations=str(root / "data.yaml"),
+                                 name="yolo_yaml", data_dir=str(tmp_path / "tfds"),
+                                 log=messages.append)
+  assert report["num_examples"] == {"train": 3, "validation": 2} and report["num_skipped"] == 1
+  assert "lost.txt: label file without an image" in messages[0]
+  import tensorflow_datasets as tfds
+  assert tfds.builder_from_directory(report["path"]).info.features["objects"][
+      "label"].names == list(CLASSES)
+
+
+def test_coco_folder_with_extra_and_single_files(tmp_path):
+  train, val = _split_items("t", 2), _split_items("v", 1)
+  _write_images(str(tmp_path / "images"), train + val)
+  ann = tmp_path / "annotations"
+  ann.mkdir()
+  _write_coco(str(ann), train, path="instances_train2017.json")
+  _write_coco(str(ann), val, path="instances_val2017.json")
+  (ann / "captions_train2017.json").write_text("{}")  # COCO's folder holds these too
+  kw = dict(images=str(tmp_path / "images"), data_dir=str(tmp_path / "tfds"), on_error="fail")
+  report = importers.import_data("coco", annotations=str(ann), name="coco_dir", **kw)
+  assert report["num_examples"] == {"train": 2, "validation": 1}
+  single = tmp_path / "cvat"
+  single.mkdir()
+  _write_coco(str(single), train + val, path="instances_default.json")
+  report = importers.import_data("coco", annotations=str(single), name="cvat", **kw)
+  assert report["num_examples"] == {"train": 3}
