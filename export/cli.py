@@ -3,7 +3,7 @@
 import pathlib
 import time
 
-from export import cli_common
+from . import cli_common
 
 _COMMAND = "export"
 
@@ -11,8 +11,8 @@ _COMMAND = "export"
 def _export(args):
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  from export import onnx_export  # pylint: disable=g-import-not-at-top
-  from export import runtime  # pylint: disable=g-import-not-at-top
+  from . import onnx_export  # pylint: disable=g-import-not-at-top
+  from . import runtime  # pylint: disable=g-import-not-at-top
 
   workdir = pathlib.Path(args.workdir)
   if not workdir.exists():

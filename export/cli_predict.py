@@ -3,7 +3,7 @@
 import json
 import pathlib
 
-from export import cli_common
+from . import cli_common
 
 _COMMAND = "predict"
 
@@ -38,7 +38,7 @@ def _dataset_images(dataset, split, num_images, data_dir):
 
 def _predict(args):
   from jaxdet.data import draw  # pylint: disable=g-import-not-at-top
-  from export import runtime  # pylint: disable=g-import-not-at-top
+  from . import runtime  # pylint: disable=g-import-not-at-top
 
   if bool(args.images) == bool(args.dataset):
     return cli_common.error(_COMMAND, "give image files or --dataset (not both, not neither)")

@@ -17,9 +17,9 @@ import numpy as np
 import onnx
 import onnx.compose
 
-from export import metadata as metadata_lib
-from export import postprocess_graph
-from export import preprocess_graph
+from . import metadata as metadata_lib
+from . import postprocess_graph
+from . import preprocess_graph
 
 DEFAULT_OPSET = 21
 MIN_OPSET = 18  # antialiased Resize (dynamic image size); jax2onnx's own ops need no more.

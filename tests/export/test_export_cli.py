@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import export
+import jaxdet_export
 import export_testlib as tl
 from jaxdet import cli
 
@@ -39,7 +39,7 @@ def _run(capsys, *argv):
 
 def test_export_writes_a_served_model(model_path, workdir):
   import jaxdet
-  served = export.Detector(model_path)
+  served = jaxdet_export.Detector(model_path)
   loaded = jaxdet.load(workdir)
   assert served.class_names == loaded.class_names and served.image_size == loaded.image_size
   assert served.metadata.score_threshold == pytest.approx(loaded.postprocess["score_threshold"])
@@ -60,7 +60,7 @@ def test_predict_draws_image_files(model_path, tmp_path, capsys):
   drawn = np.asarray(Image.open(out_dir / "a.png"))
   assert drawn.shape == images[0].shape and np.any(drawn != images[0])  # boxes were drawn
   records = json.loads((out_dir / "detections.json").read_text())
-  want = export.Detector(model_path).predict(images)
+  want = jaxdet_export.Detector(model_path).predict(images)
   for i, record in enumerate(records):
     n = int(want["num_detections"][i])
     assert len(record["detections"]) == n >= 1
@@ -107,7 +107,7 @@ def test_export_variants(workdir, tmp_path, capsys, flags):
   path = tmp_path / "variant.onnx"
   rc, out, err = _run(capsys, "export", "--workdir", str(workdir), "--output", str(path), *flags)
   assert rc == 0, err
-  served = export.Detector(path)
+  served = jaxdet_export.Detector(path)
   result = served.predict(tl.shapes_images(1, 50, 70, seed=1))
   if "--no-nms" in flags:
     assert "no NMS" in out and set(result) == {"boxes", "scores"}
