@@ -111,3 +111,33 @@ def test_session_options_are_passed_on(model_path, served):
   images = tl.shapes_images(1, S, S, seed=11)
   tl.assert_same_detections(one_thread.predict(images), served.predict(images), box_atol=1e-4,
                             score_atol=1e-6)
+
+
+def test_paths_are_read_with_exif_orientation_and_pil_images_work(tiny, served, tmp_path):
+  """Issue 10: a phone photo (EXIF Orientation=6) is predicted as displayed, as `jaxdet.load`."""
+  from PIL import Image
+  stored = tl.shapes_images(1, 48, 80, seed=21)[0]
+  exif = Image.Exif()
+  exif[0x0112] = 6  # displayed rotated 90 degrees clockwise: 80 x 48
+  path = tmp_path / "phone.jpg"
+  Image.fromarray(stored).save(path, quality=100, subsampling=0, exif=exif)
+  with Image.open(path) as im:
+    displayed = np.asarray(im.transpose(Image.Transpose.ROTATE_270).convert("RGB"))
+  assert displayed.shape == (80, 48, 3)
+  got = served.predict(str(path))
+  tl.assert_same_detections(got, served.predict(displayed), box_atol=1e-4, score_atol=1e-6)
+  tl.assert_same_detections(got, tiny.predict(path))
+  assert got["boxes"][..., 0::2].max() <= 48 and got["boxes"][..., 1::2].max() <= 80
+  pil = served.predict([Image.fromarray(displayed), path])
+  tl.assert_same_detections({k: v[:1] for k, v in pil.items()}, got, box_atol=1e-4,
+                            score_atol=1e-6)
+
+
+@pytest.mark.parametrize("images, match", [
+    (np.zeros((1, S, S), np.uint8), rf"got shape \(1, {S}, {S}\)$"),
+    ("/no/such/dir/photo_from_the_user.jpg", "image not found: /no/such/dir/photo_from_the_user"),
+])
+def test_errors_name_the_input_as_passed(served, images, match):
+  with pytest.raises((ValueError, FileNotFoundError), match=match) as exc:
+    served.predict(images)
+  assert "<U" not in str(exc.value) and "got ()" not in str(exc.value)
