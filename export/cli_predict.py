@@ -47,8 +47,8 @@ def _open_model(text):
   path = pathlib.Path(text)
   if path.is_dir():
     model = _WorkdirModel(path)
-    print(f"--model {text} is a workdir: predicting with its checkpoint {model.step_dir.parent.name}"
-          f"/{model.step_dir.name} in JAX (for an ONNX file: jaxdet export --workdir {text} "
+    step = f"{model.step_dir.parent.name}/{model.step_dir.name}"
+    print(f"--model {text} is a workdir: predicting with its checkpoint {step} in JAX (for an ONNX file: jaxdet export --workdir {text} "
           f"--output model.onnx)", file=sys.stderr)
     return model
   return _OnnxModel(path)

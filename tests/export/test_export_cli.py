@@ -11,26 +11,6 @@ import export_testlib as tl
 from jaxdet import cli
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-  """A workdir with one best checkpoint of a small YOLO (calibrated random init)."""
-  from jaxdet.train import checkpoint
-  from jaxdet.train import config as config_lib
-  detector = tl.zoo_detector("yolo")
-  path = tmp_path_factory.mktemp("workdir")
-  meta = {"class_names": list(detector.class_names), "config": config_lib.to_json(detector.config)}
-  manager = checkpoint.best_manager(path)
-  checkpoint.save_best(manager, step=1, model_variables=detector.variables, meta=meta, ap=0.5)
-  return path
-
-
-@pytest.fixture(scope="module")
-def model_path(workdir):
-  path = workdir / "model.onnx"
-  assert cli.main(["export", "--workdir", str(workdir), "--output", str(path)]) == 0
-  return path
-
-
 def _run(capsys, *argv):
   rc = cli.main(list(argv))
   out, err = capsys.readouterr()
@@ -52,7 +32,7 @@ def test_predict_draws_image_files(model_path, tmp_path, capsys):
     Image.fromarray(image).save(file)
   out_dir = tmp_path / "pred"
   rc, out, err = _run(capsys, "predict", "--model", str(model_path), *map(str, files), "--out",
-                      str(out_dir))
+                      str(out_dir), "--conf", "0")
   assert rc == 0, err
   assert "2 image(s)" in out
   for name in ("a.png", "b.png", "predictions.png"):
@@ -82,7 +62,7 @@ def test_predict_on_a_tfds_split_matches_jaxdet_predict(model_path, workdir, tmp
   out_dir = tmp_path / "pred"
   rc, _, err = _run(capsys, "predict", "--model", str(model_path), "--dataset", "shapes/tiny",
                     "--split", "validation", "--num-images", "5", "--data-dir", data_dir,
-                    "--out", str(out_dir), "--batch-size", "3")
+                    "--out", str(out_dir), "--batch-size", "3", "--conf", "0")
   assert rc == 0, err
   assert len(list(out_dir.glob("validation_*.png"))) == 5 and (out_dir / "predictions.png").is_file()
   records = json.loads((out_dir / "detections.json").read_text())
@@ -125,11 +105,12 @@ def test_cli_errors_are_one_line(workdir, model_path, tmp_path, capsys):
       ("predict", "--model", str(tmp_path / "nope.onnx"), "x.png", "--out", str(tmp_path)),
       ("predict", "--model", str(model_path), "--out", str(tmp_path)),
       ("predict", "--model", str(model_path), str(tmp_path / "missing.png"), "--out",
-       str(tmp_path)),
+       str(tmp_path), "--on-error", "fail"),
   ]
   broken = tmp_path / "broken.png"
   broken.write_bytes(b"not a png")
-  cases.append(("predict", "--model", str(model_path), str(broken), "--out", str(tmp_path)))
+  cases.append(("predict", "--model", str(model_path), str(broken), "--out", str(tmp_path),
+                "--on-error", "fail"))
   for argv in cases:
     rc, _, err = _run(capsys, *argv)
     assert rc == 1, argv
@@ -143,3 +124,21 @@ def test_argument_ranges_are_checked(workdir, tmp_path, capsys):
     cli.main(["export", "--workdir", str(workdir), "--output", str(tmp_path / "m.onnx"),
               "--score-threshold", "1.5"])
   assert exc.value.code == 2 and "[0, 1]" in capsys.readouterr().err
+
+
+def test_export_says_and_records_which_checkpoint(workdir, model_path, tmp_path, capsys):
+  """Issue 10: `jaxdet export` names the exported step; the ONNX metadata records it."""
+  meta = jaxdet_export.Detector(model_path).metadata
+  assert (meta.checkpoint_step, meta.checkpoint_kind) == (1, "best")
+  path = tmp_path / "step1.onnx"
+  rc, out, err = _run(capsys, "export", "--workdir", str(workdir), "--output", str(path),
+                      "--checkpoint", "1")
+  assert rc == 0, err
+  assert "exporting checkpoint step 1 (best, val AP 0.5000)" in out
+  assert jaxdet_export.Detector(path).metadata.checkpoint_step == 1
+  for which, message in (("7", r"no checkpoint of step 7 .*best: \[1\]"),
+                         ("latest", "no checkpoint found"), ("newest", "'best', 'latest' or")):
+    rc, _, err = _run(capsys, "export", "--workdir", str(workdir), "--output", str(path),
+                      "--checkpoint", which)
+    assert rc == 1 and len(err.strip().splitlines()) == 1
+    assert __import__("re").search(message, err), err
