@@ -101,7 +101,7 @@ def test_thresholds_and_sizes_override_the_config(tiny):
 
 
 def test_dynamic_size_is_letterbox_then_fixed_graph(tiny, tiny_onnx):
-  from export import preprocess_graph
+  from jaxdet_export import preprocess_graph
   dynamic = jaxdet_export.export_onnx(tiny, None, dynamic_image_size=True)
   dims = [d.dim_param or d.dim_value for d in dynamic.graph.input[0].type.tensor_type.shape.dim]
   assert dims == ["N", "H", "W", 3]
