@@ -66,7 +66,7 @@ def expand_inputs(args: list[str]) -> tuple[list[pathlib.Path], list[tuple[str, 
     elif path.is_file():
       found = [path]
     else:
-      problems.append((text, f"image not found: {text}"))
+      problems.append((text, "not found"))
       found = []
     for p in found:
       p = p.absolute()

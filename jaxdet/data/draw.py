@@ -45,8 +45,8 @@ def _font_files() -> tuple[tuple[str, int], ...]:
 def _code_points(path: str, index: int) -> frozenset[int]:
   from fontTools import ttLib  # pylint: disable=g-import-not-at-top  (a matplotlib dependency)
   try:
-    font = ttLib.TTFont(path, fontNumber=index, lazy=True)
-    return frozenset(font.getBestCmap() or ())
+    with ttLib.TTFont(path, fontNumber=index, lazy=True) as font:
+      return frozenset(font.getBestCmap() or ())
   except Exception:  # pylint: disable=broad-except  (an unreadable system font is skipped)
     return frozenset()
 
@@ -117,8 +117,9 @@ def draw_detections(image_uint8, boxes_xyxy, classes, scores=None, *, class_name
     font = _font(text, font_size)
     tx0, ty0, tx1, ty1 = draw.textbbox((x0, y0), text, font=font)
     ty = max(y0 - (ty1 - ty0) - 2, 0)
-    draw.rectangle([x0, ty, x0 + (tx1 - tx0) + 2, ty + (ty1 - ty0) + 2], fill=colour)
-    draw.text((x0 + 1, ty - ty0 + y0), text, fill=(0, 0, 0), font=font)
+    tx = max(min(x0, image.shape[1] - (tx1 - tx0) - 2), 0)  # keep the label inside the image
+    draw.rectangle([tx, ty, tx + (tx1 - tx0) + 2, ty + (ty1 - ty0) + 2], fill=colour)
+    draw.text((tx + 1, ty - ty0 + y0), text, fill=(0, 0, 0), font=font)
   return np.asarray(pil)
 
 
