@@ -2,11 +2,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell $(PYTHON) -c "import hashlib,sys;print(hashlib.sha1(open('pyproject.toml','rb').read()).hexdigest()[:10])")
+STAMP := $(VENV)/.installed-$(shell $(PYTHON) -c "import hashlib,sys;print(hashlib.sha1(open('pyproject.toml','rb').read()+open('setup.py','rb').read()).hexdigest()[:10])")
 
 .PHONY: test demo bench-ops bench-eval bench-data bench-train bench-export clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev,export]'
@@ -24,7 +24,7 @@ DEMO ?= runs/demo
 demo: $(STAMP)
 	$(VENV)/bin/jaxdet train --config experiments/shapes_yolo.py --workdir $(DEMO)
 	$(VENV)/bin/jaxdet export --workdir $(DEMO) --output $(DEMO)/model.onnx
-	$(VENV)/bin/jaxdet predict --model $(DEMO)/model.onnx --dataset shapes --split validation --num-images 16 --min-score 0.3 --out $(DEMO)/predictions
+	$(VENV)/bin/jaxdet predict --model $(DEMO)/model.onnx --dataset shapes --split validation --num-images 16 --conf 0.3 --out $(DEMO)/predictions
 
 # Benchmarks need the peers (torch/torchvision, faster-coco-eval): `make bench-ops` etc.
 $(VENV)/.bench: $(STAMP)

@@ -3,7 +3,7 @@
 Model: RetinaNet, ResNet-18 FPN (P3-P7, 256 channels, 4-conv heads, 9 anchors), random init, C
 classes, square S x S input; post-processing K=100, score 0.05, IoU 0.5, 1000 pre-NMS candidates.
 
-- jaxdet ONNX: `export.export_onnx` (uint8 in, NMS in the graph), onnxruntime CPU.
+- jaxdet ONNX: `jaxdet_export.export_onnx` (uint8 in, NMS in the graph), onnxruntime CPU.
 - JAX jit: `Detector.predict`'s jitted forward + `jaxdet.models.postprocess` (uint8 in), same
   weights.
 - peer: torchvision `RetinaNet` with `resnet_fpn_backbone("resnet18")` + `LastLevelP6P7(256, 256)`
@@ -97,7 +97,8 @@ def main():
 
   import jax
 
-  import export
+  from jaxdet import cli
+  export = cli.import_export_package()  # jaxdet_export, this checkout's export/ folder
   s, b8 = args.size, 8
   print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
         f"jax {jax.__version__} ({jax.default_backend()}); RetinaNet ResNet-18 FPN, {s}x{s}, "

@@ -3,7 +3,7 @@
 import pathlib
 import time
 
-from export import cli_common
+from . import cli_common
 
 _COMMAND = "export"
 
@@ -11,20 +11,29 @@ _COMMAND = "export"
 def _export(args):
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  from export import onnx_export  # pylint: disable=g-import-not-at-top
-  from export import runtime  # pylint: disable=g-import-not-at-top
+  from . import onnx_export  # pylint: disable=g-import-not-at-top
+  from . import runtime  # pylint: disable=g-import-not-at-top
 
   workdir = pathlib.Path(args.workdir)
   if not workdir.exists():
     return cli_common.error(_COMMAND, f"workdir not found: {workdir}")
+  from jaxdet.train import checkpoint  # pylint: disable=g-import-not-at-top
   from jaxdet.train.load import load  # pylint: disable=g-import-not-at-top
-  detector = load(workdir)
+  step_dir = checkpoint.select_step_dir(workdir, args.checkpoint)
+  detector = load(step_dir)
+  step = int(step_dir.name) if step_dir.name.isdigit() else -1
+  kind = step_dir.parent.name
+  kind = kind if kind in (checkpoint.BEST, checkpoint.LATEST) else ""
+  ap = checkpoint.read_meta(step_dir).get("metrics", {}).get(checkpoint.BEST_METRIC)
+  print(f"exporting checkpoint step {step} ({kind}"
+        + (f", val AP {ap:.4f}" if isinstance(ap, (int, float)) else "") + f"): {step_dir}")
   start = time.perf_counter()
   onnx_export.export_onnx(
       detector, args.output, image_size=args.image_size, max_detections=args.max_detections,
       score_threshold=args.score_threshold, iou_threshold=args.iou_threshold,
       pre_nms_top_k=args.pre_nms_top_k, opset=args.opset,
-      dynamic_image_size=args.dynamic_image_size, fp16=args.fp16, include_nms=not args.no_nms)
+      dynamic_image_size=args.dynamic_image_size, fp16=args.fp16, include_nms=not args.no_nms,
+      checkpoint_step=step, checkpoint_kind=kind)
   seconds = time.perf_counter() - start
   # Smoke-run the file as a user would, so a broken export fails here and not in deployment.
   served = runtime.Detector(args.output)
@@ -36,7 +45,8 @@ def _export(args):
         f"uint8, {len(m.class_names)} classes, "
         + (f"K={m.max_detections}, score>={m.score_threshold}, IoU {m.iou_threshold}"
            if m.include_nms else "raw boxes/scores (no NMS)")
-        + (", fp16" if m.fp16 else "") + f"; runs on {served.providers[0]}")
+        + (", fp16" if m.fp16 else "") + f"; step {m.checkpoint_step} ({m.checkpoint_kind}); "
+        f"runs on {served.providers[0]}")
   return 0
 
 
@@ -48,6 +58,11 @@ def register(subparsers):
                   "num_detections, detection_boxes (xyxy pixels), detection_scores, "
                   "detection_classes out. Thresholds default to the training config.")
   p.add_argument("--workdir", required=True, help="training workdir (or checkpoint folder)")
+  p.add_argument("--checkpoint", default="auto", metavar="best|latest|STEP",
+                 help="which checkpoint of --workdir: best (highest val AP), latest, or a step "
+                      "number (default: best when there is one, else latest); the step is "
+                      "printed and recorded in the ONNX metadata (checkpoint_step, "
+                      "checkpoint_kind)")
   p.add_argument("--output", required=True, help="ONNX file to write")
   p.add_argument("--image-size", type=cli_common.positive_int, default=None,
                  help="square network input S (default: the training size)")

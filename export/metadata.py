@@ -24,6 +24,10 @@ class ExportMetadata:
     fp16: True when the network runs in float16 (inputs/outputs keep their dtypes).
     jaxdet_version: version of jaxdet that exported the file.
     format_version: version of this metadata layout.
+    checkpoint_step: training step of the exported weights (-1: unknown, e.g. not from a
+      checkpoint, or an export older than this field).
+    checkpoint_kind: `best` (by val AP) or `latest`: the checkpoint folder it came from ("" when
+      unknown).
   """
   class_names: tuple[str, ...]
   input_size: int
@@ -37,6 +41,8 @@ class ExportMetadata:
   fp16: bool
   jaxdet_version: str
   format_version: int = FORMAT_VERSION
+  checkpoint_step: int = -1
+  checkpoint_kind: str = ""
 
 
 def to_props(meta: ExportMetadata) -> dict[str, str]:
@@ -66,7 +72,9 @@ def from_props(props: dict[str, str]) -> ExportMetadata:
     ValueError: keys are missing or unparsable (not a jaxdet export, or a corrupt one).
   """
   fields = {f.name for f in dataclasses.fields(ExportMetadata)}
-  missing = sorted(fields - set(props) - {"format_version"})
+  optional = {f.name for f in dataclasses.fields(ExportMetadata)
+              if f.default is not dataclasses.MISSING}
+  missing = sorted(fields - set(props) - optional)
   if missing:
     raise ValueError(f"not a jaxdet ONNX export: metadata lacks {missing}")
   try:

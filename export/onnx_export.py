@@ -17,9 +17,9 @@ import numpy as np
 import onnx
 import onnx.compose
 
-from export import metadata as metadata_lib
-from export import postprocess_graph
-from export import preprocess_graph
+from . import metadata as metadata_lib
+from . import postprocess_graph
+from . import preprocess_graph
 
 DEFAULT_OPSET = 21
 MIN_OPSET = 18  # antialiased Resize (dynamic image size); jax2onnx's own ops need no more.
@@ -29,7 +29,7 @@ _BATCH = "N"
 
 def export_onnx(detector, path, *, image_size=None, max_detections=None, score_threshold=None,
                 iou_threshold=None, pre_nms_top_k=None, opset=None, dynamic_image_size=False,
-                fp16=False, include_nms=True):
+                fp16=False, include_nms=True, checkpoint_step=None, checkpoint_kind=None):
   """Exports a detector to ONNX with preprocessing and NMS inside the graph.
 
   Args:
@@ -49,6 +49,8 @@ def export_onnx(detector, path, *, image_size=None, max_detections=None, score_t
       input, normalization, post-processing and outputs keep their dtypes.
     include_nms: False outputs the raw decoded ``boxes [N, A, 4]`` and ``scores [N, A, C]``
       instead of the detections.
+    checkpoint_step: training step of the detector's weights, recorded in the metadata.
+    checkpoint_kind: ``"best"`` or ``"latest"``, recorded in the metadata.
 
   Returns:
     The ``onnx.ModelProto`` (also written to ``path``). Inputs: ``images`` uint8
@@ -99,7 +101,9 @@ def export_onnx(detector, path, *, image_size=None, max_detections=None, score_t
       dynamic_image_size=bool(dynamic_image_size), model_name=_model_name(detector),
       score_threshold=float(pp["score_threshold"]), iou_threshold=float(pp["iou_threshold"]),
       max_detections=int(pp["max_detections"]), pre_nms_top_k=int(pp["pre_nms_top_k"]),
-      include_nms=bool(include_nms), fp16=bool(fp16), jaxdet_version=_jaxdet_version())
+      include_nms=bool(include_nms), fp16=bool(fp16), jaxdet_version=_jaxdet_version(),
+      checkpoint_step=-1 if checkpoint_step is None else int(checkpoint_step),
+      checkpoint_kind=checkpoint_kind or "")
   onnx.helper.set_model_props(model, metadata_lib.to_props(meta))
   onnx.checker.check_model(model, full_check=True)
   if path is not None:

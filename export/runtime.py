@@ -4,7 +4,7 @@ import pathlib
 
 import numpy as np
 
-from export import metadata as metadata_lib
+from . import metadata as metadata_lib
 
 
 def default_providers():
@@ -74,8 +74,9 @@ class Detector:
     """Detects objects.
 
     Args:
-      images: uint8 RGB ``[N, H, W, 3]``, one ``[H, W, 3]`` image (N = 1), or a sequence of
-        ``[H_i, W_i, 3]`` images of different sizes.
+      images: uint8 RGB ``[N, H, W, 3]`` or one ``[H, W, 3]`` image (N = 1), a PIL image, an
+        image path (EXIF orientation applied), or a list of these of mixed sizes: the inputs of
+        ``jaxdet.load(...).predict`` (``jaxdet.predict_inputs``).
 
     Returns:
       dict of NumPy arrays, as ``jaxdet.load(...).predict``: ``boxes`` float32 ``[N, K, 4]`` xyxy
@@ -84,9 +85,11 @@ class Detector:
       ``boxes`` float32 ``[N, A, 4]`` and ``scores`` float32 ``[N, A, C]``.
 
     Raises:
-      ValueError: images are not uint8 RGB with a positive size.
+      ValueError: an input is not an image; the message names what was passed.
+      FileNotFoundError: a path does not exist.
     """
-    batch = _as_image_list(images)
+    from jaxdet import predict_inputs  # pylint: disable=g-import-not-at-top
+    batch = predict_inputs.as_image_list(images)
     if self.metadata.dynamic_image_size:
       return self._predict_dynamic(batch)
     return self._predict_letterboxed(batch)
@@ -114,56 +117,12 @@ class Detector:
     return {k: np.stack([r[k] for r in results]) for k in results[0]}
 
   def _predict_letterboxed(self, batch):
-    from jaxdet.data.preprocess import letterbox_image  # pylint: disable=g-import-not-at-top
-    size = self.image_size
-    inputs, scales, limits = [], [], []
-    for image in batch:
-      h, w = image.shape[:2]
-      if (h, w) == (size, size):
-        boxed, scale = image, (1.0, 1.0)
-      else:
-        boxed, scale = letterbox_image(image, size)
-      inputs.append(boxed)
-      scales.append(scale)
-      limits.append((w, h, w, h))
-    out = self._run(np.stack(inputs))
-    # As Detector.predict: divide by (sx, sy, sx, sy) in float32, clip to the image, zero padding.
-    scale = np.asarray(scales, np.float32)
-    boxes = out["boxes"] / np.concatenate([scale, scale], axis=1)[:, None, :]
-    boxes = np.clip(boxes, 0.0, np.asarray(limits, np.float32)[:, None, :])
-    if "num_detections" in out:
-      valid = np.arange(boxes.shape[1])[None, :] < out["num_detections"][:, None]
-      boxes = np.where(valid[..., None], boxes, 0.0)
-    out["boxes"] = boxes.astype(np.float32)
+    from jaxdet import predict_inputs  # pylint: disable=g-import-not-at-top
+    inputs, scale, limits = predict_inputs.letterbox_batch(batch, self.image_size)
+    out = self._run(inputs)
+    out["boxes"] = predict_inputs.boxes_to_images(out["boxes"], scale, limits,
+                                                  out.get("num_detections"))
     return out
-
-
-def _as_image_list(images):
-  """Validates images and returns a list of ``[H, W, 3]`` uint8 arrays."""
-  if isinstance(images, (list, tuple)):
-    if not images:
-      raise ValueError("images must not be empty")
-    batch = [np.asarray(im) for im in images]
-    for im in batch:
-      _check_image(im, rank=3)
-    return batch
-  images = np.asarray(images)
-  if images.ndim == 3:
-    images = images[None]
-  _check_image(images, rank=4)
-  return list(images)
-
-
-def _check_image(images, *, rank):
-  if images.dtype != np.uint8:
-    raise ValueError(f"images must be uint8 RGB (0..255), got dtype {images.dtype}")
-  layout = "[H, W, 3]" if rank == 3 else "[N, H, W, 3] or [H, W, 3]"
-  if images.ndim != rank:
-    raise ValueError(f"images must be {layout}, got shape {images.shape}")
-  if images.shape[-1] != 3:
-    raise ValueError(f"images must have 3 (RGB) channels last, got shape {images.shape}")
-  if min(images.shape[:-1]) == 0:
-    raise ValueError(f"images must not be empty, got shape {images.shape}")
 
 
 def _first_line(error):

@@ -7,16 +7,45 @@ optional extra (e.g. ``export``) only fails the subcommand that needs it.
 
 import argparse
 import importlib
+import importlib.util
+import pathlib
 import sys
+
+# The import name of the `export/` folder (installed through a package-dir mapping, setup.py).
+EXPORT_PACKAGE = "jaxdet_export"
 
 # (subcommand, module that registers it)
 _SUBCOMMANDS = (
     ("evaluate", "jaxdet.eval.cli"),
     ("data", "jaxdet.data.cli"),
     ("train", "jaxdet.train.cli"),
-    ("export", "export.cli"),
-    ("predict", "export.cli_predict"),
+    ("export", f"{EXPORT_PACKAGE}.cli"),
+    ("predict", f"{EXPORT_PACKAGE}.cli_predict"),
 )
+
+
+def import_export_package():
+  """The `jaxdet_export` package: `export/` next to this `jaxdet` in a source checkout, else the
+  installed one.
+
+  A checkout run with `PYTHONPATH=<checkout>` has no `jaxdet_export` folder (the name exists only
+  once installed), and an editable install of another checkout must not shadow this one.
+  """
+  if EXPORT_PACKAGE in sys.modules:
+    return sys.modules[EXPORT_PACKAGE]
+  source = pathlib.Path(__file__).resolve().parents[1] / "export" / "__init__.py"
+  if not source.is_file():
+    return importlib.import_module(EXPORT_PACKAGE)
+  spec = importlib.util.spec_from_file_location(EXPORT_PACKAGE, source,
+                                                submodule_search_locations=[str(source.parent)])
+  package = importlib.util.module_from_spec(spec)
+  sys.modules[EXPORT_PACKAGE] = package
+  try:
+    spec.loader.exec_module(package)
+  except BaseException:
+    del sys.modules[EXPORT_PACKAGE]
+    raise
+  return package
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -26,6 +55,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     if only is not None and name != only:
       sub.add_parser(name, help=f"(see `jaxdet {name} --help`)")
       continue
+    if module_name.startswith(EXPORT_PACKAGE + "."):
+      import_export_package()
     module = importlib.import_module(module_name)
     module.register(sub)
   return parser

@@ -1,11 +1,20 @@
-"""Drawing boxes with class names and saving image grids (PIL only)."""
+"""Drawing boxes with class names and saving image grids (PIL only).
+
+Labels are set in Noto Sans CJK (the `noto-cjk-sans-otc` dependency: Latin, Hangul, kana and Han
+in one font) so class names such as `고양이` render; without it, the first font known to
+matplotlib's font manager (system fonts, then matplotlib's own DejaVu Sans) that has every glyph
+of the label, else PIL's default font.
+"""
 
 import colorsys
+import functools
 import math
 import os
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+TILE_SIZE = 640  # grid cells: larger images are shrunk to fit (a 3000x2000 photo is not pasted)
 
 
 def _colour(class_id):
@@ -13,8 +22,65 @@ def _colour(class_id):
   return tuple(int(255 * c) for c in colorsys.hsv_to_rgb(hue, 0.9, 1.0))
 
 
+@functools.lru_cache(maxsize=None)
+def _font_files() -> tuple[tuple[str, int], ...]:
+  """`(path, face index)` of the label fonts, in order of preference."""
+  files = []
+  try:
+    import noto_cjk_sans_otc  # pylint: disable=g-import-not-at-top
+    files.append((str(noto_cjk_sans_otc.FONT_PATH), 1))  # face 1: Noto Sans CJK KR
+  except ImportError:
+    pass
+  try:
+    from matplotlib import font_manager  # pylint: disable=g-import-not-at-top
+    system = sorted({f.fname for f in font_manager.fontManager.ttflist},
+                    key=lambda f: ("DejaVuSans.ttf" in f, f))  # DejaVu last: it lacks CJK
+    files.extend((f, 0) for f in system if f.lower().endswith((".ttf", ".otf", ".ttc")))
+  except ImportError:
+    pass
+  return tuple(files)
+
+
+@functools.lru_cache(maxsize=None)
+def _code_points(path: str, index: int) -> frozenset[int]:
+  from fontTools import ttLib  # pylint: disable=g-import-not-at-top  (a matplotlib dependency)
+  try:
+    with ttLib.TTFont(path, fontNumber=index, lazy=True) as font:
+      return frozenset(font.getBestCmap() or ())
+  except Exception:  # pylint: disable=broad-except  (an unreadable system font is skipped)
+    return frozenset()
+
+
+def font_file_for(text: str) -> tuple[str, int] | None:
+  """`(font path, face index)` of the first label font with a glyph for every character of
+  `text` (spaces aside), or None when no font has them all."""
+  needed = {ord(c) for c in text if not c.isspace()}
+  for path, index in _font_files():
+    if needed <= _code_points(path, index):
+      return path, index
+  return None
+
+
+@functools.lru_cache(maxsize=64)
+def _font(text: str, size: int):
+  found = font_file_for(text)
+  if found is None:
+    try:
+      return ImageFont.load_default(size)
+    except TypeError:  # Pillow < 10.1: one bitmap size
+      return ImageFont.load_default()
+  return ImageFont.truetype(found[0], size, index=found[1])
+
+
+def label_size(height: int, width: int) -> tuple[int, int]:
+  """`(font size, line width)` in pixels for an image, growing with its size (10 px text and
+  2 px boxes up to ~330 px images; 75 px text and 8 px boxes for 3000x2000)."""
+  side = (height + width) / 2
+  return max(10, round(0.03 * side)), max(2, round(0.003 * side))
+
+
 def draw_detections(image_uint8, boxes_xyxy, classes, scores=None, *, class_names=None,
-                    mask=None, line_width=2):
+                    mask=None, line_width=None):
   """Draws boxes with class names (and scores) on a copy of an image.
 
   Args:
@@ -24,7 +90,7 @@ def draw_detections(image_uint8, boxes_xyxy, classes, scores=None, *, class_name
     scores: optional ``[N]`` float scores, printed after the name.
     class_names: optional sequence of names indexed by class id (ids shown otherwise).
     mask: optional ``[N]`` bool; False entries (padding) are not drawn.
-    line_width: box outline width in pixels.
+    line_width: box outline width in pixels (default: grows with the image, `label_size`).
 
   Returns:
     ``[H, W, 3]`` uint8 image with the boxes drawn.
@@ -37,7 +103,8 @@ def draw_detections(image_uint8, boxes_xyxy, classes, scores=None, *, class_name
   keep = np.ones(len(boxes), bool) if mask is None else np.asarray(mask, bool).reshape(-1)
   pil = Image.fromarray(np.ascontiguousarray(image.astype(np.uint8)))
   draw = ImageDraw.Draw(pil)
-  font = ImageFont.load_default()
+  font_size, auto_width = label_size(*image.shape[:2])
+  line_width = auto_width if line_width is None else line_width
   for i in np.nonzero(keep)[0]:
     x0, y0, x1, y1 = boxes[i]
     if not np.all(np.isfinite(boxes[i])):
@@ -47,14 +114,41 @@ def draw_detections(image_uint8, boxes_xyxy, classes, scores=None, *, class_name
     draw.rectangle([x0, y0, max(x1 - 1, x0), max(y1 - 1, y0)], outline=colour, width=line_width)
     name = class_names[cid] if class_names is not None and 0 <= cid < len(class_names) else str(cid)
     text = name if scores is None else f"{name} {float(np.asarray(scores).reshape(-1)[i]):.2f}"
+    font = _font(text, font_size)
     tx0, ty0, tx1, ty1 = draw.textbbox((x0, y0), text, font=font)
     ty = max(y0 - (ty1 - ty0) - 2, 0)
-    draw.rectangle([x0, ty, x0 + (tx1 - tx0) + 2, ty + (ty1 - ty0) + 2], fill=colour)
-    draw.text((x0 + 1, ty), text, fill=(0, 0, 0), font=font)
+    tx = max(min(x0, image.shape[1] - (tx1 - tx0) - 2), 0)  # keep the label inside the image
+    draw.rectangle([tx, ty, tx + (tx1 - tx0) + 2, ty + (ty1 - ty0) + 2], fill=colour)
+    draw.text((tx + 1, ty - ty0 + y0), text, fill=(0, 0, 0), font=font)
   return np.asarray(pil)
 
 
-def save_grid(images, path, *, columns=None, pad=2):
+def fit_tile(image_uint8, tile_size=TILE_SIZE):
+  """Shrinks an image to fit in `tile_size` x `tile_size` (aspect kept; never enlarged).
+
+  Args:
+    image_uint8: `[H, W, 3]` uint8.
+    tile_size: the largest side of the result.
+
+  Returns:
+    `[h, w, 3]` uint8 with `max(h, w) <= tile_size` (the image itself when it already fits).
+  """
+  image = np.asarray(image_uint8, np.uint8)
+  h, w = image.shape[:2]
+  if max(h, w) <= tile_size:
+    return image
+  scale = tile_size / max(h, w)
+  size = (max(1, round(w * scale)), max(1, round(h * scale)))
+  return np.asarray(Image.fromarray(image[..., :3]).resize(size, Image.Resampling.LANCZOS))
+
+
+def save_image(image_uint8, path):
+  """Writes one `[H, W, 3]` uint8 image (PNG recommended); parent folders are created."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  Image.fromarray(np.asarray(image_uint8, np.uint8)).save(path)
+
+
+def save_grid(images, path, *, columns=None, pad=2, tile_size=TILE_SIZE):
   """Tiles images into one grid PNG.
 
   Args:
@@ -62,11 +156,15 @@ def save_grid(images, path, *, columns=None, pad=2):
     path: output file (PNG recommended); parent folders are created.
     columns: images per row (default ``ceil(sqrt(N))``).
     pad: pixels of black between images.
+    tile_size: images larger than this are shrunk to fit a `tile_size` square (`fit_tile`), so
+      the grid stays at most `columns * (tile_size + pad)` wide; None keeps every image's size.
 
   Returns:
     ``[GH, GW, 3]`` uint8 grid that was written.
   """
   images = [np.asarray(im, np.uint8) for im in images]
+  if tile_size is not None:
+    images = [fit_tile(im, tile_size) for im in images]
   if not images:
     raise ValueError("save_grid needs at least one image")
   columns = columns or int(math.ceil(math.sqrt(len(images))))
@@ -78,6 +176,5 @@ def save_grid(images, path, *, columns=None, pad=2):
     r, c = divmod(i, columns)
     y, x = pad + r * (cell_h + pad), pad + c * (cell_w + pad)
     grid[y:y + im.shape[0], x:x + im.shape[1]] = im[..., :3]
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  Image.fromarray(grid).save(path)
+  save_image(grid, path)
   return grid

@@ -133,3 +133,33 @@ def find_step_dir(path: str | pathlib.Path) -> pathlib.Path:
 def read_meta(step_dir: pathlib.Path) -> dict:
   """The JSON `meta` item of a step folder."""
   return ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(pathlib.Path(step_dir).absolute() / "meta")
+
+
+def select_step_dir(path: str | pathlib.Path, which: str = "auto") -> pathlib.Path:
+  """One step folder of a workdir, chosen by `which`.
+
+  Args:
+    path: a workdir (or, with `which="auto"`, anything `find_step_dir` takes).
+    which: `"auto"` (`find_step_dir`: best by val AP, else latest), `"best"`, `"latest"`, or a
+      step number.
+
+  Raises:
+    FileNotFoundError: no such checkpoint; the message lists the steps that exist.
+    ValueError: `which` is none of these.
+  """
+  which = str(which)
+  if which == "auto":
+    return find_step_dir(path)
+  root = pathlib.Path(path).absolute() / "checkpoints"
+  if which in (BEST, LATEST):
+    return find_step_dir(root / which)
+  if not which.isdigit():
+    raise ValueError(f"checkpoint must be 'best', 'latest' or a step number, got {which!r}")
+  found = {kind: sorted(int(p.name) for p in (root / kind).iterdir()
+                        if p.name.isdigit() and is_step_dir(p))
+           for kind in (BEST, LATEST) if (root / kind).is_dir()}
+  for kind, steps in found.items():
+    if int(which) in steps:
+      return root / kind / str(int(which))
+  listed = "; ".join(f"{kind}: {steps}" for kind, steps in found.items()) or "none"
+  raise FileNotFoundError(f"no checkpoint of step {which} under {root} (steps found: {listed})")

@@ -72,42 +72,31 @@ class Detector:
     return postprocess(boxes, scores, **self.postprocess)
 
   def predict(self, images) -> dict[str, np.ndarray]:
-    """Detects objects in a batch of images of any size.
+    """Detects objects in images of any size (the same inputs as `jaxdet_export.Detector`).
 
     Images whose size is not S x S are letterboxed (top-left, `jaxdet.data.preprocess`) and the
     boxes mapped back to their pixels.
 
     Args:
-      images: `[N, H, W, 3]` uint8 (or a single `[H, W, 3]` image, treated as N = 1).
+      images: uint8 RGB `[N, H, W, 3]` or one `[H, W, 3]` image (N = 1), a PIL image, an image
+        path (EXIF orientation applied), or a list of these of mixed sizes
+        (`jaxdet.predict_inputs`).
 
     Returns:
-      dict of NumPy arrays: `boxes` `[N, K, 4]` float32 xyxy in input pixels, `scores` `[N, K]`
-      float32, `classes` `[N, K]` int32, `num_detections` `[N]` int32 (entries past it are 0).
+      dict of NumPy arrays: `boxes` `[N, K, 4]` float32 xyxy in each image's pixels, `scores`
+      `[N, K]` float32, `classes` `[N, K]` int32, `num_detections` `[N]` int32 (entries past it
+      are 0).
 
     Raises:
-      ValueError: images are not `[N, H, W, 3]` uint8 with N, H, W > 0.
+      ValueError: an input is not an image; the message names what was passed.
+      FileNotFoundError: a path does not exist.
     """
-    from jaxdet.data.preprocess import letterbox_image
-    images = np.asarray(images)
-    if images.ndim == 3:
-      images = images[None]
-    if images.ndim != 4 or images.shape[-1] != 3 or min(images.shape[:3]) == 0:
-      raise ValueError(f"images must be uint8 [N, H, W, 3] with N, H, W > 0, got {images.shape}")
-    if images.dtype != np.uint8:
-      raise ValueError(f"images must be uint8, got {images.dtype}")
-    n, h, w, _ = images.shape
-    size = self.image_size
-    if (h, w) == (size, size):
-      inputs, scale = images, np.ones((n, 2), np.float32)
-    else:
-      boxed = [letterbox_image(im, size) for im in images]
-      inputs = np.stack([b[0] for b in boxed])
-      scale = np.asarray([b[1] for b in boxed], np.float32)
+    from jaxdet import predict_inputs
+    batch = predict_inputs.as_image_list(images)
+    inputs, scale, limits = predict_inputs.letterbox_batch(batch, self.image_size)
     out = jax.device_get(self._predict_jit(self.variables, inputs))
-    valid = np.arange(out["boxes"].shape[1])[None, :] < out["num_detections"][:, None]
-    boxes = out["boxes"] / np.concatenate([scale, scale], axis=1)[:, None, :]
-    boxes = np.clip(boxes, 0., np.array([w, h, w, h], np.float32))
-    return {"boxes": np.where(valid[..., None], boxes, 0.).astype(np.float32),
+    return {"boxes": predict_inputs.boxes_to_images(out["boxes"], scale, limits,
+                                                    out["num_detections"]),
             "scores": np.asarray(out["scores"], np.float32),
             "classes": np.asarray(out["classes"], np.int32),
             "num_detections": np.asarray(out["num_detections"], np.int32)}

@@ -6,29 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import export
+import jaxdet_export
 import export_testlib as tl
 from jaxdet import cli
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-  """A workdir with one best checkpoint of a small YOLO (calibrated random init)."""
-  from jaxdet.train import checkpoint
-  from jaxdet.train import config as config_lib
-  detector = tl.zoo_detector("yolo")
-  path = tmp_path_factory.mktemp("workdir")
-  meta = {"class_names": list(detector.class_names), "config": config_lib.to_json(detector.config)}
-  manager = checkpoint.best_manager(path)
-  checkpoint.save_best(manager, step=1, model_variables=detector.variables, meta=meta, ap=0.5)
-  return path
-
-
-@pytest.fixture(scope="module")
-def model_path(workdir):
-  path = workdir / "model.onnx"
-  assert cli.main(["export", "--workdir", str(workdir), "--output", str(path)]) == 0
-  return path
 
 
 def _run(capsys, *argv):
@@ -39,7 +19,7 @@ def _run(capsys, *argv):
 
 def test_export_writes_a_served_model(model_path, workdir):
   import jaxdet
-  served = export.Detector(model_path)
+  served = jaxdet_export.Detector(model_path)
   loaded = jaxdet.load(workdir)
   assert served.class_names == loaded.class_names and served.image_size == loaded.image_size
   assert served.metadata.score_threshold == pytest.approx(loaded.postprocess["score_threshold"])
@@ -52,7 +32,7 @@ def test_predict_draws_image_files(model_path, tmp_path, capsys):
     Image.fromarray(image).save(file)
   out_dir = tmp_path / "pred"
   rc, out, err = _run(capsys, "predict", "--model", str(model_path), *map(str, files), "--out",
-                      str(out_dir))
+                      str(out_dir), "--conf", "0")
   assert rc == 0, err
   assert "2 image(s)" in out
   for name in ("a.png", "b.png", "predictions.png"):
@@ -60,7 +40,7 @@ def test_predict_draws_image_files(model_path, tmp_path, capsys):
   drawn = np.asarray(Image.open(out_dir / "a.png"))
   assert drawn.shape == images[0].shape and np.any(drawn != images[0])  # boxes were drawn
   records = json.loads((out_dir / "detections.json").read_text())
-  want = export.Detector(model_path).predict(images)
+  want = jaxdet_export.Detector(model_path).predict(images)
   for i, record in enumerate(records):
     n = int(want["num_detections"][i])
     assert len(record["detections"]) == n >= 1
@@ -82,7 +62,7 @@ def test_predict_on_a_tfds_split_matches_jaxdet_predict(model_path, workdir, tmp
   out_dir = tmp_path / "pred"
   rc, _, err = _run(capsys, "predict", "--model", str(model_path), "--dataset", "shapes/tiny",
                     "--split", "validation", "--num-images", "5", "--data-dir", data_dir,
-                    "--out", str(out_dir), "--batch-size", "3")
+                    "--out", str(out_dir), "--batch-size", "3", "--conf", "0")
   assert rc == 0, err
   assert len(list(out_dir.glob("validation_*.png"))) == 5 and (out_dir / "predictions.png").is_file()
   records = json.loads((out_dir / "detections.json").read_text())
@@ -107,7 +87,7 @@ def test_export_variants(workdir, tmp_path, capsys, flags):
   path = tmp_path / "variant.onnx"
   rc, out, err = _run(capsys, "export", "--workdir", str(workdir), "--output", str(path), *flags)
   assert rc == 0, err
-  served = export.Detector(path)
+  served = jaxdet_export.Detector(path)
   result = served.predict(tl.shapes_images(1, 50, 70, seed=1))
   if "--no-nms" in flags:
     assert "no NMS" in out and set(result) == {"boxes", "scores"}
@@ -125,11 +105,12 @@ def test_cli_errors_are_one_line(workdir, model_path, tmp_path, capsys):
       ("predict", "--model", str(tmp_path / "nope.onnx"), "x.png", "--out", str(tmp_path)),
       ("predict", "--model", str(model_path), "--out", str(tmp_path)),
       ("predict", "--model", str(model_path), str(tmp_path / "missing.png"), "--out",
-       str(tmp_path)),
+       str(tmp_path), "--on-error", "fail"),
   ]
   broken = tmp_path / "broken.png"
   broken.write_bytes(b"not a png")
-  cases.append(("predict", "--model", str(model_path), str(broken), "--out", str(tmp_path)))
+  cases.append(("predict", "--model", str(model_path), str(broken), "--out", str(tmp_path),
+                "--on-error", "fail"))
   for argv in cases:
     rc, _, err = _run(capsys, *argv)
     assert rc == 1, argv
@@ -143,3 +124,21 @@ def test_argument_ranges_are_checked(workdir, tmp_path, capsys):
     cli.main(["export", "--workdir", str(workdir), "--output", str(tmp_path / "m.onnx"),
               "--score-threshold", "1.5"])
   assert exc.value.code == 2 and "[0, 1]" in capsys.readouterr().err
+
+
+def test_export_says_and_records_which_checkpoint(workdir, model_path, tmp_path, capsys):
+  """Issue 10: `jaxdet export` names the exported step; the ONNX metadata records it."""
+  meta = jaxdet_export.Detector(model_path).metadata
+  assert (meta.checkpoint_step, meta.checkpoint_kind) == (1, "best")
+  path = tmp_path / "step1.onnx"
+  rc, out, err = _run(capsys, "export", "--workdir", str(workdir), "--output", str(path),
+                      "--checkpoint", "1")
+  assert rc == 0, err
+  assert "exporting checkpoint step 1 (best" in out  # (the fixture meta has no val AP)
+  assert jaxdet_export.Detector(path).metadata.checkpoint_step == 1
+  for which, message in (("7", r"no checkpoint of step 7 .*best: \[1\]"),
+                         ("latest", "no checkpoint found"), ("newest", "'best', 'latest' or")):
+    rc, _, err = _run(capsys, "export", "--workdir", str(workdir), "--output", str(path),
+                      "--checkpoint", which)
+    assert rc == 1 and len(err.strip().splitlines()) == 1
+    assert __import__("re").search(message, err), err

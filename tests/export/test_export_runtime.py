@@ -1,10 +1,10 @@
-"""`export.Detector`: onnxruntime serving of any image size, with clear input errors."""
+"""`jaxdet_export.Detector`: onnxruntime serving of any image size, with clear input errors."""
 
 import numpy as np
 import onnx
 import pytest
 
-import export
+import jaxdet_export
 import export_testlib as tl
 
 S = 64
@@ -18,13 +18,13 @@ def tiny():
 @pytest.fixture(scope="module")
 def model_path(tiny, tmp_path_factory):
   path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
-  export.export_onnx(tiny, path)
+  jaxdet_export.export_onnx(tiny, path)
   return path
 
 
 @pytest.fixture(scope="module")
 def served(model_path):
-  return export.Detector(model_path)
+  return jaxdet_export.Detector(model_path)
 
 
 def test_reads_metadata_and_uses_cpu_here(served):
@@ -57,8 +57,8 @@ def test_mixed_sizes_and_single_image(tiny, served):
 
 def test_dynamic_export_serves_mixed_sizes(tiny, tmp_path):
   path = tmp_path / "dyn.onnx"
-  export.export_onnx(tiny, path, dynamic_image_size=True)
-  served = export.Detector(path)
+  jaxdet_export.export_onnx(tiny, path, dynamic_image_size=True)
+  served = jaxdet_export.Detector(path)
   assert served.metadata.dynamic_image_size
   images = [tl.shapes_images(1, 50, 80, seed=3)[0], tl.shapes_images(1, 64, 64, seed=4)[0],
             tl.shapes_images(1, 50, 80, seed=5)[0]]
@@ -87,11 +87,11 @@ def test_bad_inputs_are_clear_errors(served, images, match):
 
 def test_bad_files_are_clear_errors(tmp_path):
   with pytest.raises(FileNotFoundError, match="not found"):
-    export.Detector(tmp_path / "missing.onnx")
+    jaxdet_export.Detector(tmp_path / "missing.onnx")
   corrupt = tmp_path / "corrupt.onnx"
   corrupt.write_bytes(b"\x08\x07not an onnx model at all")
   with pytest.raises(ValueError, match="cannot load ONNX model"):
-    export.Detector(corrupt)
+    jaxdet_export.Detector(corrupt)
   foreign = tmp_path / "foreign.onnx"
   graph = onnx.helper.make_graph(
       [onnx.helper.make_node("Identity", ["x"], ["y"])], "g",
@@ -100,14 +100,44 @@ def test_bad_files_are_clear_errors(tmp_path):
   onnx.save(onnx.helper.make_model(graph, ir_version=10,
                                    opset_imports=[onnx.helper.make_opsetid("", 21)]), str(foreign))
   with pytest.raises(ValueError, match="not a jaxdet ONNX export"):
-    export.Detector(foreign)
+    jaxdet_export.Detector(foreign)
 
 
 def test_session_options_are_passed_on(model_path, served):
   import onnxruntime as ort
   options = ort.SessionOptions()
   options.intra_op_num_threads = 1
-  one_thread = export.Detector(model_path, ["CPUExecutionProvider"], session_options=options)
+  one_thread = jaxdet_export.Detector(model_path, ["CPUExecutionProvider"], session_options=options)
   images = tl.shapes_images(1, S, S, seed=11)
   tl.assert_same_detections(one_thread.predict(images), served.predict(images), box_atol=1e-4,
                             score_atol=1e-6)
+
+
+def test_paths_are_read_with_exif_orientation_and_pil_images_work(tiny, served, tmp_path):
+  """Issue 10: a phone photo (EXIF Orientation=6) is predicted as displayed, as `jaxdet.load`."""
+  from PIL import Image
+  stored = tl.shapes_images(1, 48, 80, seed=21)[0]
+  exif = Image.Exif()
+  exif[0x0112] = 6  # displayed rotated 90 degrees clockwise: 80 x 48
+  path = tmp_path / "phone.jpg"
+  Image.fromarray(stored).save(path, quality=100, subsampling=0, exif=exif)
+  with Image.open(path) as im:
+    displayed = np.asarray(im.transpose(Image.Transpose.ROTATE_270).convert("RGB"))
+  assert displayed.shape == (80, 48, 3)
+  got = served.predict(str(path))
+  tl.assert_same_detections(got, served.predict(displayed), box_atol=1e-4, score_atol=1e-6)
+  tl.assert_same_detections(got, tiny.predict(path))
+  assert got["boxes"][..., 0::2].max() <= 48 and got["boxes"][..., 1::2].max() <= 80
+  pil = served.predict([Image.fromarray(displayed), path])
+  tl.assert_same_detections({k: v[:1] for k, v in pil.items()}, got, box_atol=1e-4,
+                            score_atol=1e-6)
+
+
+@pytest.mark.parametrize("images, match", [
+    (np.zeros((1, S, S), np.uint8), rf"got shape \(1, {S}, {S}\)$"),
+    ("/no/such/dir/photo_from_the_user.jpg", "image not found: /no/such/dir/photo_from_the_user"),
+])
+def test_errors_name_the_input_as_passed(served, images, match):
+  with pytest.raises((ValueError, FileNotFoundError), match=match) as exc:
+    served.predict(images)
+  assert "<U" not in str(exc.value) and "got ()" not in str(exc.value)

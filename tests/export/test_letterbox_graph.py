@@ -4,7 +4,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from export import preprocess_graph
+from jaxdet_export import preprocess_graph
 from export_testlib import shapes_images
 from jaxdet.data.preprocess import letterbox_image
 

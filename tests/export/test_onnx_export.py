@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 import pytest
 
-import export
+import jaxdet_export
 import export_testlib as tl
 
 S = 64
@@ -20,7 +20,7 @@ def tiny():
 
 @pytest.fixture(scope="module")
 def tiny_onnx(tiny):
-  return export.export_onnx(tiny, None)
+  return jaxdet_export.export_onnx(tiny, None)
 
 
 def _images(kind, n, *, size=S, seed=0):
@@ -56,7 +56,7 @@ def test_graph_contract_and_metadata(tiny, tiny_onnx, tmp_path):
   assert json.loads(props["jaxdet_version"]) == importlib.metadata.version("jaxdet")
   # The file written to disk is the same model.
   path = tmp_path / "sub" / "m.onnx"
-  export.export_onnx(tiny, path)
+  jaxdet_export.export_onnx(tiny, path)
   assert onnx.load(str(path)).graph.node[0].op_type == model.graph.node[0].op_type
 
 
@@ -73,7 +73,7 @@ def test_tiny_parity_with_predict(tiny, tiny_onnx, kind, batch):
 @pytest.fixture(scope="module", params=sorted(tl.ZOO))
 def zoo(request):
   detector = tl.zoo_detector(request.param)
-  return detector, export.export_onnx(detector, None)
+  return detector, jaxdet_export.export_onnx(detector, None)
 
 
 @pytest.mark.parametrize("kind", ["random", "shapes"])
@@ -89,7 +89,7 @@ def test_zoo_parity_with_predict(zoo, kind):
 
 
 def test_thresholds_and_sizes_override_the_config(tiny):
-  model = export.export_onnx(tiny, None, image_size=96, max_detections=7, score_threshold=0.3,
+  model = jaxdet_export.export_onnx(tiny, None, image_size=96, max_detections=7, score_threshold=0.3,
                              iou_threshold=0.3, pre_nms_top_k=50)
   images = _images("shapes", 2, size=96, seed=3)
   got = tl.as_predict_dict(tl.run_onnx(model, images))
@@ -101,8 +101,8 @@ def test_thresholds_and_sizes_override_the_config(tiny):
 
 
 def test_dynamic_size_is_letterbox_then_fixed_graph(tiny, tiny_onnx):
-  from export import preprocess_graph
-  dynamic = export.export_onnx(tiny, None, dynamic_image_size=True)
+  from jaxdet_export import preprocess_graph
+  dynamic = jaxdet_export.export_onnx(tiny, None, dynamic_image_size=True)
   dims = [d.dim_param or d.dim_value for d in dynamic.graph.input[0].type.tensor_type.shape.dim]
   assert dims == ["N", "H", "W", 3]
   # At S x S nothing is resized: identical to the fixed-size export.
@@ -125,7 +125,7 @@ def test_dynamic_size_is_letterbox_then_fixed_graph(tiny, tiny_onnx):
 
 
 def test_fp16_runs_and_stays_close(tiny, tiny_onnx):
-  model = export.export_onnx(tiny, None, fp16=True)
+  model = jaxdet_export.export_onnx(tiny, None, fp16=True)
   assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
   images = _images("shapes", 3, seed=6)
   got, ref = tl.run_onnx(model, images), tl.run_onnx(tiny_onnx, images)
@@ -145,7 +145,7 @@ def test_fp16_runs_and_stays_close(tiny, tiny_onnx):
 
 
 def test_without_nms_outputs_the_decoded_network(tiny):
-  model = export.export_onnx(tiny, None, include_nms=False)
+  model = jaxdet_export.export_onnx(tiny, None, include_nms=False)
   assert "NonMaxSuppression" not in {n.op_type for n in model.graph.node}
   images = _images("random", 2, seed=7)
   out = tl.run_onnx(model, images)
@@ -157,7 +157,7 @@ def test_without_nms_outputs_the_decoded_network(tiny):
 def test_explicitly_padded_max_pool_exports_exactly():
   # jax2onnx 0.17 treats Linen max_pool's ((lo, hi), ...) padding as VALID; export fixes that.
   detector = tl.tiny_detector(image_size=S, explicit_pool_padding=True)
-  model = export.export_onnx(detector, None, include_nms=False)
+  model = jaxdet_export.export_onnx(detector, None, include_nms=False)
   images = _images("random", 2, seed=8)
   out = tl.run_onnx(model, images)
   boxes, scores = (np.asarray(t) for t in detector.forward(images))
@@ -171,4 +171,4 @@ def test_explicitly_padded_max_pool_exports_exactly():
 ])
 def test_bad_settings_are_clear_errors(tiny, bad, match):
   with pytest.raises(ValueError, match=match):
-    export.export_onnx(tiny, None, **bad)
+    jaxdet_export.export_onnx(tiny, None, **bad)

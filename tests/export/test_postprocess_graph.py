@@ -4,7 +4,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from export import postprocess_graph
+from jaxdet_export import postprocess_graph
 from export_testlib import postprocess_reference
 
 

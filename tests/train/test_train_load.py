@@ -122,3 +122,29 @@ def test_load_errors(tmp_path):
 def test_build_detector_needs_classes(config):
   with pytest.raises(ValueError, match="class_names"):
     load_lib.build_detector(config, None, ())
+
+
+def test_predict_takes_mixed_sizes_pil_and_paths(detector, tmp_path):
+  """The inputs of `jaxdet_export.Detector.predict` (issue 10: a list of different sizes used to
+  raise NumPy's "inhomogeneous shape" error)."""
+  from PIL import Image
+  rng = np.random.default_rng(3)
+  a = rng.integers(0, 256, (40, 100, 3), dtype=np.uint8)
+  b = rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+  Image.fromarray(b).save(tmp_path / "b.png")
+  got = detector.predict([a, b])
+  for i, single in enumerate((a, b)):
+    want = detector.predict(single)
+    for k in want:
+      np.testing.assert_allclose(got[k][i:i + 1], want[k], rtol=1e-5, atol=1e-4)
+  for same_b in (str(tmp_path / "b.png"), tmp_path / "b.png", Image.fromarray(b)):
+    np.testing.assert_array_equal(detector.predict([a, same_b])["classes"], got["classes"])
+
+
+@pytest.mark.parametrize("images, error, message", [
+    (np.zeros((1, 256, 256), np.uint8), ValueError, r"got shape \(1, 256, 256\)$"),
+    ("no/such/photo.jpg", FileNotFoundError, "image not found: no/such/photo.jpg"),
+])
+def test_predict_errors_name_the_input_as_passed(detector, images, error, message):
+  with pytest.raises(error, match=message):
+    detector.predict(images)

@@ -1,0 +1,187 @@
+"""The images a predictor accepts, normalised once for `jaxdet.load(...).predict` and for the ONNX
+runtime (`jaxdet_export.Detector.predict`), so that both take the same inputs and say the same
+things about bad ones.
+
+Accepted: a uint8 array `[N, H, W, 3]` or `[H, W, 3]`; a PIL image; a path (`str` or
+`os.PathLike`) to an image file, read with its EXIF orientation applied; or a list / tuple of
+any of these (arrays `[H, W, 3]`), of mixed sizes. In-memory images (arrays, PIL) are taken as
+they are: boxes refer to their pixels.
+"""
+
+import os
+import pathlib
+
+import numpy as np
+
+_LAYOUT = "uint8 RGB [N, H, W, 3] or [H, W, 3], a PIL image, an image path, or a list of these"
+
+
+def read_image(path) -> np.ndarray:
+  """Reads an image file as displayed: EXIF orientation applied, converted to RGB.
+
+  Args:
+    path: `str` or `os.PathLike` of a PNG, JPEG, ... file.
+
+  Returns:
+    `[H, W, 3]` uint8.
+
+  Raises:
+    FileNotFoundError: no such file.
+    ValueError: a URL, or a file that cannot be decoded.
+  """
+  text = os.fspath(path)
+  if "://" in text:
+    raise ValueError(f"URLs are not supported (no network access): {text}; download the file "
+                     f"and pass its path")
+  if not pathlib.Path(text).is_file():
+    raise FileNotFoundError(f"image not found: {text}")
+  try:
+    from jaxdet.data.image_io import read_image as shared_read  # pylint: disable=g-import-not-at-top,line-too-long
+  except ImportError:  # TODO(h-predict): drop once jaxdet.data.image_io is merged.
+    shared_read = _read_image_fallback
+  try:
+    image = np.asarray(shared_read(text))
+  except FileNotFoundError:
+    raise
+  except Exception as e:  # PIL raises many types for truncated or foreign files.
+    raise ValueError(f"cannot read image {text}: {_first_line(e)}") from e
+  return _checked(image, f"image {text}")
+
+
+def _read_image_fallback(path) -> np.ndarray:
+  from PIL import Image, ImageOps  # pylint: disable=g-import-not-at-top
+  with Image.open(path) as im:
+    return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+
+
+def as_image_list(images) -> list[np.ndarray]:
+  """Normalises predictor inputs to a list of images.
+
+  Args:
+    images: see the module docstring.
+
+  Returns:
+    list of N >= 1 `[H_i, W_i, 3]` uint8 arrays.
+
+  Raises:
+    FileNotFoundError: a path that does not exist.
+    ValueError: anything else that is not an image, naming what was passed (its type, shape,
+      dtype or path) as the caller gave it.
+  """
+  if isinstance(images, (list, tuple)):
+    if not images:
+      raise ValueError(f"images must not be empty (N, H, W > 0), got an empty "
+                       f"{type(images).__name__}")
+    return [_one_image(im, f"images[{i}]") for i, im in enumerate(images)]
+  if _is_path(images) or _is_pil(images):
+    return [_one_image(images, "image")]
+  array = _as_array(images, "images")
+  if array.ndim == 4:
+    _check_dtype(array, "images")
+    if array.shape[-1] != 3:
+      raise ValueError(f"images must be [N, H, W, 3] or [H, W, 3] with 3 (RGB) channels last, "
+                       f"got shape {array.shape}")
+    if min(array.shape) == 0:
+      raise ValueError(f"images must not be empty (N, H, W > 0), got shape {array.shape}")
+    return list(array)
+  if array.ndim == 3:
+    return [_checked(array, "images")]
+  raise ValueError(f"images must be {_LAYOUT}; got shape {array.shape}")
+
+
+def _one_image(image, what) -> np.ndarray:
+  if _is_path(image):
+    return read_image(image)
+  if _is_pil(image):
+    return _checked(np.asarray(image.convert("RGB")), what)
+  array = _as_array(image, what)
+  if array.ndim != 3:
+    raise ValueError(f"{what} must be [H, W, 3] uint8 RGB, got shape {array.shape}")
+  return _checked(array, what)
+
+
+def _checked(image: np.ndarray, what: str) -> np.ndarray:
+  """`image` itself after checking it is `[H, W, 3]` uint8 with H, W > 0."""
+  _check_dtype(image, what)
+  if image.ndim != 3 or image.shape[-1] != 3:
+    raise ValueError(f"{what} must be [N, H, W, 3] or [H, W, 3] with 3 (RGB) channels last, got "
+                     f"shape {image.shape}")
+  if min(image.shape) == 0:
+    raise ValueError(f"{what} must not be empty (N, H, W > 0), got shape {image.shape}")
+  return image
+
+
+def _check_dtype(array, what):
+  if array.dtype != np.uint8:
+    raise ValueError(f"{what} must be uint8 RGB (0..255), got dtype {array.dtype} "
+                     f"(shape {array.shape})")
+
+
+def _as_array(value, what) -> np.ndarray:
+  if isinstance(value, np.ndarray):
+    return value
+  if not hasattr(value, "__array__"):  # jax arrays, torch CPU tensors, ... convert
+    raise ValueError(f"{what} must be {_LAYOUT}; got {type(value).__name__}")
+  return np.asarray(value)
+
+
+def _is_path(value) -> bool:
+  return isinstance(value, (str, os.PathLike))
+
+
+def _is_pil(value) -> bool:
+  try:
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return False
+  return isinstance(value, Image.Image)
+
+
+def letterbox_batch(images: list[np.ndarray], size: int):
+  """Letterboxes images (top-left, `jaxdet.data.preprocess.letterbox_image`) into one batch.
+
+  Args:
+    images: list of `[H_i, W_i, 3]` uint8 (from `as_image_list`).
+    size: S, the network input side.
+
+  Returns:
+    `(inputs [N, S, S, 3] uint8, scale [N, 2] float32 (sx, sy), limits [N, 4] float32
+    (W, H, W, H))`; an S x S image is passed through with scale 1.
+  """
+  from jaxdet.data.preprocess import letterbox_image  # pylint: disable=g-import-not-at-top
+  inputs, scales, limits = [], [], []
+  for image in images:
+    h, w = image.shape[:2]
+    if (h, w) == (size, size):
+      boxed, scale = image, (1.0, 1.0)
+    else:
+      boxed, scale = letterbox_image(image, size)
+    inputs.append(boxed)
+    scales.append(scale)
+    limits.append((w, h, w, h))
+  return np.stack(inputs), np.asarray(scales, np.float32), np.asarray(limits, np.float32)
+
+
+def boxes_to_images(boxes_xyxy, scale, limits, num_detections=None) -> np.ndarray:
+  """Maps letterboxed-input boxes back to each image's pixels.
+
+  Args:
+    boxes_xyxy: `[N, K, 4]` float boxes in network-input pixels.
+    scale: `[N, 2]` float32 (sx, sy) from `letterbox_batch`.
+    limits: `[N, 4]` float32 (W, H, W, H) from `letterbox_batch`.
+    num_detections: optional `[N]` int; boxes past it are zeroed.
+
+  Returns:
+    `[N, K, 4]` float32: divided by (sx, sy, sx, sy) in float32 and clipped to the image.
+  """
+  boxes = np.asarray(boxes_xyxy, np.float32) / np.concatenate([scale, scale], axis=1)[:, None, :]
+  boxes = np.clip(boxes, 0.0, limits[:, None, :])
+  if num_detections is not None:
+    valid = np.arange(boxes.shape[1])[None, :] < np.asarray(num_detections)[:, None]
+    boxes = np.where(valid[..., None], boxes, 0.0)
+  return boxes.astype(np.float32)
+
+
+def _first_line(error) -> str:
+  text = str(error).strip()
+  return text.splitlines()[0] if text else type(error).__name__
