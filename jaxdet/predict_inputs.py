@@ -13,6 +13,8 @@ import pathlib
 
 import numpy as np
 
+from jaxdet.data import image_io
+
 _LAYOUT = "uint8 RGB [N, H, W, 3] or [H, W, 3], a PIL image, an image path, or a list of these"
 
 
@@ -36,22 +38,10 @@ def read_image(path) -> np.ndarray:
   if not pathlib.Path(text).is_file():
     raise FileNotFoundError(f"image not found: {text}")
   try:
-    from jaxdet.data.image_io import read_image as shared_read  # pylint: disable=g-import-not-at-top,line-too-long
-  except ImportError:  # TODO(h-predict): drop once jaxdet.data.image_io is merged.
-    shared_read = _read_image_fallback
-  try:
-    image = np.asarray(shared_read(text))
-  except FileNotFoundError:
-    raise
-  except Exception as e:  # PIL raises many types for truncated or foreign files.
-    raise ValueError(f"cannot read image {text}: {_first_line(e)}") from e
+    image = np.asarray(image_io.read_image(text))
+  except image_io.ImageReadError as e:  # already one line naming the file
+    raise ValueError(_first_line(e)) from e
   return _checked(image, f"image {text}")
-
-
-def _read_image_fallback(path) -> np.ndarray:
-  from PIL import Image, ImageOps  # pylint: disable=g-import-not-at-top
-  with Image.open(path) as im:
-    return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
 
 
 def as_image_list(images) -> list[np.ndarray]:
