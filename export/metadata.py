@@ -23,6 +23,9 @@ class ExportMetadata:
     include_nms: False for graphs that output raw `boxes`/`scores`.
     fp16: True when the network runs in float16 (inputs/outputs keep their dtypes).
     jaxdet_version: version of jaxdet that exported the file.
+    pre_nms_top_k_per_level: True when the top-k candidates were taken per level.
+    resize: the model's resize rule ("letterbox" or "stretch", ``config.model.preprocess``): a
+      runtime fitting images to a fixed-size graph must resize the same way.
     format_version: version of this metadata layout.
   """
   class_names: tuple[str, ...]
@@ -36,6 +39,8 @@ class ExportMetadata:
   include_nms: bool
   fp16: bool
   jaxdet_version: str
+  pre_nms_top_k_per_level: bool = False  # absent from older exports
+  resize: str = "letterbox"  # absent from older exports
   format_version: int = FORMAT_VERSION
 
 
@@ -66,7 +71,9 @@ def from_props(props: dict[str, str]) -> ExportMetadata:
     ValueError: keys are missing or unparsable (not a jaxdet export, or a corrupt one).
   """
   fields = {f.name for f in dataclasses.fields(ExportMetadata)}
-  missing = sorted(fields - set(props) - {"format_version"})
+  optional = {f.name for f in dataclasses.fields(ExportMetadata)
+              if f.default is not dataclasses.MISSING}
+  missing = sorted(fields - set(props) - optional)
   if missing:
     raise ValueError(f"not a jaxdet ONNX export: metadata lacks {missing}")
   try:

@@ -63,7 +63,8 @@ def build_components(config: ml_collections.ConfigDict) -> Components:
   class_names = tuple(info.class_names)
   detector = models.get_detector(config.model.name)
   common = dict(image_size=config.image_size, max_boxes=config.max_boxes, seed=config.seed,
-                data_dir=data_dir, num_threads=config.data_threads)
+                data_dir=data_dir, num_threads=config.data_threads,
+                preprocess=config.model.get("preprocess"))  # the model's normalization/resize
   hosts = jax.process_count()  # Each host feeds its own slice of the global batch.
 
   def train_batches(start_step):
@@ -333,5 +334,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
 
 def _postprocess_settings(config):
+  from jaxdet.models.postprocess import postprocess_args
   from jaxdet.train.load import postprocess_settings
-  return postprocess_settings(config)
+  return postprocess_args(postprocess_settings(config), model_config=config.model,
+                          image_size=config.image_size)
