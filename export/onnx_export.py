@@ -18,10 +18,10 @@ import numpy as np
 import onnx
 import onnx.compose
 
-from jaxdet.models import postprocess as postprocess_lib
 from export import metadata as metadata_lib
 from export import postprocess_graph
 from export import preprocess_graph
+from jaxdet.models.postprocess import check_layout
 
 DEFAULT_OPSET = 21
 MIN_OPSET = 18  # antialiased Resize (dynamic image size); jax2onnx's own ops need no more.
@@ -130,7 +130,7 @@ def _network_model(detector, *, size, opset, fp16, input_name):
   boxes, scores = jax.eval_shape(detector.forward, jax.ShapeDtypeStruct((1, size, size, 3),
                                                                         jnp.uint8))
   try:
-    postprocess_lib.check_layout(boxes.shape, scores.shape)
+    check_layout(boxes.shape, scores.shape)
   except ValueError as e:
     raise ValueError(f"Detector.forward must return boxes [N, A, 4] or [N, A, C, 4] and scores "
                      f"[N, A, C]; got {boxes.shape} and {scores.shape}") from e

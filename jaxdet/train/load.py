@@ -71,16 +71,16 @@ class Detector:
     return detector_module(self.config).decode(preds, image_size=self.image_size)
 
   def _forward_postprocess(self, variables, images_uint8):
-    from jaxdet.models import postprocess as pp
+    from jaxdet.models.postprocess import postprocess
     boxes, scores = self._forward_with(variables, images_uint8)
-    return pp.postprocess(boxes, scores, **self.postprocess_args())
+    return postprocess(boxes, scores, **self.postprocess_args())
 
   def postprocess_args(self) -> dict:
     """`postprocess` keyword arguments: `self.postprocess` + `level_sizes` for the per-level
     option (what the exporter bakes into the graph too)."""
-    from jaxdet.models import postprocess as pp
-    return pp.postprocess_args(self.postprocess, model_config=self.config.get("model"),
-                               image_size=self.image_size)
+    from jaxdet.models.postprocess import postprocess_args
+    return postprocess_args(self.postprocess, model_config=self.config.get("model"),
+                            image_size=self.image_size)
 
   def predict(self, images) -> dict[str, np.ndarray]:
     """Detects objects in a batch of images of any size.
