@@ -57,13 +57,16 @@ def spread_class_bias(variables, *, path=("cls",), value=-0.5):
 
 
 def tiny_detector(*, image_size=64, score_threshold=0.1, iou_threshold=0.5, max_detections=20,
-                  pre_nms_top_k=200, seed=0, explicit_pool_padding=False):
+                  pre_nms_top_k=200, seed=0, explicit_pool_padding=False, preprocess=None):
   """A `jaxdet.train.load.Detector` around `TinyYolo` with random (spread) weights."""
   from jaxdet.train.load import Detector
   model = TinyYolo(num_classes=len(CLASS_NAMES), explicit_pool_padding=explicit_pool_padding)
   variables = model.init(jax.random.PRNGKey(seed), jnp.zeros((1, image_size, image_size, 3)))
   variables = spread_class_bias(variables)
-  config = ml_collections.ConfigDict({"model": {"name": "yolo"}, "image_size": image_size})
+  model_config = {"name": "yolo"}
+  if preprocess is not None:  # `config.model.preprocess` (else the defaults, as old configs)
+    model_config["preprocess"] = dict(preprocess)
+  config = ml_collections.ConfigDict({"model": model_config, "image_size": image_size})
   pp = dict(score_threshold=score_threshold, iou_threshold=iou_threshold,
             max_detections=max_detections, pre_nms_top_k=pre_nms_top_k)
   return Detector(model=model, variables=dict(variables), config=config,
