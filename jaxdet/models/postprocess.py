@@ -138,9 +138,6 @@ def check_layout(boxes_shape, scores_shape, *, level_sizes=None):
                        f"{sizes}")
 
 
-@functools.partial(jax.jit, static_argnames=("score_threshold", "iou_threshold", "max_detections",
-                                             "pre_nms_top_k", "pre_nms_top_k_per_level",
-                                             "level_sizes"))
 def postprocess(boxes_xyxy, scores, *, score_threshold=0.05, iou_threshold=0.5,
                 max_detections=100, pre_nms_top_k=1000, pre_nms_top_k_per_level=False,
                 level_sizes=None):
@@ -170,8 +167,20 @@ def postprocess(boxes_xyxy, scores, *, score_threshold=0.05, iou_threshold=0.5,
     dict with `boxes` float32 `[B, K, 4]`, `scores` float32 `[B, K]`, `classes` int32 `[B, K]`,
     `num_detections` int32 `[B]`.
   """
-  check_layout(boxes_xyxy.shape, scores.shape,
-               level_sizes=level_sizes if pre_nms_top_k_per_level else None)
+  level_sizes = tuple(int(n) for n in level_sizes) if pre_nms_top_k_per_level and (
+      level_sizes is not None) else None  # static (hashable) for jit
+  return _postprocess(boxes_xyxy, scores, score_threshold=score_threshold,
+                      iou_threshold=iou_threshold, max_detections=max_detections,
+                      pre_nms_top_k=pre_nms_top_k, pre_nms_top_k_per_level=pre_nms_top_k_per_level,
+                      level_sizes=level_sizes)
+
+
+@functools.partial(jax.jit, static_argnames=("score_threshold", "iou_threshold", "max_detections",
+                                             "pre_nms_top_k", "pre_nms_top_k_per_level",
+                                             "level_sizes"))
+def _postprocess(boxes_xyxy, scores, *, score_threshold, iou_threshold, max_detections,
+                 pre_nms_top_k, pre_nms_top_k_per_level, level_sizes):
+  check_layout(boxes_xyxy.shape, scores.shape, level_sizes=level_sizes)
   if max_detections < 1 or pre_nms_top_k < 1:
     raise ValueError(f"max_detections and pre_nms_top_k must be >= 1, got {max_detections} and "
                      f"{pre_nms_top_k}")
@@ -179,8 +188,7 @@ def postprocess(boxes_xyxy, scores, *, score_threshold=0.05, iou_threshold=0.5,
     raise ValueError("pre_nms_top_k_per_level=True needs level_sizes (anchors per level)")
   fn = functools.partial(_postprocess_one, score_threshold=score_threshold,
                          iou_threshold=iou_threshold, max_detections=max_detections,
-                         pre_nms_top_k=pre_nms_top_k,
-                         level_sizes=tuple(level_sizes) if pre_nms_top_k_per_level else None)
+                         pre_nms_top_k=pre_nms_top_k, level_sizes=level_sizes)
   b, s, c, n = jax.vmap(fn)(boxes_xyxy.astype(jnp.float32), scores.astype(jnp.float32))
   return {"boxes": b, "scores": s, "classes": c, "num_detections": n}
 

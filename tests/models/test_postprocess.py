@@ -73,7 +73,7 @@ def test_per_level_keeps_candidates_that_a_global_top_k_drops():
   scores = np.float32([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])[None, :, None]
   kw = dict(score_threshold=0.1, iou_threshold=0.5, max_detections=6, pre_nms_top_k=2)
   glob = models.postprocess(boxes, scores, **kw)
-  per = models.postprocess(boxes, scores, pre_nms_top_k_per_level=True, level_sizes=(4, 2), **kw)
+  per = models.postprocess(boxes, scores, pre_nms_top_k_per_level=True, level_sizes=[4, 2], **kw)
   np.testing.assert_allclose(glob["scores"][0, :2], [0.9, 0.8])
   assert int(glob["num_detections"][0]) == 2
   np.testing.assert_allclose(per["scores"][0, :4], [0.9, 0.8, 0.5, 0.4])
