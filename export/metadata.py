@@ -23,6 +23,9 @@ class ExportMetadata:
     include_nms: False for graphs that output raw `boxes`/`scores`.
     fp16: True when the network runs in float16 (inputs/outputs keep their dtypes).
     jaxdet_version: version of jaxdet that exported the file.
+    pre_nms_top_k_per_level: True when the top-k candidates were taken per level.
+    resize: the model's resize rule ("letterbox" or "stretch", ``config.model.preprocess``): a
+      runtime fitting images to a fixed-size graph must resize the same way.
     format_version: version of this metadata layout.
     checkpoint_step: training step of the exported weights (-1: unknown, e.g. not from a
       checkpoint, or an export older than this field).
@@ -40,6 +43,8 @@ class ExportMetadata:
   include_nms: bool
   fp16: bool
   jaxdet_version: str
+  pre_nms_top_k_per_level: bool = False  # absent from older exports
+  resize: str = "letterbox"  # absent from older exports
   format_version: int = FORMAT_VERSION
   checkpoint_step: int = -1
   checkpoint_kind: str = ""

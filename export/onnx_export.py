@@ -1,7 +1,8 @@
 """`export_onnx`: a jaxdet `Detector` as one self-contained ONNX detector.
 
-Graph: uint8 ``images`` -> [letterbox, when the image size is dynamic] -> ``Detector.forward``
-(normalize + model + decode, converted by jax2onnx) -> post-processing with ONNX ``TopK`` +
+Graph: uint8 ``images`` -> [the model's resize rule (letterbox or stretch), when the image size
+is dynamic] -> ``Detector.forward`` (the model's normalization + model + decode, converted by
+jax2onnx) -> post-processing with ONNX ``TopK`` +
 ``NonMaxSuppression`` (``postprocess_graph``) -> ``num_detections``, ``detection_boxes``,
 ``detection_scores``, ``detection_classes``. The pieces are joined with ``onnx.compose``.
 """
@@ -20,6 +21,7 @@ import onnx.compose
 from . import metadata as metadata_lib
 from . import postprocess_graph
 from . import preprocess_graph
+from jaxdet.models.postprocess import check_layout
 
 DEFAULT_OPSET = 21
 MIN_OPSET = 18  # antialiased Resize (dynamic image size); jax2onnx's own ops need no more.
@@ -42,8 +44,8 @@ def export_onnx(detector, path, *, image_size=None, max_detections=None, score_t
     iou_threshold: baked NMS IoU threshold (default: the detector's).
     pre_nms_top_k: candidates entering NMS (default: the detector's).
     opset: ONNX opset, 18..23 (default 21).
-    dynamic_image_size: accept ``[N, H, W, 3]`` of any H, W and letterbox inside the graph; else
-      the input is ``[N, S, S, 3]``.
+    dynamic_image_size: accept ``[N, H, W, 3]`` of any H, W and resize inside the graph by the
+      model's rule (``config.model.preprocess.resize``); else the input is ``[N, S, S, 3]``.
     fp16: run the network in float16 from its first convolution on (onnxconverter-common;
       constants are clamped to the float16 range, e.g. -inf pooling pads become -1e4); the uint8
       input, normalization, post-processing and outputs keep their dtypes.
@@ -75,22 +77,27 @@ def export_onnx(detector, path, *, image_size=None, max_detections=None, score_t
   if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
     raise ValueError(f"image_size must be a positive integer, got {size!r}")
   size = int(size)
-  if size != detector.image_size:  # `forward` decodes for `detector.image_size`.
-    detector = dataclasses.replace(detector, image_size=size)
+  # `forward` decodes for `detector.image_size`; the postprocess reads the same settings as
+  # `Detector.predict` (with `level_sizes` for this S).
+  detector = dataclasses.replace(detector, image_size=size, postprocess=pp)
+  pp = detector.postprocess_args()
+  resize = _resize_rule(detector)
 
   model = _network_model(detector, size=size, opset=opset, fp16=fp16,
                          input_name="letterboxed_images" if dynamic_image_size else "images")
-  num_anchors, num_classes = _raw_output_dims(model)
+  num_anchors, num_classes, class_specific = _raw_output_dims(model)
   if num_classes != len(detector.class_names):
     raise ValueError(f"the model predicts {num_classes} classes but the detector has "
                      f"{len(detector.class_names)} class names")
   common = dict(num_anchors=num_anchors, num_classes=num_classes, opset=opset, image_size=size,
-                dynamic_image_size=dynamic_image_size, batch_dim=_BATCH)
+                dynamic_image_size=dynamic_image_size, batch_dim=_BATCH,
+                class_specific_boxes=class_specific)
   tail = (postprocess_graph.postprocess_model(**common, **pp) if include_nms
           else postprocess_graph.raw_outputs_model(**common))
   model = _merge(model, tail, [("raw_boxes", "raw_boxes"), ("raw_scores", "raw_scores")])
   if dynamic_image_size:
-    head = preprocess_graph.letterbox_model(image_size=size, opset=opset, batch_dim=_BATCH)
+    head = preprocess_graph.resize_model(image_size=size, opset=opset, batch_dim=_BATCH,
+                                         resize=resize)
     model = _merge(head, model, [("letterboxed_images", "letterboxed_images"),
                                  ("box_scale", "box_scale"), ("box_limit", "box_limit")])
   model.graph.name = "jaxdet_detector"
@@ -101,6 +108,7 @@ def export_onnx(detector, path, *, image_size=None, max_detections=None, score_t
       dynamic_image_size=bool(dynamic_image_size), model_name=_model_name(detector),
       score_threshold=float(pp["score_threshold"]), iou_threshold=float(pp["iou_threshold"]),
       max_detections=int(pp["max_detections"]), pre_nms_top_k=int(pp["pre_nms_top_k"]),
+      pre_nms_top_k_per_level=bool(pp["pre_nms_top_k_per_level"]), resize=resize,
       include_nms=bool(include_nms), fp16=bool(fp16), jaxdet_version=_jaxdet_version(),
       checkpoint_step=-1 if checkpoint_step is None else int(checkpoint_step),
       checkpoint_kind=checkpoint_kind or "")
@@ -125,9 +133,11 @@ def _network_model(detector, *, size, opset, fp16, input_name):
   # wrong output structure is reported here rather than deep inside the converter.
   boxes, scores = jax.eval_shape(detector.forward, jax.ShapeDtypeStruct((1, size, size, 3),
                                                                         jnp.uint8))
-  if boxes.ndim != 3 or boxes.shape[-1] != 4 or scores.shape[:2] != boxes.shape[:2]:
-    raise ValueError(f"Detector.forward must return boxes [N, A, 4] and scores [N, A, C]; got "
-                     f"{boxes.shape} and {scores.shape}")
+  try:
+    check_layout(boxes.shape, scores.shape)
+  except ValueError as e:
+    raise ValueError(f"Detector.forward must return boxes [N, A, 4] or [N, A, C, 4] and scores "
+                     f"[N, A, C]; got {boxes.shape} and {scores.shape}") from e
   spec = jax.ShapeDtypeStruct((_BATCH, size, size, 3), jnp.uint8)
   # onnx_ir logs a warning per constant whose type it does not record (harmless, and dozens).
   serde_log = logging.getLogger("onnx_ir.serde")
@@ -234,12 +244,20 @@ def _fix_max_pool_padding():
 
 
 def _raw_output_dims(model):
+  """``(A, C, class_specific)`` of the network's ``raw_boxes`` / ``raw_scores`` outputs."""
   dims = {o.name: [d.dim_value for d in o.type.tensor_type.shape.dim] for o in model.graph.output}
-  (_, a, four), (_, a2, c) = dims["raw_boxes"], dims["raw_scores"]
-  if four != 4 or a != a2 or min(a, c) < 1:
-    raise ValueError(f"Detector.forward must return boxes [N, A, 4] and scores [N, A, C] with "
-                     f"static A, C; got {dims}")
-  return a, c
+  boxes, (_, a, c) = dims["raw_boxes"], dims["raw_scores"]
+  if min(a, c) < 1 or boxes[1:] not in ([a, 4], [a, c, 4]):
+    raise ValueError(f"Detector.forward must return boxes [N, A, 4] or [N, A, C, 4] and scores "
+                     f"[N, A, C] with static A, C; got {dims}")
+  return a, c, len(boxes) == 4
+
+
+def _resize_rule(detector):
+  """The model's resize rule (``config.model.preprocess.resize``; "letterbox" by default)."""
+  from jaxdet.data import preprocess  # pylint: disable=g-import-not-at-top
+  config = getattr(detector, "config", None)
+  return preprocess.of_model(config.get("model") if config is not None else None).resize
 
 
 def _merge(first, second, io_map):

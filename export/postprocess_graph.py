@@ -3,7 +3,10 @@
 It reproduces ``jaxdet.models.postprocess`` (DESIGN.md) op for op:
 
 1. flatten ``scores [N, A, C]`` to ``A*C`` (anchor, class) candidates;
-2. ``TopK(pre_nms_top_k)`` (ONNX TopK breaks ties by the lower index, as ``jax.lax.top_k``);
+2. ``TopK(pre_nms_top_k)`` (ONNX TopK breaks ties by the lower index, as ``jax.lax.top_k``), over
+   all anchors or, with ``pre_nms_top_k_per_level``, over each level's slice of A (static
+   ``level_sizes``), the levels' candidates concatenated in level order; each candidate takes its
+   anchor's box (``[N, A, 4]``) or the box of its class (class-specific ``[N, A, C, 4]``);
 3. candidates with ``score < score_threshold`` become invalid;
 4. class-aware NMS with ONNX ``NonMaxSuppression``: every candidate is placed in the score row of its
    own class (``[N, C, k]``, -1 elsewhere), so NMS runs per class on the exact, un-offset
@@ -23,7 +26,8 @@ _INVALID_SCORE = -1.0
 _NMS_SCORE_FLOOR = -0.5
 
 
-def check_postprocess_params(*, score_threshold, iou_threshold, max_detections, pre_nms_top_k):
+def check_postprocess_params(*, score_threshold, iou_threshold, max_detections, pre_nms_top_k,
+                             pre_nms_top_k_per_level=False, level_sizes=None):
   """Raises ValueError unless the thresholds and sizes are usable.
 
   Args:
@@ -31,7 +35,16 @@ def check_postprocess_params(*, score_threshold, iou_threshold, max_detections, 
     iou_threshold: float in [0, 1].
     max_detections: int >= 1.
     pre_nms_top_k: int >= 1.
+    pre_nms_top_k_per_level: bool.
+    level_sizes: positive ints (required with ``pre_nms_top_k_per_level``).
   """
+  if not isinstance(pre_nms_top_k_per_level, (bool, np.bool_)):
+    raise ValueError(f"pre_nms_top_k_per_level must be a bool, got {pre_nms_top_k_per_level!r}")
+  if pre_nms_top_k_per_level and (
+      not level_sizes or any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1
+                             for n in level_sizes)):
+    raise ValueError(f"pre_nms_top_k_per_level needs level_sizes, positive integers; got "
+                     f"{level_sizes!r}")
   for name, value in (("score_threshold", score_threshold), ("iou_threshold", iou_threshold)):
     if not (isinstance(value, (int, float)) and 0.0 <= float(value) <= 1.0):
       raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
@@ -49,6 +62,9 @@ def postprocess_model(
     max_detections,
     pre_nms_top_k,
     opset,
+    pre_nms_top_k_per_level=False,
+    level_sizes=None,
+    class_specific_boxes=False,
     image_size=None,
     dynamic_image_size=False,
     boxes_name="raw_boxes",
@@ -63,8 +79,12 @@ def postprocess_model(
     score_threshold: candidates with a score below it are dropped (float in [0, 1]).
     iou_threshold: NMS suppresses boxes with IoU strictly above it (float in [0, 1]).
     max_detections: K, detections kept per image.
-    pre_nms_top_k: candidates kept by score before NMS (clamped to ``A*C``).
+    pre_nms_top_k: candidates kept by score before NMS (clamped to ``A*C``, or per level to
+      ``level_size * C``).
     opset: ONNX opset of the default domain (>= 13).
+    pre_nms_top_k_per_level: the top-k is taken per level (torchvision RetinaNet).
+    level_sizes: anchors per level in the order of A (summing to A); with the per-level option.
+    class_specific_boxes: the boxes input is ``[N, A, C, 4]`` (a box per class).
     image_size: S; with a fixed image size, boxes are clipped to ``[0, S]``.
     dynamic_image_size: add inputs ``box_scale`` float32 ``[4]`` (``sx, sy, sx, sy``, network
       pixels per input pixel) and ``box_limit`` float32 ``[4]`` (``w, h, w, h`` of the input
@@ -74,17 +94,24 @@ def postprocess_model(
     batch_dim: symbolic name of the batch dimension.
 
   Returns:
-    ``onnx.ModelProto`` with inputs ``boxes_name`` float32 ``[N, A, 4]`` and ``scores_name``
-    float32 ``[N, A, C]`` and outputs ``num_detections`` int64 ``[N]``, ``detection_boxes``
+    ``onnx.ModelProto`` with inputs ``boxes_name`` float32 ``[N, A, 4]`` (or ``[N, A, C, 4]``)
+    and ``scores_name`` float32 ``[N, A, C]`` and outputs ``num_detections`` int64 ``[N]``, ``detection_boxes``
     float32 ``[N, K, 4]`` (xyxy, same pixels as the input), ``detection_scores`` float32
     ``[N, K]``, ``detection_classes`` int64 ``[N, K]``, zero past ``num_detections``.
   """
   check_postprocess_params(score_threshold=score_threshold, iou_threshold=iou_threshold,
-                           max_detections=max_detections, pre_nms_top_k=pre_nms_top_k)
+                           max_detections=max_detections, pre_nms_top_k=pre_nms_top_k,
+                           pre_nms_top_k_per_level=pre_nms_top_k_per_level,
+                           level_sizes=level_sizes)
   if opset < 13:
     raise ValueError(f"opset must be >= 13 for the post-processing graph, got {opset}")
   a, c, big_k = int(num_anchors), int(num_classes), int(max_detections)
-  k = min(int(pre_nms_top_k), a * c)  # TopK over fewer than k elements is an error.
+  if pre_nms_top_k_per_level and sum(int(n) for n in level_sizes) != a:
+    raise ValueError(f"level_sizes must sum to A = {a}, got {tuple(level_sizes)}")
+  # TopK over fewer than k elements is an error: clamp (per level) to what is there.
+  levels = ([int(n) for n in level_sizes] if pre_nms_top_k_per_level else [a])
+  level_k = [min(int(pre_nms_top_k), n * c) for n in levels]
+  k = sum(level_k)
   kk = min(big_k, k)  # the final TopK runs over the k candidates.
   nodes, inits = [], []
 
@@ -96,15 +123,20 @@ def postprocess_model(
     nodes.append(helper.make_node(op_type, inputs, outputs, name=f"pp/{outputs[0]}", **attrs))
     return outputs[0] if len(outputs) == 1 else outputs
 
-  # 1-2. Flatten and pre-NMS top-k (flat index = anchor * C + class).
+  # 1-2. Flatten and pre-NMS top-k (flat index = anchor * C + class), per level if asked.
   flat = op("Reshape", [scores_name, const("pp_shape_flat", [0, -1], np.int64)], ["pp_flat"])
-  top_scores, top_idx = op("TopK", [flat, const("pp_k", [k], np.int64)],
-                           ["pp_top_scores", "pp_top_idx"], axis=-1, largest=1, sorted=1)
+  top_scores, top_idx = _top_k(op, const, flat, levels=levels, level_k=level_k, num_classes=c)
   n_cls = const("pp_num_classes", c, np.int64)
   anchor = op("Div", [top_idx, n_cls], ["pp_anchor"])
   cls = op("Mod", [top_idx, n_cls], ["pp_class"])
-  anchor_nd = op("Unsqueeze", [anchor, const("pp_axis_last", [-1], np.int64)], ["pp_anchor_nd"])
-  cand_boxes = op("GatherND", [boxes_name, anchor_nd], ["pp_cand_boxes"], batch_dims=1)
+  axis_last = const("pp_axis_last", [-1], np.int64)
+  anchor_nd = op("Unsqueeze", [anchor, axis_last], ["pp_anchor_nd"])
+  if class_specific_boxes:  # [N, k, 2] (anchor, class) pairs into [N, A, C, 4]
+    pair = op("Concat", [anchor_nd, op("Unsqueeze", [cls, axis_last], ["pp_class_nd"])],
+              ["pp_anchor_class_nd"], axis=-1)
+    cand_boxes = op("GatherND", [boxes_name, pair], ["pp_cand_boxes"], batch_dims=1)
+  else:
+    cand_boxes = op("GatherND", [boxes_name, anchor_nd], ["pp_cand_boxes"], batch_dims=1)
 
   # 3. Score threshold: invalid candidates get the sentinel score.
   valid = op("GreaterOrEqual", [top_scores, const("pp_score_thr", score_threshold, np.float32)],
@@ -175,7 +207,8 @@ def postprocess_model(
   n = batch_dim
   graph = helper.make_graph(
       nodes, "jaxdet_postprocess",
-      inputs=_inputs(n, a, c, boxes_name, scores_name, dynamic_image_size),
+      inputs=_inputs(n, a, c, boxes_name, scores_name, dynamic_image_size,
+                     class_specific_boxes),
       outputs=[helper.make_tensor_value_info("num_detections", TensorProto.INT64, [n]),
                helper.make_tensor_value_info("detection_boxes", TensorProto.FLOAT, [n, big_k, 4]),
                helper.make_tensor_value_info("detection_scores", TensorProto.FLOAT, [n, big_k]),
@@ -186,7 +219,7 @@ def postprocess_model(
 
 def raw_outputs_model(*, num_anchors, num_classes, opset, image_size=None,
                       dynamic_image_size=False, boxes_name="raw_boxes", scores_name="raw_scores",
-                      batch_dim="N"):
+                      batch_dim="N", class_specific_boxes=False):
   """The tail of a graph exported without NMS: boxes mapped to input pixels, scores as they are.
 
   Args:
@@ -198,10 +231,11 @@ def raw_outputs_model(*, num_anchors, num_classes, opset, image_size=None,
     boxes_name: name of the ``[N, A, 4]`` float32 xyxy boxes input.
     scores_name: name of the ``[N, A, C]`` float32 scores input.
     batch_dim: symbolic name of the batch dimension.
+    class_specific_boxes: boxes are ``[N, A, C, 4]``.
 
   Returns:
-    ``onnx.ModelProto`` with outputs ``boxes`` float32 ``[N, A, 4]`` (xyxy input-image pixels)
-    and ``scores`` float32 ``[N, A, C]``.
+    ``onnx.ModelProto`` with outputs ``boxes`` float32 ``[N, A, 4]`` or ``[N, A, C, 4]`` (xyxy
+    input-image pixels) and ``scores`` float32 ``[N, A, C]``.
   """
   nodes, inits = [], []
 
@@ -220,8 +254,10 @@ def raw_outputs_model(*, num_anchors, num_classes, opset, image_size=None,
   n, a, c = batch_dim, int(num_anchors), int(num_classes)
   graph = helper.make_graph(
       nodes, "jaxdet_raw_outputs",
-      inputs=_inputs(n, a, c, boxes_name, scores_name, dynamic_image_size),
-      outputs=[helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [n, a, 4]),
+      inputs=_inputs(n, a, c, boxes_name, scores_name, dynamic_image_size,
+                     class_specific_boxes),
+      outputs=[helper.make_tensor_value_info("boxes", TensorProto.FLOAT,
+                                             [n, a, c, 4] if class_specific_boxes else [n, a, 4]),
                helper.make_tensor_value_info("scores", TensorProto.FLOAT, [n, a, c])],
       initializer=inits)
   return _finish(graph, opset)
@@ -240,8 +276,31 @@ def _boxes_to_image(op, const, boxes, *, image_size, dynamic_image_size):
   return op("Max", [boxes, const(f"{boxes}_zero", 0.0, np.float32)], [f"{boxes}_clipped"])
 
 
-def _inputs(n, a, c, boxes_name, scores_name, dynamic_image_size):
-  inputs = [helper.make_tensor_value_info(boxes_name, TensorProto.FLOAT, [n, a, 4]),
+def _top_k(op, const, flat, *, levels, level_k, num_classes):
+  """``TopK`` of ``flat [N, A*C]`` over all of it (one level) or per level, concatenated;
+  returns the scores and flat indices ``[N, sum(level_k)]``."""
+  if len(levels) == 1:
+    return op("TopK", [flat, const("pp_k", [level_k[0]], np.int64)],
+              ["pp_top_scores", "pp_top_idx"], axis=-1, largest=1, sorted=1)
+  scores, indices, start = [], [], 0
+  for i, (size, k) in enumerate(zip(levels, level_k)):
+    lo, hi = start * num_classes, (start + size) * num_classes
+    part = op("Slice", [flat, const(f"pp_l{i}_lo", [lo], np.int64),
+                        const(f"pp_l{i}_hi", [hi], np.int64), const(f"pp_l{i}_axis", [1], np.int64)],
+              [f"pp_l{i}_flat"])
+    s, idx = op("TopK", [part, const(f"pp_l{i}_k", [k], np.int64)],
+                [f"pp_l{i}_scores", f"pp_l{i}_idx"], axis=-1, largest=1, sorted=1)
+    scores.append(s)
+    indices.append(op("Add", [idx, const(f"pp_l{i}_offset", lo, np.int64)],
+                      [f"pp_l{i}_flat_idx"]))
+    start += size
+  return (op("Concat", scores, ["pp_top_scores"], axis=1),
+          op("Concat", indices, ["pp_top_idx"], axis=1))
+
+
+def _inputs(n, a, c, boxes_name, scores_name, dynamic_image_size, class_specific_boxes):
+  boxes_shape = [n, a, c, 4] if class_specific_boxes else [n, a, 4]
+  inputs = [helper.make_tensor_value_info(boxes_name, TensorProto.FLOAT, boxes_shape),
             helper.make_tensor_value_info(scores_name, TensorProto.FLOAT, [n, a, c])]
   if dynamic_image_size:
     inputs += [helper.make_tensor_value_info("box_scale", TensorProto.FLOAT, [4]),

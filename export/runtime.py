@@ -118,7 +118,7 @@ class Detector:
 
   def _predict_letterboxed(self, batch):
     from jaxdet import predict_inputs  # pylint: disable=g-import-not-at-top
-    inputs, scale, limits = predict_inputs.letterbox_batch(batch, self.image_size)
+    inputs, scale, limits = predict_inputs.resize_batch(batch, self.image_size, self.metadata.resize)
     out = self._run(inputs)
     out["boxes"] = predict_inputs.boxes_to_images(out["boxes"], scale, limits,
                                                   out.get("num_detections"))

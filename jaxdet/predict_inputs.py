@@ -127,25 +127,26 @@ def _is_pil(value) -> bool:
   return isinstance(value, Image.Image)
 
 
-def letterbox_batch(images: list[np.ndarray], size: int):
-  """Letterboxes images (top-left, `jaxdet.data.preprocess.letterbox_image`) into one batch.
+def resize_batch(images: list[np.ndarray], size: int, resize="letterbox"):
+  """Resizes images to the network input by the model's rule (`config.model.preprocess.resize`).
 
   Args:
     images: list of `[H_i, W_i, 3]` uint8 (from `as_image_list`).
     size: S, the network input side.
+    resize: "letterbox" (top-left, `jaxdet.data.preprocess.letterbox_image`) or "stretch".
 
   Returns:
     `(inputs [N, S, S, 3] uint8, scale [N, 2] float32 (sx, sy), limits [N, 4] float32
     (W, H, W, H))`; an S x S image is passed through with scale 1.
   """
-  from jaxdet.data.preprocess import letterbox_image  # pylint: disable=g-import-not-at-top
+  from jaxdet.data.preprocess import resize_to_input  # pylint: disable=g-import-not-at-top
   inputs, scales, limits = [], [], []
   for image in images:
     h, w = image.shape[:2]
     if (h, w) == (size, size):
       boxed, scale = image, (1.0, 1.0)
     else:
-      boxed, scale = letterbox_image(image, size)
+      boxed, scale = resize_to_input(image, size, resize)
     inputs.append(boxed)
     scales.append(scale)
     limits.append((w, h, w, h))
@@ -153,12 +154,12 @@ def letterbox_batch(images: list[np.ndarray], size: int):
 
 
 def boxes_to_images(boxes_xyxy, scale, limits, num_detections=None) -> np.ndarray:
-  """Maps letterboxed-input boxes back to each image's pixels.
+  """Maps network-input boxes back to each image's pixels.
 
   Args:
     boxes_xyxy: `[N, K, 4]` float boxes in network-input pixels.
-    scale: `[N, 2]` float32 (sx, sy) from `letterbox_batch`.
-    limits: `[N, 4]` float32 (W, H, W, H) from `letterbox_batch`.
+    scale: `[N, 2]` float32 (sx, sy) from `resize_batch`.
+    limits: `[N, 4]` float32 (W, H, W, H) from `resize_batch`.
     num_detections: optional `[N]` int; boxes past it are zeroed.
 
   Returns:

@@ -80,7 +80,7 @@ def test_path_errors_name_the_path(tmp_path):
 
 def test_letterbox_round_trip():
   images = [np.zeros((32, 64, 3), np.uint8), np.zeros((16, 16, 3), np.uint8)]
-  inputs, scale, limits = predict_inputs.letterbox_batch(images, 16)
+  inputs, scale, limits = predict_inputs.resize_batch(images, 16)
   assert inputs.shape == (2, 16, 16, 3)
   np.testing.assert_allclose(scale, [[0.25, 0.25], [1, 1]])
   boxes = np.array([[[0, 0, 8, 4], [1, 1, 2, 2]], [[0, 0, 20, 20], [1, 1, 2, 2]]], np.float32)

@@ -5,6 +5,7 @@ Every batch is a pure function of (seed, batch index): example ``g`` of the stre
 ``start_step`` gives bit-identical batches, and thread/process parallelism never changes results.
 """
 
+import dataclasses
 import functools
 import sys
 import warnings
@@ -12,7 +13,7 @@ import warnings
 import numpy as np
 
 from jaxdet.data import augment as augment_lib
-from jaxdet.data import preprocess
+from jaxdet.data import preprocess as preprocess_lib
 from jaxdet.data import sources
 from jaxdet.data import tfds_maps
 
@@ -46,8 +47,9 @@ class _Records:
     return sources.record_to_example(record)
 
 
-def _finalize(example, *, max_boxes, scale, example_mask):
-  """Drops zero-area boxes, pads/truncates to ``max_boxes`` and normalizes the image."""
+def _finalize(example, *, max_boxes, scale, example_mask, preprocess=preprocess_lib.DEFAULT):
+  """Drops zero-area boxes, pads/truncates to ``max_boxes`` and normalizes the image (by the
+  model's ``preprocess``)."""
   global _truncation_warned
   boxes = np.asarray(example["boxes"], np.float32).reshape(-1, 4)
   classes = np.asarray(example["classes"], np.int32).reshape(-1)
@@ -65,7 +67,7 @@ def _finalize(example, *, max_boxes, scale, example_mask):
   padded_classes = np.zeros((max_boxes,), np.int32)
   padded_boxes[:n], padded_classes[:n] = boxes[:n], classes[:n]
   return {
-      "image": preprocess.normalize_image(example["image"]),
+      "image": preprocess_lib.normalize_image(example["image"], preprocess),
       "boxes": padded_boxes,
       "classes": padded_classes,
       "box_mask": np.arange(max_boxes) < n,
@@ -76,20 +78,25 @@ def _finalize(example, *, max_boxes, scale, example_mask):
   }
 
 
-def eval_example(example, *, image_size, max_boxes, example_mask=True):
-  """Top-left letterbox of one example, no randomness (boxes scaled with the pixels)."""
-  image, (sx, sy) = preprocess.letterbox_image(example["image"], image_size)
+def eval_example(example, *, image_size, max_boxes, example_mask=True,
+                 preprocess=preprocess_lib.DEFAULT):
+  """One example resized by the model's rule (top-left letterbox or stretch), no randomness
+  (boxes scaled with the pixels), normalized as the model says (``preprocess``: a
+  ``jaxdet.data.preprocess.Preprocess`` or None for the defaults)."""
+  pre = preprocess_lib.settings(preprocess)
+  image, (sx, sy) = preprocess_lib.resize_to_input(example["image"], image_size, pre.resize)
   boxes = example["boxes"] * np.array([sx, sy, sx, sy], np.float32)
   return _finalize(dict(example, image=image, boxes=boxes), max_boxes=max_boxes,
-                   scale=(sx, sy), example_mask=example_mask)
+                   scale=(sx, sy), example_mask=example_mask, preprocess=pre)
 
 
 class _TrainFn:
   """Stream index -> augmented, finalized example (a pure function of ``(seed, index)``)."""
 
-  def __init__(self, records, shard, *, seed, image_size, max_boxes, cfg):
+  def __init__(self, records, shard, *, seed, image_size, max_boxes, cfg, preprocess):
     self.records, self.shard, self.seed = records, shard, seed
     self.image_size, self.max_boxes, self.cfg = image_size, max_boxes, cfg
+    self.preprocess = preprocess
 
   @functools.lru_cache(maxsize=2)
   def _permutation(self, epoch):
@@ -101,9 +108,13 @@ class _TrainFn:
     load = lambda i: self.records[int(self.shard[i])]  # i: position inside this host's shard
     out = augment_lib.augment(rng, load, int(self._permutation(epoch)[pos]), self.image_size,
                               self.cfg, len(self.shard))
-    h, w = out["orig_size"]
-    s = self.image_size / max(int(h), int(w))
-    return _finalize(out, max_boxes=self.max_boxes, scale=(s, s), example_mask=True)
+    h, w = (int(v) for v in out["orig_size"])
+    if self.preprocess.resize == "stretch":
+      scale = (self.image_size / w, self.image_size / h)
+    else:
+      scale = (self.image_size / max(h, w),) * 2
+    return _finalize(out, max_boxes=self.max_boxes, scale=scale, example_mask=True,
+                     preprocess=self.preprocess)
 
 
 def _shard_indices(n, shard_index, shard_count, *, pad):
@@ -120,9 +131,9 @@ def _shard_indices(n, shard_index, shard_count, *, pad):
 class _EvalFn:
   """Position -> letterboxed example; positions past the shard give ``example_mask=False``."""
 
-  def __init__(self, records, shard, *, image_size, max_boxes):
+  def __init__(self, records, shard, *, image_size, max_boxes, preprocess):
     self.records, self.shard = records, shard
-    self.image_size, self.max_boxes = image_size, max_boxes
+    self.image_size, self.max_boxes, self.preprocess = image_size, max_boxes, preprocess
 
   def __call__(self, pos):
     valid = pos < len(self.shard)
@@ -133,7 +144,7 @@ class _EvalFn:
                  "classes": np.zeros((0,), np.int32), "image_id": np.int64(-1),
                  "orig_size": np.array([s, s], np.int32)}
     out = eval_example(example, image_size=self.image_size, max_boxes=self.max_boxes,
-                       example_mask=valid)
+                       example_mask=valid, preprocess=self.preprocess)
     if not valid:
       out["box_mask"][:] = False
       out["image_id"] = np.int64(-1)
@@ -143,12 +154,13 @@ class _EvalFn:
 def input_pipeline(dataset, split, *, batch_size, image_size, max_boxes, train, seed,
                    data_dir=None, augment=None, num_epochs=None, shard_index=None,
                    shard_count=None, drop_remainder=None, start_step=0, worker_count=0,
-                   num_threads=2, prefetch=4):
+                   num_threads=2, prefetch=4, preprocess=None):
   """Batches of a TFDS detection dataset with static shapes.
 
   Training streams shuffled (per-epoch permutation), augmented examples; evaluation reads the
-  split in order, letterboxes to the top-left without randomness and pads the last batch with
-  ``example_mask=False``. Batches are a pure function of ``(seed, step)``.
+  split in order, resizes by the model's rule (top-left letterbox or stretch) without randomness
+  and pads the last batch with ``example_mask=False``. Images are normalized as the model says
+  (``preprocess``). Batches are a pure function of ``(seed, step)``.
 
   Args:
     dataset: TFDS name (``shapes``, ``shapes/small``, ``voc/2007``, ``coco/2017``, an imported
@@ -173,6 +185,9 @@ def input_pipeline(dataset, split, *, batch_size, image_size, max_boxes, train, 
     worker_count: grain worker processes (0: threads in this process).
     num_threads: reader threads (batches computed concurrently).
     prefetch: batches buffered ahead.
+    preprocess: the model's ``config.model.preprocess`` (ConfigDict, dict, ``Preprocess`` or None
+      for the defaults): normalization of every batch and the eval resize rule. A "stretch"
+      model also trains on stretched base resizes (``augment.resize`` becomes "plain").
 
   Returns:
     a grain ``IterDataset``; iterating yields dicts of NumPy arrays: ``image`` float32
@@ -195,6 +210,7 @@ def input_pipeline(dataset, split, *, batch_size, image_size, max_boxes, train, 
     import jax  # pylint: disable=g-import-not-at-top
     shard_index = jax.process_index() if shard_index is None else shard_index
     shard_count = jax.process_count() if shard_count is None else shard_count
+  pre = preprocess_lib.settings(preprocess)
   records = _Records(dataset, split, data_dir)
   if drop_remainder is None:
     drop_remainder = train
@@ -204,11 +220,14 @@ def input_pipeline(dataset, split, *, batch_size, image_size, max_boxes, train, 
       raise ValueError(f"{dataset}:{split} has {len(records)} examples, too few for "
                        f"{shard_count} shards")
     cfg = augment_lib.make_config(augment)
-    fn = _TrainFn(records, shard, seed=seed, image_size=image_size, max_boxes=max_boxes, cfg=cfg)
+    if pre.resize == "stretch":  # train on what the model sees at inference: no letterbox
+      cfg = dataclasses.replace(cfg, resize="plain")
+    fn = _TrainFn(records, shard, seed=seed, image_size=image_size, max_boxes=max_boxes, cfg=cfg,
+                  preprocess=pre)
     stop = sys.maxsize if num_epochs is None else int(num_epochs) * len(shard)
   else:
     shard, per = _shard_indices(len(records), shard_index, shard_count, pad=True)
-    fn = _EvalFn(records, shard, image_size=image_size, max_boxes=max_boxes)
+    fn = _EvalFn(records, shard, image_size=image_size, max_boxes=max_boxes, preprocess=pre)
     # Every host yields the same number of batches; positions past the shard are padding.
     stop = per if drop_remainder else -(-per // batch_size) * batch_size
   start = min(start_step * batch_size, stop)

@@ -21,8 +21,13 @@ def get_detector(name: str) -> types.ModuleType:
 
 
 def default_config(name: str):
-  """Default `config.model` ConfigDict of the named detector."""
-  return get_detector(name).default_config()
+  """Default `config.model` ConfigDict of the named detector, with the default
+  `preprocess` block (`jaxdet.data.preprocess`) unless the family sets its own."""
+  config = get_detector(name).default_config()
+  if "preprocess" not in config:
+    from jaxdet.data import preprocess  # pylint: disable=g-import-not-at-top
+    config.preprocess = preprocess.default_config()
+  return config
 
 
 def build(model_config, *, num_classes: int):

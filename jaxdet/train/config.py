@@ -255,5 +255,6 @@ def base_config() -> ml_collections.ConfigDict:
   c.postprocess.score_threshold = 0.05
   c.postprocess.iou_threshold = 0.6
   c.postprocess.max_detections = 100
-  c.postprocess.pre_nms_top_k = 1000
+  c.postprocess.pre_nms_top_k = 1000  # per level with pre_nms_top_k_per_level
+  c.postprocess.pre_nms_top_k_per_level = False  # torchvision RetinaNet: top-k per FPN level
   return c

@@ -16,7 +16,8 @@ import numpy as np
 from jaxdet.train import checkpoint as ckpt
 from jaxdet.train import config as config_lib
 
-POSTPROCESS_KEYS = ("score_threshold", "iou_threshold", "max_detections", "pre_nms_top_k")
+POSTPROCESS_KEYS = ("score_threshold", "iou_threshold", "max_detections", "pre_nms_top_k",
+                    "pre_nms_top_k_per_level")
 
 
 def detector_module(config: ml_collections.ConfigDict):
@@ -35,7 +36,9 @@ class Detector:
     config: the resolved training config.
     class_names: class names indexed by class id.
     image_size: S, the square network input size.
-    postprocess: `score_threshold`, `iou_threshold`, `max_detections`, `pre_nms_top_k`.
+    postprocess: `score_threshold`, `iou_threshold`, `max_detections`, `pre_nms_top_k`,
+      `pre_nms_top_k_per_level` (missing keys: `jaxdet.models.postprocess.POSTPROCESS_DEFAULTS`).
+  Normalization and resize rule: `config.model.preprocess` (`jaxdet.data.preprocess`).
   """
   model: Any
   variables: dict
@@ -53,7 +56,7 @@ class Detector:
     """Normalize + model + decode, pure and jit-able (closes over `variables`).
 
     Args:
-      images_uint8: `[N, S, S, 3]` uint8 letterboxed images.
+      images_uint8: `[N, S, S, 3]` uint8 images already resized by the model's rule.
 
     Returns:
       `(boxes_xyxy [N, A, 4] float32 in input pixels, scores [N, A, C] float32 in [0, 1])`.
@@ -61,21 +64,29 @@ class Detector:
     return self._forward_with(self.variables, images_uint8)
 
   def _forward_with(self, variables, images_uint8):
-    from jaxdet.data.preprocess import normalize_image
-    images = normalize_image(jnp.asarray(images_uint8))
+    from jaxdet.data import preprocess
+    images = preprocess.normalize_image(jnp.asarray(images_uint8),
+                                        preprocess.of_model(self.config.get("model")))
     preds = self.model.apply(variables, images, train=False)
     return detector_module(self.config).decode(preds, image_size=self.image_size)
 
   def _forward_postprocess(self, variables, images_uint8):
-    from jaxdet.models import postprocess
+    from jaxdet.models.postprocess import postprocess
     boxes, scores = self._forward_with(variables, images_uint8)
-    return postprocess(boxes, scores, **self.postprocess)
+    return postprocess(boxes, scores, **self.postprocess_args())
+
+  def postprocess_args(self) -> dict:
+    """`postprocess` keyword arguments: `self.postprocess` + `level_sizes` for the per-level
+    option (what the exporter bakes into the graph too)."""
+    from jaxdet.models.postprocess import postprocess_args
+    return postprocess_args(self.postprocess, model_config=self.config.get("model"),
+                            image_size=self.image_size)
 
   def predict(self, images) -> dict[str, np.ndarray]:
     """Detects objects in images of any size (the same inputs as `jaxdet_export.Detector`).
 
-    Images whose size is not S x S are letterboxed (top-left, `jaxdet.data.preprocess`) and the
-    boxes mapped back to their pixels.
+    Images whose size is not S x S are resized by the model's rule (top-left letterbox or
+    stretch, `config.model.preprocess`) and the boxes mapped back to their pixels.
 
     Args:
       images: uint8 RGB `[N, H, W, 3]` or one `[H, W, 3]` image (N = 1), a PIL image, an image
@@ -92,8 +103,10 @@ class Detector:
       FileNotFoundError: a path does not exist.
     """
     from jaxdet import predict_inputs
+    from jaxdet.data import preprocess
     batch = predict_inputs.as_image_list(images)
-    inputs, scale, limits = predict_inputs.letterbox_batch(batch, self.image_size)
+    rule = preprocess.of_model(self.config.get("model")).resize
+    inputs, scale, limits = predict_inputs.resize_batch(batch, self.image_size, rule)
     out = jax.device_get(self._predict_jit(self.variables, inputs))
     return {"boxes": predict_inputs.boxes_to_images(out["boxes"], scale, limits,
                                                     out["num_detections"]),
@@ -103,10 +116,9 @@ class Detector:
 
 
 def postprocess_settings(config: ml_collections.ConfigDict) -> dict:
-  """The four `config.postprocess` settings as plain Python numbers."""
-  pp = config.postprocess
-  return {"score_threshold": float(pp.score_threshold), "iou_threshold": float(pp.iou_threshold),
-          "max_detections": int(pp.max_detections), "pre_nms_top_k": int(pp.pre_nms_top_k)}
+  """The `config.postprocess` settings as plain Python values (defaults for missing keys)."""
+  from jaxdet.models.postprocess import postprocess_settings as settings
+  return settings(config.get("postprocess"))
 
 
 def build_detector(config: ml_collections.ConfigDict, variables: dict | None,

@@ -63,7 +63,8 @@ def build_components(config: ml_collections.ConfigDict) -> Components:
   class_names = tuple(info.class_names)
   detector = models.get_detector(config.model.name)
   common = dict(image_size=config.image_size, max_boxes=config.max_boxes, seed=config.seed,
-                data_dir=data_dir, num_threads=config.data_threads)
+                data_dir=data_dir, num_threads=config.data_threads,
+                preprocess=config.model.get("preprocess"))  # the model's normalization/resize
   hosts = jax.process_count()  # Each host feeds its own slice of the global batch.
 
   def train_batches(start_step):
@@ -153,20 +154,19 @@ def _init_from_checkpoint(state, init: ml_collections.ConfigDict):
   return params, batch_stats
 
 
-def _denormalize(images: np.ndarray) -> np.ndarray:
-  from jaxdet.data.preprocess import MEAN_RGB, STD_RGB
-  return np.clip(np.asarray(images) * np.asarray(STD_RGB) + np.asarray(MEAN_RGB), 0,
-                 255).round().astype(np.uint8)
+def _denormalize(images: np.ndarray, preprocess=None) -> np.ndarray:
+  from jaxdet.data.preprocess import denormalize_image
+  return denormalize_image(images, preprocess)
 
 
 def _write_predictions_png(path, predict, variables, batches, class_names, *, count=16,
-                           min_score=0.3):
+                           min_score=0.3, preprocess=None):
   """Draws detections scoring >= `min_score` on the first `count` validation images."""
   from jaxdet.data import draw
   tiles = []
   for batch in batches:
     out = jax.device_get(predict(variables, batch["image"]))
-    images = _denormalize(batch["image"])
+    images = _denormalize(batch["image"], preprocess)
     for i in range(len(images)):
       if not batch["example_mask"][i] or len(tiles) >= count:
         continue
@@ -323,7 +323,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     if eval_every > 0 and (step > start_step or not (workdir / "predictions.png").exists()):
       _write_predictions_png(workdir / "predictions.png", predict,
                              state_lib.eval_variables(state, use_ema=use_ema),
-                             components.eval_batches(), components.class_names)
+                             components.eval_batches(), components.class_names,
+                             preprocess=config.model.get("preprocess"))
   finally:
     bar.close()
     writer.close()
@@ -333,5 +334,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
 
 def _postprocess_settings(config):
+  from jaxdet.models.postprocess import postprocess_args
   from jaxdet.train.load import postprocess_settings
-  return postprocess_settings(config)
+  return postprocess_args(postprocess_settings(config), model_config=config.model,
+                          image_size=config.image_size)

@@ -91,6 +91,56 @@ def test_eval_letterbox_downscale(tiny_data_dir):
                              rtol=1e-5)
 
 
+# A torchvision-converted model: pixels / 255, ImageNet mean/std in 0..1 units, stretch resize.
+TORCHVISION_STRETCH = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+                       "value_range": 1.0, "resize": "stretch"}
+
+
+def _reference_input(image_uint8, size, pre):
+  """NumPy reference of the model's input: PIL bilinear stretch to S x S, then
+  ``(x / 255 * value_range - mean) / std`` in float64."""
+  from PIL import Image
+  if image_uint8.shape[:2] != (size, size):
+    image_uint8 = np.asarray(Image.fromarray(image_uint8).resize((size, size), Image.BILINEAR))
+  x = image_uint8.astype(np.float64) / 255.0 * pre["value_range"]
+  return (x - np.float64(pre["mean"])) / np.float64(pre["std"])
+
+
+def test_eval_example_follows_the_model_preprocess():
+  rng = np.random.default_rng(0)
+  h, w = 50, 120  # not square: stretch differs from letterbox
+  example = {"image": rng.integers(0, 256, (h, w, 3), dtype=np.uint8), "image_id": np.int64(1),
+             "boxes": np.array([[10, 5, 60, 45]], np.float32), "classes": np.array([2], np.int32),
+             "orig_size": np.array([h, w], np.int32)}
+  out = pipeline.eval_example(example, image_size=64, max_boxes=4,
+                              preprocess=preprocess.settings(TORCHVISION_STRETCH))
+  np.testing.assert_allclose(out["image"], _reference_input(example["image"], 64,
+                                                            TORCHVISION_STRETCH),
+                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(out["scale"], [64 / w, 64 / h])
+  np.testing.assert_allclose(out["boxes"][0], [10 * 64 / w, 5 * 64 / h, 60 * 64 / w, 45 * 64 / h],
+                             rtol=1e-6)
+  default = pipeline.eval_example(example, image_size=64, max_boxes=4)  # today's letterbox
+  image, _ = preprocess.letterbox_image(example["image"], 64)
+  np.testing.assert_array_equal(default["image"], preprocess.normalize_image(image))
+
+
+@pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
+def test_batches_follow_the_model_preprocess(tiny_data_dir, train):
+  records = {int(r["image/id"]): r for r in _records(tiny_data_dir, "train" if train else
+                                                     "validation")}
+  it = pipeline.input_pipeline("shapes/tiny", "train" if train else "validation", batch_size=4,
+                               image_size=96, max_boxes=20, train=train, seed=0,
+                               data_dir=tiny_data_dir, shard_index=0, shard_count=1,
+                               augment="none", preprocess=TORCHVISION_STRETCH)
+  (b,) = _batches(it, 1)
+  for j in range(4):
+    rec = records[int(b["image_id"][j])]
+    want = _reference_input(rec["image"], 96, TORCHVISION_STRETCH)
+    np.testing.assert_allclose(b["image"][j], want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(b["scale"][j], [96 / 256, 96 / 256])
+
+
 def test_train_deterministic_and_seed_dependent(tiny_data_dir):
   kw = dict(batch_size=4, image_size=64, max_boxes=16, train=True, data_dir=tiny_data_dir,
             shard_index=0, shard_count=1, augment="full")

@@ -1,49 +1,12 @@
-"""An independent NumPy reference of the DESIGN.md post-processing (plain loops, test-only)."""
+"""Export test helpers: the stand-in and zoo detectors, images, ONNX runners and matchers.
+
+The NumPy reference of the post-processing lives in ``tests/models/models_testlib.py`` (shared
+with the `jaxdet.models.postprocess` tests; ``conftest.py`` puts that folder on the path).
+"""
 
 import numpy as np
 
-
-def _iou(a, b):
-  """IoU of one xyxy box with one xyxy box, float64."""
-  iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-  ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-  inter = iw * ih
-  union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-  return inter / union if union > 0 else 0.0
-
-
-def postprocess_reference(boxes, scores, *, score_threshold, iou_threshold, max_detections,
-                          pre_nms_top_k):
-  """Greedy class-aware NMS over the top-k (anchor, class) candidates of each image.
-
-  Args:
-    boxes: [N, A, 4] float xyxy.
-    scores: [N, A, C] float.
-
-  Returns:
-    dict of num_detections [N], boxes [N, K, 4], scores [N, K], classes [N, K] (zero padded).
-  """
-  n, a, c = scores.shape
-  k_out = max_detections
-  out = dict(num_detections=np.zeros(n, np.int64), boxes=np.zeros((n, k_out, 4), np.float32),
-             scores=np.zeros((n, k_out), np.float32), classes=np.zeros((n, k_out), np.int64))
-  for i in range(n):
-    flat = scores[i].reshape(-1)
-    order = np.argsort(-flat, kind="stable")[:min(pre_nms_top_k, a * c)]
-    cands = [(flat[j], j // c, j % c) for j in order if flat[j] >= score_threshold]
-    kept = []
-    for s, anchor, cls in cands:  # already in descending score, ties by index
-      if len(kept) == k_out:
-        break
-      if all(kc != cls or _iou(boxes[i, anchor], boxes[i, ka]) <= iou_threshold
-             for _, ka, kc in kept):
-        kept.append((s, anchor, cls))
-    out["num_detections"][i] = len(kept)
-    for j, (s, anchor, cls) in enumerate(kept):
-      out["boxes"][i, j] = boxes[i, anchor]
-      out["scores"][i, j] = s
-      out["classes"][i, j] = cls
-  return out
+from models_testlib import postprocess_reference  # noqa: F401  (re-exported for the graph tests)
 
 
 # --- A small stand-in detector (fast to export), decoded by the real `jaxdet.models.yolo.decode`.
@@ -94,13 +57,16 @@ def spread_class_bias(variables, *, path=("cls",), value=-0.5):
 
 
 def tiny_detector(*, image_size=64, score_threshold=0.1, iou_threshold=0.5, max_detections=20,
-                  pre_nms_top_k=200, seed=0, explicit_pool_padding=False):
+                  pre_nms_top_k=200, seed=0, explicit_pool_padding=False, preprocess=None):
   """A `jaxdet.train.load.Detector` around `TinyYolo` with random (spread) weights."""
   from jaxdet.train.load import Detector
   model = TinyYolo(num_classes=len(CLASS_NAMES), explicit_pool_padding=explicit_pool_padding)
   variables = model.init(jax.random.PRNGKey(seed), jnp.zeros((1, image_size, image_size, 3)))
   variables = spread_class_bias(variables)
-  config = ml_collections.ConfigDict({"model": {"name": "yolo"}, "image_size": image_size})
+  model_config = {"name": "yolo"}
+  if preprocess is not None:  # `config.model.preprocess` (else the defaults, as old configs)
+    model_config["preprocess"] = dict(preprocess)
+  config = ml_collections.ConfigDict({"model": model_config, "image_size": image_size})
   pp = dict(score_threshold=score_threshold, iou_threshold=iou_threshold,
             max_detections=max_detections, pre_nms_top_k=pre_nms_top_k)
   return Detector(model=model, variables=dict(variables), config=config,

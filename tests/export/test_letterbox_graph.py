@@ -46,3 +46,34 @@ def test_geometry_matches_and_pixels_agree(session, hw):
 def test_needs_opset_18():
   with pytest.raises(ValueError, match="opset"):
     preprocess_graph.letterbox_model(image_size=SIZE, opset=17)
+
+
+@pytest.fixture(scope="module")
+def stretch_session():
+  model = preprocess_graph.resize_model(image_size=SIZE, opset=21, resize="stretch")
+  return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("hw", [(64, 64), (50, 90), (200, 130), (3, 300)])
+def test_stretch_matches_stretch_image(stretch_session, hw):
+  from jaxdet.data.preprocess import stretch_image
+  h, w = hw
+  images = shapes_images(2, h, w, seed=h * 1000 + w + 7)
+  boxed, box_scale, box_limit = stretch_session.run(None, {"images": images})
+  assert boxed.shape == (2, SIZE, SIZE, 3) and boxed.dtype == np.uint8
+  np.testing.assert_array_equal(box_scale, np.float32([SIZE / w, SIZE / h] * 2))
+  np.testing.assert_array_equal(box_limit, np.float32([w, h, w, h]))
+  for got, image in zip(boxed, images):
+    ref, (sx, sy) = stretch_image(image, SIZE)
+    assert (sx, sy) == (SIZE / w, SIZE / h)
+    diff = np.abs(got.astype(int) - ref.astype(int))
+    if (h, w) == (SIZE, SIZE):
+      assert diff.max() == 0
+    else:  # ONNX Resize (linear, antialias) vs PIL bilinear, as for the letterbox
+      assert diff.mean() < 0.5, diff.mean()
+      assert np.mean(diff > 2) < 0.02
+
+
+def test_unknown_resize_rule():
+  with pytest.raises(ValueError, match="resize"):
+    preprocess_graph.resize_model(image_size=SIZE, opset=21, resize="crop")

@@ -172,3 +172,74 @@ def test_explicitly_padded_max_pool_exports_exactly():
 def test_bad_settings_are_clear_errors(tiny, bad, match):
   with pytest.raises(ValueError, match=match):
     jaxdet_export.export_onnx(tiny, None, **bad)
+
+
+# A torchvision-converted model's preprocessing: pixels / 255, ImageNet mean/std, stretch to S.
+TORCHVISION_STRETCH = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+                       "value_range": 1.0, "resize": "stretch"}
+
+
+@pytest.fixture(scope="module")
+def tv_stretch():
+  detector = tl.tiny_detector(image_size=S, preprocess=TORCHVISION_STRETCH)
+  return (detector, jaxdet_export.export_onnx(detector, None),
+          jaxdet_export.export_onnx(detector, None, dynamic_image_size=True))
+
+
+def test_forward_and_graph_read_the_model_normalization():
+  from jaxdet.models import yolo
+  pre = {"mean": (0.2, 0.3, 0.4), "std": (0.5, 0.6, 0.7), "value_range": 1.0}
+  detector = tl.tiny_detector(image_size=S, preprocess=pre)
+  images = _images("random", 2, seed=9)
+  x = (images / 255.0 - np.float64(pre["mean"])) / np.float64(pre["std"])
+  preds = detector.model.apply(detector.variables, np.float32(x), train=False)
+  want = [np.asarray(t) for t in yolo.decode(preds, image_size=S)]
+  got = [np.asarray(t) for t in detector.forward(images)]
+  np.testing.assert_allclose(got[0], want[0], atol=1e-3)
+  np.testing.assert_allclose(got[1], want[1], atol=1e-5)
+  default = np.asarray(tl.tiny_detector(image_size=S).forward(images)[1])
+  assert np.abs(default - got[1]).max() > 1e-2  # the config changed what the network sees
+  raw = tl.run_onnx(jaxdet_export.export_onnx(detector, None, include_nms=False), images)
+  np.testing.assert_allclose(raw["boxes"], got[0], atol=1e-3)
+  np.testing.assert_allclose(raw["scores"], got[1], atol=1e-5)
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_torchvision_stretch_model_predict_equals_onnx(tv_stretch, batch):
+  detector, fixed, _ = tv_stretch
+  props = {p.key: p.value for p in fixed.metadata_props}
+  assert json.loads(props["resize"]) == "stretch"
+  images = _images("shapes", batch, seed=20 + batch)
+  want = detector.predict(images)
+  assert want["num_detections"].sum() >= 3 * batch
+  tl.assert_same_detections(tl.as_predict_dict(tl.run_onnx(fixed, images)), want)
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_torchvision_stretch_model_non_square_images(tv_stretch, batch):
+  from jaxdet_export import preprocess_graph
+  from jaxdet.data import preprocess
+  detector, fixed, dynamic = tv_stretch
+  h, w = 45, 100
+  images = tl.shapes_images(batch, h, w, seed=30 + batch)
+  # predict stretches (not letterboxes): equal to predict on the stretched images, mapped back.
+  want = detector.predict(images)
+  stretched = np.stack([preprocess.stretch_image(im, S)[0] for im in images])
+  ref = detector.predict(stretched)
+  assert ref["num_detections"].sum() >= 3 * batch
+  valid = np.arange(ref["boxes"].shape[1])[None, :] < ref["num_detections"][:, None]
+  ref["boxes"] = np.where(valid[..., None], ref["boxes"] / np.float32([S / w, S / h] * 2), 0)
+  tl.assert_same_detections(want, ref, box_atol=1e-4, score_atol=0)
+  # The dynamic graph stretches in the graph, runs the fixed graph and maps boxes back.
+  got = tl.run_onnx(dynamic, images)
+  graph_stretched, box_scale, box_limit = tl.run_onnx(
+      preprocess_graph.resize_model(image_size=S, opset=21, resize="stretch"), images).values()
+  np.testing.assert_array_equal(box_scale, np.float32([S / w, S / h] * 2))
+  np.testing.assert_array_equal(box_limit, np.float32([w, h, w, h]))
+  onnx_ref = tl.run_onnx(fixed, graph_stretched)
+  valid = (np.arange(onnx_ref["detection_boxes"].shape[1])[None, :]
+           < onnx_ref["num_detections"][:, None])
+  onnx_ref["detection_boxes"] = np.where(
+      valid[..., None], np.clip(onnx_ref["detection_boxes"] / box_scale, 0, box_limit), 0)
+  tl.assert_same_detections(tl.as_predict_dict(got), tl.as_predict_dict(onnx_ref), box_atol=1e-4,
+                            score_atol=0)

@@ -6,6 +6,7 @@ import pytest
 
 from jaxdet_export import postprocess_graph
 from export_testlib import postprocess_reference
+from models_testlib import random_detections
 
 
 def _run(model, boxes, scores):
@@ -89,11 +90,65 @@ def test_matches_jaxdet_postprocess(batch):
   np.testing.assert_allclose(out["detection_scores"], want["scores"], rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("class_specific", [False, True], ids=["agnostic", "specific"])
+@pytest.mark.parametrize("per_level", [False, True], ids=["global", "per_level"])
+@pytest.mark.parametrize("batch", [1, 4])
+def test_every_layout_and_option_matches_jaxdet_postprocess(class_specific, per_level, batch):
+  from jaxdet.models import postprocess
+  rng = np.random.default_rng(batch * 10 + 2 * class_specific + per_level)
+  levels, c = (64, 16, 4, 1), 3
+  a = sum(levels)
+  boxes, scores = random_detections(rng, n=batch, a=a, c=c, class_specific=class_specific)
+  kw = dict(score_threshold=0.3, iou_threshold=0.5, max_detections=40, pre_nms_top_k=25,
+            pre_nms_top_k_per_level=per_level, level_sizes=levels if per_level else None)
+  model = postprocess_graph.postprocess_model(num_anchors=a, num_classes=c, opset=21,
+                                              class_specific_boxes=class_specific, **kw)
+  out = _run(model, boxes, scores)
+  want = {k: np.asarray(v) for k, v in postprocess(boxes, scores, **kw).items()}
+  assert want["num_detections"].min() >= 10  # non-vacuous
+  np.testing.assert_array_equal(out["num_detections"], want["num_detections"])
+  np.testing.assert_array_equal(out["detection_classes"], want["classes"])
+  np.testing.assert_allclose(out["detection_boxes"], want["boxes"], rtol=0, atol=0)
+  np.testing.assert_allclose(out["detection_scores"], want["scores"], rtol=0, atol=0)
+  _check(out, postprocess_reference(boxes, scores, **kw))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_per_level_with_ties_matches_numpy_greedy_loop(seed):
+  rng = np.random.default_rng(1000 + seed)
+  levels = tuple(int(v) for v in rng.integers(1, 80, int(rng.integers(2, 5))))
+  n, c = int(rng.integers(1, 4)), int(rng.integers(1, 5))
+  kw = dict(score_threshold=0.3, iou_threshold=float(rng.uniform(0.3, 0.7)),
+            max_detections=int(rng.integers(1, 50)), pre_nms_top_k=int(rng.integers(1, 60)),
+            pre_nms_top_k_per_level=True, level_sizes=levels)
+  specific = seed % 2 == 1
+  boxes, scores = random_detections(rng, n=n, a=sum(levels), c=c, class_specific=specific,
+                                    quantize=True)  # many exact ties, scores at the threshold
+  model = postprocess_graph.postprocess_model(num_anchors=sum(levels), num_classes=c, opset=21,
+                                              class_specific_boxes=specific, **kw)
+  _check(_run(model, boxes, scores), postprocess_reference(boxes, scores, **kw))
+
+
+@pytest.mark.parametrize("class_specific", [False, True], ids=["agnostic", "specific"])
+def test_raw_outputs_keep_the_box_layout(class_specific):
+  rng = np.random.default_rng(5)
+  boxes, scores = random_detections(rng, n=2, a=6, c=3, class_specific=class_specific, size=80)
+  model = postprocess_graph.raw_outputs_model(num_anchors=6, num_classes=3, opset=21,
+                                              image_size=64, class_specific_boxes=class_specific)
+  out = _run(model, boxes, scores)
+  np.testing.assert_array_equal(out["boxes"], np.clip(boxes, 0, 64))
+  np.testing.assert_array_equal(out["scores"], scores)
+
+
 @pytest.mark.parametrize("bad", [dict(score_threshold=1.5), dict(iou_threshold=-0.1),
                                  dict(max_detections=0), dict(pre_nms_top_k=2.5),
-                                 dict(score_threshold=float("nan"))])
+                                 dict(score_threshold=float("nan")),
+                                 dict(pre_nms_top_k_per_level=True),
+                                 dict(pre_nms_top_k_per_level=True, level_sizes=(3, 3)),
+                                 dict(pre_nms_top_k_per_level=True, level_sizes=(4, 0))])
 def test_bad_parameters_are_clear_errors(bad):
   kw = dict(score_threshold=0.1, iou_threshold=0.5, max_detections=10, pre_nms_top_k=10)
   kw.update(bad)
-  with pytest.raises(ValueError, match=next(iter(bad))):
+  with pytest.raises(ValueError, match="level_sizes" if "level_sizes" in str(bad) or
+                     "per_level" in str(bad) else next(iter(bad))):
     postprocess_graph.postprocess_model(num_anchors=4, num_classes=2, opset=21, **kw)

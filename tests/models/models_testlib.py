@@ -39,3 +39,74 @@ def sgd_loss_history(model, loss_fn, cfg, variables, images, batch, *, learning_
     params, stats, opt_state, loss = step(params, stats, opt_state)
     history.append(float(loss))
   return history
+
+
+# --- An independent NumPy reference of the DESIGN.md post-processing (plain loops).
+
+import numpy as np  # noqa: E402
+
+
+def _iou(a, b):
+  """IoU of one xyxy box with one xyxy box, float64."""
+  iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+  ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+  inter = iw * ih
+  union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+  return inter / union if union > 0 else 0.0
+
+
+def postprocess_reference(boxes, scores, *, score_threshold, iou_threshold, max_detections,
+                          pre_nms_top_k, pre_nms_top_k_per_level=False, level_sizes=None):
+  """Greedy class-aware NMS over the top-k (anchor, class) candidates of each image.
+
+  Args:
+    boxes: [N, A, 4] (class-agnostic) or [N, A, C, 4] (class-specific) float xyxy.
+    scores: [N, A, C] float.
+    pre_nms_top_k_per_level / level_sizes: top-k per level (anchors per level, in order of A),
+      the levels' candidates concatenated in level order before the NMS sort.
+
+  Returns:
+    dict of num_detections [N], boxes [N, K, 4], scores [N, K], classes [N, K] (zero padded).
+  """
+  n, a, c = scores.shape
+  k_out = max_detections
+  levels = list(level_sizes) if pre_nms_top_k_per_level else [a]
+  out = dict(num_detections=np.zeros(n, np.int64), boxes=np.zeros((n, k_out, 4), np.float32),
+             scores=np.zeros((n, k_out), np.float32), classes=np.zeros((n, k_out), np.int64))
+  for i in range(n):
+    cands, start = [], 0
+    for size in levels:
+      flat = scores[i, start:start + size].reshape(-1)
+      order = np.argsort(-flat, kind="stable")[:min(pre_nms_top_k, size * c)]
+      cands += [(flat[j], start + j // c, j % c) for j in order]
+      start += size
+    cands = [t for t in cands if t[0] >= score_threshold]
+    cands.sort(key=lambda t: -t[0])  # stable: ties keep the candidate order
+    box = (lambda anchor, cls: boxes[i, anchor]) if boxes.ndim == 3 else (
+        lambda anchor, cls: boxes[i, anchor, cls])
+    kept = []
+    for s, anchor, cls in cands:
+      if len(kept) == k_out:
+        break
+      if all(kc != cls or _iou(box(anchor, cls), box(ka, kc)) <= iou_threshold
+             for _, ka, kc in kept):
+        kept.append((s, anchor, cls))
+    out["num_detections"][i] = len(kept)
+    for j, (s, anchor, cls) in enumerate(kept):
+      out["boxes"][i, j] = box(anchor, cls)
+      out["scores"][i, j] = s
+      out["classes"][i, j] = cls
+  return out
+
+
+def random_detections(rng, *, n, a, c, class_specific=False, quantize=False, size=64.0):
+  """Random raw detector outputs: boxes [n, a, 4] (or [n, a, c, 4]) xyxy inside [0, size] and
+  scores [n, a, c] in [0, 1) (rounded to 0.1 steps with `quantize`: many exact ties)."""
+  shape = (n, a, c) if class_specific else (n, a)
+  xy = rng.uniform(0, size * 0.9, shape + (2,))
+  wh = rng.uniform(1, size * 0.5, shape + (2,))
+  boxes = np.clip(np.concatenate([xy, xy + wh], -1), 0, size).astype(np.float32)
+  scores = rng.uniform(0, 1, (n, a, c)).astype(np.float32)
+  if quantize:
+    scores = (np.round(scores * 10) / 10).astype(np.float32)
+  return boxes, scores

@@ -37,7 +37,8 @@ def detector(config):
 def test_detector_fields(detector, config):
   assert detector.class_names == NAMES and detector.image_size == SIZE
   assert detector.postprocess == {"score_threshold": 0.0, "iou_threshold": 0.6,
-                                  "max_detections": 7, "pre_nms_top_k": 1000}
+                                  "max_detections": 7, "pre_nms_top_k": 1000,
+                                  "pre_nms_top_k_per_level": False}
   assert set(detector.variables) == {"params", "batch_stats"}
   assert detector.config is config
 
@@ -107,6 +108,20 @@ def test_load_round_trip_picks_best_ap(tmp_path, config, detector):
   step10 = jaxdet.load(tmp_path / "checkpoints" / "best" / "10")
   np.testing.assert_array_equal(jax.tree.leaves(step10.variables)[0],
                                 jax.tree.leaves(other)[0])
+
+
+def test_a_checkpoint_without_the_new_keys_loads_with_defaults(tmp_path, config, detector):
+  # Saved before `model.preprocess` and `postprocess.pre_nms_top_k_per_level` existed.
+  old = config_lib.from_json(config_lib.to_json(config))
+  del old.model["preprocess"]
+  del old.postprocess["pre_nms_top_k_per_level"]
+  _save(tmp_path, old, detector.variables, step=1, ap=0.5)
+  loaded = jaxdet.load(tmp_path)
+  assert "preprocess" not in loaded.config.model
+  assert loaded.postprocess == detector.postprocess
+  images = np.random.default_rng(3).integers(0, 256, (2, 40, 90, 3), dtype=np.uint8)
+  for k, v in detector.predict(images).items():
+    np.testing.assert_array_equal(loaded.predict(images)[k], v)
 
 
 def test_load_errors(tmp_path):
