@@ -17,7 +17,7 @@ def _export(args):
   workdir = pathlib.Path(args.workdir)
   if not workdir.exists():
     return cli_common.error(_COMMAND, f"workdir not found: {workdir}")
-  from jaxdet.train.load import load  # pylint: disable=g-import-not-at-top
+  from jaxdet.inference.load import load  # pylint: disable=g-import-not-at-top
   detector = load(workdir)
   start = time.perf_counter()
   onnx_export.export_onnx(

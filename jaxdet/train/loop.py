@@ -333,5 +333,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
 
 def _postprocess_settings(config):
-  from jaxdet.train.load import postprocess_settings
+  from jaxdet.inference.load import postprocess_settings
   return postprocess_settings(config)

@@ -95,8 +95,8 @@ def spread_class_bias(variables, *, path=("cls",), value=-0.5):
 
 def tiny_detector(*, image_size=64, score_threshold=0.1, iou_threshold=0.5, max_detections=20,
                   pre_nms_top_k=200, seed=0, explicit_pool_padding=False):
-  """A `jaxdet.train.load.Detector` around `TinyYolo` with random (spread) weights."""
-  from jaxdet.train.load import Detector
+  """A `jaxdet.inference.load.Detector` around `TinyYolo` with random (spread) weights."""
+  from jaxdet.inference.load import Detector
   model = TinyYolo(num_classes=len(CLASS_NAMES), explicit_pool_padding=explicit_pool_padding)
   variables = model.init(jax.random.PRNGKey(seed), jnp.zeros((1, image_size, image_size, 3)))
   variables = spread_class_bias(variables)
@@ -213,7 +213,7 @@ def random_variables(model, image_size, *, seed):
 def zoo_detector(name, *, image_size=64, seed=0, **pp):
   """A real jaxdet detector (random init, calibrated scores) via ``build_detector``."""
   from jaxdet import models
-  from jaxdet.train.load import build_detector
+  from jaxdet.inference.load import build_detector
   config = zoo_config(name, image_size=image_size, **pp)
   model = models.build(config.model, num_classes=len(CLASS_NAMES))
   variables = random_variables(model, image_size, seed=seed)

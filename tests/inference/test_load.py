@@ -11,7 +11,7 @@ import jaxdet
 from jaxdet import models
 from jaxdet.train import checkpoint as ckpt
 from jaxdet.train import config as config_lib
-from jaxdet.train import load as load_lib
+from jaxdet.inference import load as load_lib
 
 NAMES = ("circle", "square", "triangle")
 SIZE = 64
