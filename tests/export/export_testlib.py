@@ -46,7 +46,7 @@ def postprocess_reference(boxes, scores, *, score_threshold, iou_threshold, max_
   return out
 
 
-# --- A small stand-in detector (fast to export), decoded by the real `jaxdet.models.yolo.decode`.
+# --- A small stand-in detector (fast to export), decoded by the real `yolo_anchor_free.decode`.
 
 import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
@@ -100,7 +100,8 @@ def tiny_detector(*, image_size=64, score_threshold=0.1, iou_threshold=0.5, max_
   model = TinyYolo(num_classes=len(CLASS_NAMES), explicit_pool_padding=explicit_pool_padding)
   variables = model.init(jax.random.PRNGKey(seed), jnp.zeros((1, image_size, image_size, 3)))
   variables = spread_class_bias(variables)
-  config = ml_collections.ConfigDict({"model": {"name": "yolo"}, "image_size": image_size})
+  config = ml_collections.ConfigDict({"model": {"name": "yolo_anchor_free"},
+                                      "image_size": image_size})
   pp = dict(score_threshold=score_threshold, iou_threshold=iou_threshold,
             max_detections=max_detections, pre_nms_top_k=pre_nms_top_k)
   return Detector(model=model, variables=dict(variables), config=config,
@@ -132,25 +133,16 @@ def shapes_images(n, height, width, *, seed):
   return np.stack(out)
 
 
-# --- The real zoo (random init), small enough for CPU tests.
-
-# Per detector: `config.model` overrides and the path of its final classification bias.
-ZOO = {
-    "yolo": ({"width": 0.125, "depth": 0.33}, ("head_p3", "head_p4", "head_p5"), ("cls", "bias")),
-    "retinanet": ({"backbone": "resnet18", "backbone_width": 16, "fpn_features": 32,
-                   "head_convs": 1}, ("cls_head",), ("out", "bias")),
-}
+# --- The real zoo (random init): every registered family at its tiny `test_config()`.
 
 
 def zoo_config(name, *, image_size=64, score_threshold=0.1, max_detections=30,
                pre_nms_top_k=300):
-  """A training config (``jaxdet.train.config.base_config`` + the model's defaults)."""
-  from jaxdet import models
+  """A training config: ``base_config`` + the family's ``test_config()`` as ``config.model``."""
+  from jaxdet.models import registry
   from jaxdet.train import config as config_lib
   config = config_lib.base_config()
-  config.model = models.default_config(name)
-  for key, value in ZOO[name][0].items():
-    config.model[key] = value
+  config.model = registry.get(name).test_config()
   config.image_size = image_size
   config.postprocess.score_threshold = score_threshold
   config.postprocess.iou_threshold = 0.5
@@ -159,27 +151,25 @@ def zoo_config(name, *, image_size=64, score_threshold=0.1, max_detections=30,
   return config
 
 
-def _set_bias(variables, heads, leaf, shift):
-  params = jax.tree.map(lambda x: x, variables["params"])  # a fresh (mutable) nested dict copy
-  params = jax.tree_util.tree_map_with_path(
-      lambda path, x: x + shift if (
-          getattr(path[0], "key", None) in heads
-          and tuple(getattr(p, "key", None) for p in path[-2:]) == leaf) else x, params)
-  return {**variables, "params": params}
+def calibrated(detector, images, *, fraction=0.04):
+  """The detector with its score threshold at the score quantile kept by about ``fraction``.
 
-
-def calibrated(detector, images, *, heads, leaf, fraction=0.04, threshold=0.1):
-  """Shifts the final class bias so about ``fraction`` of candidates score >= ``threshold``.
-
-  Random init gives every score ~prior (0.01): parity at scores >= 0.1 would be vacuous.
+  Random weights put scores anywhere: a fixed threshold would keep nothing or everything, and
+  parity would be vacuous. Setting the threshold (not a family-specific class bias) works for
+  every family and score kind. Compare detections with ``min_score=score_threshold(detector)``.
   """
   import dataclasses
   _, scores = jax.jit(detector.forward)(images)
-  scores = np.clip(np.asarray(scores, np.float64), 1e-7, 1 - 1e-7)
-  logits = np.log(scores / (1 - scores))
-  shift = np.log(threshold / (1 - threshold)) - np.quantile(logits, 1 - fraction)
-  return dataclasses.replace(detector, variables=_set_bias(detector.variables, heads, leaf,
-                                                           np.float32(shift)))
+  threshold = float(np.quantile(np.asarray(scores, np.float64), 1 - fraction))
+  config = ml_collections.ConfigDict(detector.config.to_dict())
+  config.postprocess.score_threshold = threshold
+  return dataclasses.replace(detector, config=config,
+                             postprocess={**detector.postprocess, "score_threshold": threshold})
+
+
+def score_threshold(detector):
+  """The detector's score threshold (the cut below which detections may lack an ONNX twin)."""
+  return float(detector.postprocess["score_threshold"])
 
 
 def random_variables(model, image_size, *, seed):
@@ -211,16 +201,14 @@ def random_variables(model, image_size, *, seed):
 
 
 def zoo_detector(name, *, image_size=64, seed=0, **pp):
-  """A real jaxdet detector (random init, calibrated scores) via ``build_detector``."""
+  """A registered family's detector (random init, calibrated threshold) via ``build_detector``."""
   from jaxdet import models
   from jaxdet.inference.load import build_detector
   config = zoo_config(name, image_size=image_size, **pp)
   model = models.build(config.model, num_classes=len(CLASS_NAMES))
   variables = random_variables(model, image_size, seed=seed)
   detector = build_detector(config, variables, CLASS_NAMES)
-  _, heads, leaf = ZOO[name]
-  return calibrated(detector, shapes_images(4, image_size, image_size, seed=123), heads=heads,
-                    leaf=leaf)
+  return calibrated(detector, shapes_images(4, image_size, image_size, seed=123))
 
 
 def assert_same_detections(got, want, *, box_atol=0.5, score_atol=1e-4, min_score=0.1):

@@ -21,7 +21,7 @@ SIZE = 64
 def config():
   c = config_lib.base_config()
   c.image_size = SIZE
-  c.model = models.default_config("yolo")
+  c.model = models.default_config("yolo_anchor_free")
   c.model.width = 0.0625
   c.model.depth = 0.33
   c.postprocess.max_detections = 7
