@@ -16,7 +16,7 @@ import pkgutil
 from typing import Any, Protocol, runtime_checkable
 
 # Old family names kept so that configs and checkpoints written under them keep loading; new
-# code uses the canonical name. "yolo" is reserved for the classic YOLOv1/v3/v4 to come.
+# code uses the canonical name (the plain YOLO names belong to the classic YOLOv1/v3/v4 to come).
 ALIASES = {"yolo": "yolo_anchor_free"}
 
 DISCOVER_PACKAGE = "jaxdet.models.detectors"

@@ -127,3 +127,28 @@ def test_bad_config_and_input_are_clear_errors(setup):
     model.apply(variables, jnp.zeros((2, S, S)), train=False)
   with pytest.raises(ValueError, match="num_classes"):
     models.build(cfg, num_classes=0)
+
+
+def test_old_name_yolo_still_loads_configs_and_checkpoints(setup, tmp_path):
+  """Configs and checkpoints written as "yolo" (before the rename) load as yolo_anchor_free."""
+  import jaxdet
+  from jaxdet.train import checkpoint
+  from jaxdet.train import config as config_lib
+  cfg, _, variables, x, preds = setup
+  assert models.get_detector("yolo") is yaf and models.default_config("yolo").name == yaf.name
+  config = config_lib.base_config()
+  config.image_size = S
+  config.model = _config()
+  config.model.name = "yolo"
+  text = config_lib.to_json(config)
+  assert '"name": "yolo"' in text
+  assert config_lib.from_json(text).model.name == "yolo_anchor_free"
+  meta = {"class_names": ["a", "b", "c"], "config": text}
+  checkpoint.save_best(checkpoint.best_manager(tmp_path), step=1, model_variables=variables,
+                       meta=meta, ap=0.5)
+  detector = jaxdet.load(tmp_path)
+  assert detector.config.model.name == "yolo_anchor_free"
+  chex.assert_trees_all_equal(jax.device_get(detector.variables), jax.device_get(variables))
+  # The loaded variables fit the model (shapes only: tracing, no compile).
+  boxes, scores = jax.eval_shape(detector.forward, np.zeros((2, S, S, 3), np.uint8))
+  chex.assert_shape([boxes, scores], [preds["box_ltrb"].shape, preds["cls_logits"].shape])
