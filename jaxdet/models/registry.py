@@ -81,7 +81,8 @@ def _check(family) -> None:
     if not callable(fn):
       raise TypeError(f"detector family {name!r}: `{member}` must be callable")
     params = inspect.signature(fn).parameters
-    missing = [k for k in keywords if k not in params]
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    missing = [] if takes_any else [k for k in keywords if k not in params]
     if missing:
       raise TypeError(f"detector family {name!r}: `{member}` must accept keyword(s) {missing}")
   assert isinstance(family, DetectorFamily)  # what the checks above guarantee
