@@ -151,25 +151,67 @@ def zoo_config(name, *, image_size=64, score_threshold=0.1, max_detections=30,
   return config
 
 
-def calibrated(detector, images, *, fraction=0.04):
-  """The detector with its score threshold at the score quantile kept by about ``fraction``.
+def _logits(scores):
+  scores = np.clip(np.asarray(scores, np.float64), 1e-7, 1 - 1e-7)
+  return np.log(scores / (1 - scores))
 
-  Random weights put scores anywhere: a fixed threshold would keep nothing or everything, and
-  parity would be vacuous. Setting the threshold (not a family-specific class bias) works for
-  every family and score kind. Compare detections with ``min_score=score_threshold(detector)``.
+
+def _add_to_leaves(variables, paths, shift):
+  """``variables`` with ``shift`` added to the params leaves at ``paths`` (a fresh nested copy)."""
+  params = jax.tree_util.tree_map_with_path(
+      lambda p, x: x + shift if p in paths else x, jax.tree.map(lambda x: x, variables["params"]))
+  return {**variables, "params": params}
+
+
+def class_bias_paths(detector, images):
+  """The params paths of the final class-logit biases (one per head, e.g. one per FPN level).
+
+  Found by behaviour, not by name, so it works for any family: adding 1 to such a bias adds
+  exactly 1 to the logits of the scores it feeds and leaves the others unchanged, and together
+  they feed every score. Saturated scores (logit unmeasurable) are left out of the comparison.
   """
   import dataclasses
-  _, scores = jax.jit(detector.forward)(images)
-  threshold = float(np.quantile(np.asarray(scores, np.float64), 1 - fraction))
-  config = ml_collections.ConfigDict(detector.config.to_dict())
-  config.postprocess.score_threshold = threshold
-  return dataclasses.replace(detector, config=config,
-                             postprocess={**detector.postprocess, "score_threshold": threshold})
+  forward = jax.jit(lambda v: dataclasses.replace(detector, variables=v).forward(images)[1])
+  base = np.asarray(forward(detector.variables), np.float64)
+  num_classes = len(detector.class_names)
+
+  def logit_shift(paths):
+    shifted = np.asarray(forward(_add_to_leaves(detector.variables, paths, np.float32(1))),
+                         np.float64)
+    live = (np.minimum(base, shifted) > 1e-5) & (np.maximum(base, shifted) < 1 - 1e-5)
+    return (_logits(shifted) - _logits(base))[live]
+
+  found = []
+  for path, leaf in jax.tree_util.tree_flatten_with_path(detector.variables["params"])[0]:
+    if getattr(path[-1], "key", None) != "bias" or leaf.size % num_classes:
+      continue
+    shift = logit_shift([path])
+    moved = np.abs(shift - 1) < 1e-2
+    if moved.any() and np.all(moved | (np.abs(shift) < 1e-4)):
+      found.append(path)
+  shift = logit_shift(found) if found else np.zeros(0)
+  if shift.size == 0 or not np.allclose(shift, 1, atol=1e-2):
+    raise ValueError("no set of biases shifts every class logit alike; cannot calibrate scores")
+  return found
 
 
-def score_threshold(detector):
-  """The detector's score threshold (the cut below which detections may lack an ONNX twin)."""
-  return float(detector.postprocess["score_threshold"])
+def calibrated(detector, images, *, fraction=0.04, threshold=0.1):
+  """Shifts the final class biases so about ``fraction`` of candidates score >= ``threshold``.
+
+  Random init puts scores anywhere (all near the prior, or saturated): parity at the score
+  threshold would be vacuous. The biases are found by `class_bias_paths` (no per-family table).
+  """
+  import dataclasses
+  paths = class_bias_paths(detector, images)
+  forward = jax.jit(lambda v: dataclasses.replace(detector, variables=v).forward(images)[1])
+  target, total = np.log(threshold / (1 - threshold)), 0.0
+  for _ in range(8):  # Repeated: saturated scores show their logit only once shifted back.
+    variables = _add_to_leaves(detector.variables, paths, np.float32(total))
+    step = target - np.quantile(_logits(forward(variables)), 1 - fraction)
+    if abs(step) < 1e-3:
+      break
+    total += step
+  return dataclasses.replace(detector, variables=variables)
 
 
 def random_variables(model, image_size, *, seed):

@@ -117,7 +117,7 @@ def test_onnx_parity_with_predict(family):
   fam = family[0]
   detector = tl.zoo_detector(fam.name, image_size=S)
   onnx_model = export.export_onnx(detector, None)
-  threshold = tl.score_threshold(detector)
+  threshold = detector.postprocess["score_threshold"]
   for kind, batch in (("random", 1), ("shapes", 4)):
     if kind == "random":
       images = np.random.default_rng(batch).integers(0, 256, (batch, S, S, 3), np.uint8)
