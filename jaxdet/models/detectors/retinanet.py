@@ -24,8 +24,7 @@ from jaxdet.ops import matching
 
 _HEAD_INIT = nn.initializers.normal(stddev=0.01)  # torchvision RetinaNet head init
 
-
-name = "retinanet"
+name = "retinanet"  # registered name: this file's name and `config.model.name`
 
 
 def default_config() -> ml_collections.ConfigDict:

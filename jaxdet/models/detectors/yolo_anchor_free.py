@@ -30,8 +30,7 @@ from jaxdet.models.pan import PAN
 from jaxdet.ops import anchors as anchor_ops
 from jaxdet.ops import coders
 
-
-name = "yolo_anchor_free"
+name = "yolo_anchor_free"  # registered name: this file's name and `config.model.name`
 
 
 def default_config() -> ml_collections.ConfigDict:
