@@ -22,7 +22,7 @@ test: $(STAMP)
 # and writes predictions.png and the metric plots into runs/demo.
 DEMO ?= runs/demo
 demo: $(STAMP)
-	$(VENV)/bin/jaxdet train --config experiments/shapes_yolo.py --workdir $(DEMO)
+	$(VENV)/bin/jaxdet train --config experiments/shapes_yolo_anchor_free.py --workdir $(DEMO)
 	$(VENV)/bin/jaxdet export --workdir $(DEMO) --output $(DEMO)/model.onnx
 	$(VENV)/bin/jaxdet predict --model $(DEMO)/model.onnx --dataset shapes --split validation --num-images 16 --conf 0.3 --out $(DEMO)/predictions
 

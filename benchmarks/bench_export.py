@@ -52,7 +52,7 @@ def _ort_session(path, threads, spinning):
 def _jaxdet_detector(size, classes):
   from jaxdet import models
   from jaxdet.train import config as config_lib
-  from jaxdet.train.load import build_detector
+  from jaxdet.inference.load import build_detector
   config = config_lib.base_config()
   config.model = models.default_config("retinanet")
   config.model.backbone = "resnet18"

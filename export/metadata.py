@@ -15,7 +15,7 @@ class ExportMetadata:
     class_names: names indexed by class id.
     input_size: S, the square network input side in pixels.
     dynamic_image_size: True when the graph letterboxes `[N, H, W, 3]` images itself.
-    model_name: detector family (`retinanet`, `yolo`, ...).
+    model_name: detector family (`retinanet`, `yolo_anchor_free`, ...).
     score_threshold: baked score threshold.
     iou_threshold: baked NMS IoU threshold.
     max_detections: K, detection slots per image.

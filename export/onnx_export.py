@@ -35,7 +35,7 @@ def export_onnx(detector, path, *, image_size=None, max_detections=None, score_t
   """Exports a detector to ONNX with preprocessing and NMS inside the graph.
 
   Args:
-    detector: a `jaxdet.train.load.Detector` (``forward``, ``image_size``, ``class_names``,
+    detector: a `jaxdet.inference.load.Detector` (``forward``, ``image_size``, ``class_names``,
       ``postprocess``, ``config``).
     path: where to write the ``.onnx`` file (parent folders are created); None writes nothing.
     image_size: S of the exported network input (default: the detector's).

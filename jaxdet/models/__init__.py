@@ -1,27 +1,29 @@
-"""Detectors (Flax Linen): `build(config.model, num_classes=...)` plus per-detector loss/decode.
+"""Detectors (Flax Linen): one registry of detector families plus shared post-processing.
 
-Each detector module (`retinanet`, `yolo`) exposes `default_config()`, `build(config, *,
-num_classes)`, `loss_fn(preds, batch, *, config)` and `decode(preds, *, image_size)`; use
-`get_detector(name)` to reach them from a config.
+Every family (a module of `jaxdet.models.detectors`, see `jaxdet.models.registry.DetectorFamily`)
+provides `default_config()`, `test_config()`, `build(config, *, num_classes)`,
+`loss_fn(preds, batch, *, config)` and `decode(preds, *, image_size, config=None)`; reach it from a
+config with `get_detector(config.model.name)`. Family modules are also attributes of this package
+by their registered name (`from jaxdet.models import retinanet`).
 """
 
-import importlib
-import types
+import importlib.util
 
+from jaxdet.models import registry
 from jaxdet.models.postprocess import postprocess
 
-DETECTORS = ("retinanet", "yolo")
 
+def get_detector(name: str) -> registry.DetectorFamily:
+  """The detector family registered as `name` (old names such as "yolo" resolve to theirs).
 
-def get_detector(name: str) -> types.ModuleType:
-  """The detector module (`jaxdet.models.retinanet` or `.yolo`) with build/loss_fn/decode."""
-  if name not in DETECTORS:
-    raise ValueError(f"unknown model {name!r}; expected one of {DETECTORS}")
-  return importlib.import_module(f"jaxdet.models.{name}")
+  Raises:
+    ValueError: unknown name (the message lists the registered ones).
+  """
+  return registry.get(name)
 
 
 def default_config(name: str):
-  """Default `config.model` ConfigDict of the named detector, with the default
+  """Default `config.model` ConfigDict of the named detector (its `name` is the canonical one), with the default
   `preprocess` block (`jaxdet.data.preprocess`) unless the family sets its own."""
   config = get_detector(name).default_config()
   if "preprocess" not in config:
@@ -34,27 +36,16 @@ def build(model_config, *, num_classes: int):
   """The Linen module described by `model_config` (`config.model`).
 
   Args:
-    model_config: ConfigDict with `name` in `DETECTORS` and that detector's fields.
+    model_config: ConfigDict with a registered `name` and that detector's fields.
     num_classes: number of foreground classes C (>= 1).
 
   Returns:
     A module called as `module.apply(variables, images float32 [B,S,S,3], train=bool,
-    mutable=[...])` returning the detector's raw prediction dict.
+    targets=None, mutable=[...], rngs={...})` returning the detector's raw prediction dict.
   """
   if num_classes < 1:
     raise ValueError(f"num_classes must be >= 1, got {num_classes}")
   return get_detector(model_config.name).build(model_config, num_classes=num_classes)
-
-
-def loss_fn(preds, batch, *, config):
-  """Dispatches to the detector's `loss_fn` by `config.name` (model config)."""
-  cfg = config.model if "model" in config else config
-  return get_detector(cfg.name).loss_fn(preds, batch, config=cfg)
-
-
-def decode(preds, *, model_config, image_size):
-  """Dispatches to the detector's `decode` by `model_config.name`."""
-  return get_detector(model_config.name).decode(preds, image_size=image_size)
 
 
 def frozen_param_patterns(model_config) -> tuple[str, ...]:
@@ -68,5 +59,14 @@ def frozen_param_patterns(model_config) -> tuple[str, ...]:
   return ()
 
 
-__all__ = ["DETECTORS", "build", "decode", "default_config", "frozen_param_patterns",
-           "get_detector", "loss_fn", "postprocess"]
+def __getattr__(name):
+  # `from jaxdet.models import retinanet`: family modules by name, imported on first use so that
+  # `import jaxdet.models` does not import every detector. Only names of `detectors/` files reach
+  # the registry (submodule imports of this package also pass through here).
+  if not name.startswith("_") and importlib.util.find_spec(f"{registry.DISCOVER_PACKAGE}.{name}"):
+    return registry.get(name)
+  raise AttributeError(f"module 'jaxdet.models' has no attribute {name!r}")
+
+
+__all__ = ["build", "default_config", "frozen_param_patterns", "get_detector", "postprocess",
+           "registry"]

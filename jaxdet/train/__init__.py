@@ -1,4 +1,4 @@
-"""Training: configs, optimizers, the jitted step, checkpoints, the loop and `jaxdet.load`.
+"""Training: configs, optimizers, the jitted step, checkpoints, the loop (inference loading: `jaxdet.inference`).
 
 Names are imported lazily so `jaxdet train --help` and `import jaxdet.train.config` stay cheap.
 """
@@ -14,8 +14,10 @@ _LAZY = {
     "create_train_state": ("jaxdet.train.state", "create_train_state"),
     "build_optimizer": ("jaxdet.train.optimizers", "build_optimizer"),
     "load_config_file": ("jaxdet.train.config", "load_config_file"),
-    "Detector": ("jaxdet.train.load", "Detector"),
-    "build_detector": ("jaxdet.train.load", "build_detector"),
+    # Inference loading lives in `jaxdet.inference`; these names stay for old imports.
+    "load": ("jaxdet.inference.load", "load"),
+    "Detector": ("jaxdet.inference.load", "Detector"),
+    "build_detector": ("jaxdet.inference.load", "build_detector"),
 }
 
 __all__ = sorted(_LAZY)

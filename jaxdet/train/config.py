@@ -29,7 +29,17 @@ def _tuplify(value: Any) -> Any:
 
 
 def _normalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(_tuplify(config.to_dict()))
+  return _canonical_model_name(ml_collections.ConfigDict(_tuplify(config.to_dict())))
+
+
+def _canonical_model_name(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  # A detector family's old name (e.g. "yolo") becomes its registered one, so configs, checkpoints
+  # and export metadata written before a rename load under, and report, the current name.
+  model = config.get("model")
+  if isinstance(model, ml_collections.ConfigDict) and isinstance(model.get("name"), str):
+    from jaxdet.models import registry  # Imported only when a model is named (it imports jax).
+    model.name = registry.canonical_name(model.name)
+  return config
 
 
 def load_config_file(path: str | pathlib.Path) -> ml_collections.ConfigDict:
@@ -176,7 +186,7 @@ def from_json(text: str) -> ml_collections.ConfigDict:
     raise ConfigError(f"config JSON is corrupt: {e}") from e
   if not isinstance(data, dict):
     raise ConfigError("config JSON must be an object")
-  return ml_collections.ConfigDict(_tuplify(data))
+  return _canonical_model_name(ml_collections.ConfigDict(_tuplify(data)))
 
 
 def diff_keys(a: ml_collections.ConfigDict, b: ml_collections.ConfigDict) -> list[str]:

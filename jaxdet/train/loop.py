@@ -335,6 +335,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
 def _postprocess_settings(config):
   from jaxdet.models.postprocess import postprocess_args
-  from jaxdet.train.load import postprocess_settings
+  from jaxdet.inference.load import postprocess_settings
   return postprocess_args(postprocess_settings(config), model_config=config.model,
                           image_size=config.image_size)

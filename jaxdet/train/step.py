@@ -10,6 +10,15 @@ from jaxdet.train.state import TrainState
 
 # Keys of an input-pipeline batch the step consumes; the rest (ids, sizes) stay on the host.
 TRAIN_KEYS = ("image", "boxes", "classes", "box_mask")
+# The batch's targets, also handed to the train-mode forward (a two-stage sampler needs them).
+TARGET_KEYS = ("boxes", "classes", "box_mask")
+# Named RNG streams of the train-mode forward, each split from the step key.
+RNG_STREAMS = ("dropout", "sampler")
+
+
+def forward_rngs(step_rng: jax.Array) -> dict[str, jax.Array]:
+  """`{"dropout": key, "sampler": key}`: independent keys split from the step key."""
+  return dict(zip(RNG_STREAMS, jax.random.split(step_rng, len(RNG_STREAMS))))
 
 
 def ema_decay_at(step: jax.Array, *, decay: float) -> jax.Array:
@@ -33,13 +42,14 @@ def make_train_step(*, model, loss_fn: Callable, tx: optax.GradientTransformatio
   """Builds `train_step(state, batch, rng) -> (state, metrics)` (not yet jitted; see `jit_step`).
 
   The step is pure: BatchNorm statistics come in and go out through `state.batch_stats`, and the
-  step key is `fold_in(rng, state.step)`. When the loss or any gradient is not finite, the returned
+  step key is `fold_in(rng, state.step)` (split into the forward's named RNG streams). When the loss or any gradient is not finite, the returned
   state is the input state unchanged and `metrics["finite"]` is False, so the caller can stop with
   the last good state.
 
   Args:
-    model: Linen module; `model.apply(variables, images [B,S,S,3], train=True,
-      mutable=["batch_stats"])` returns a dict of raw predictions.
+    model: Linen module; `model.apply(variables, images [B,S,S,3], train=True, targets=...,
+      mutable=["batch_stats"], rngs=...)` returns a dict of raw predictions. `targets` are the
+      batch's `boxes`, `classes` and `box_mask`; `rngs` the streams of `forward_rngs`.
     loss_fn: `loss_fn(preds, batch) -> (loss float32 [], metrics dict of float32 [])`.
     tx: the optimizer.
     schedule: learning-rate schedule, only for logging `lr`.
@@ -67,8 +77,10 @@ def make_train_step(*, model, loss_fn: Callable, tx: optax.GradientTransformatio
 
     def compute_loss(params):
       variables = {"params": cast(params, dtype), "batch_stats": state.batch_stats}
+      targets = {k: batch[k] for k in TARGET_KEYS}
       preds, updated = model.apply(variables, batch["image"].astype(dtype), train=True,
-                                   mutable=["batch_stats"], rngs={"dropout": step_rng})
+                                   targets=targets, mutable=["batch_stats"],
+                                   rngs=forward_rngs(step_rng))
       loss, metrics = loss_fn(cast(preds, jnp.float32), batch)
       # Statistics keep the dtype of the state (bf16 forward must not downcast them).
       new_stats = jax.tree.map(lambda new, old: new.astype(old.dtype),

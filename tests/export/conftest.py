@@ -20,7 +20,7 @@ def workdir(tmp_path_factory):
   """A workdir with one best checkpoint of a small YOLO (calibrated random init)."""
   from jaxdet.train import checkpoint
   from jaxdet.train import config as config_lib
-  detector = export_testlib.zoo_detector("yolo")
+  detector = export_testlib.zoo_detector("yolo_anchor_free")
   path = tmp_path_factory.mktemp("workdir")
   meta = {"class_names": list(detector.class_names), "config": config_lib.to_json(detector.config)}
   manager = checkpoint.best_manager(path)

@@ -9,7 +9,7 @@ import numpy as np
 from models_testlib import postprocess_reference  # noqa: F401  (re-exported for the graph tests)
 
 
-# --- A small stand-in detector (fast to export), decoded by the real `jaxdet.models.yolo.decode`.
+# --- A small stand-in detector (fast to export), decoded by the real `yolo_anchor_free.decode`.
 
 import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
@@ -58,12 +58,12 @@ def spread_class_bias(variables, *, path=("cls",), value=-0.5):
 
 def tiny_detector(*, image_size=64, score_threshold=0.1, iou_threshold=0.5, max_detections=20,
                   pre_nms_top_k=200, seed=0, explicit_pool_padding=False, preprocess=None):
-  """A `jaxdet.train.load.Detector` around `TinyYolo` with random (spread) weights."""
-  from jaxdet.train.load import Detector
+  """A `jaxdet.inference.load.Detector` around `TinyYolo` with random (spread) weights."""
+  from jaxdet.inference.load import Detector
   model = TinyYolo(num_classes=len(CLASS_NAMES), explicit_pool_padding=explicit_pool_padding)
   variables = model.init(jax.random.PRNGKey(seed), jnp.zeros((1, image_size, image_size, 3)))
   variables = spread_class_bias(variables)
-  model_config = {"name": "yolo"}
+  model_config = {"name": "yolo_anchor_free"}
   if preprocess is not None:  # `config.model.preprocess` (else the defaults, as old configs)
     model_config["preprocess"] = dict(preprocess)
   config = ml_collections.ConfigDict({"model": model_config, "image_size": image_size})
@@ -98,25 +98,16 @@ def shapes_images(n, height, width, *, seed):
   return np.stack(out)
 
 
-# --- The real zoo (random init), small enough for CPU tests.
-
-# Per detector: `config.model` overrides and the path of its final classification bias.
-ZOO = {
-    "yolo": ({"width": 0.125, "depth": 0.33}, ("head_p3", "head_p4", "head_p5"), ("cls", "bias")),
-    "retinanet": ({"backbone": "resnet18", "backbone_width": 16, "fpn_features": 32,
-                   "head_convs": 1}, ("cls_head",), ("out", "bias")),
-}
+# --- The real zoo (random init): every registered family at its tiny `test_config()`.
 
 
 def zoo_config(name, *, image_size=64, score_threshold=0.1, max_detections=30,
                pre_nms_top_k=300):
-  """A training config (``jaxdet.train.config.base_config`` + the model's defaults)."""
-  from jaxdet import models
+  """A training config: ``base_config`` + the family's ``test_config()`` as ``config.model``."""
+  from jaxdet.models import registry
   from jaxdet.train import config as config_lib
   config = config_lib.base_config()
-  config.model = models.default_config(name)
-  for key, value in ZOO[name][0].items():
-    config.model[key] = value
+  config.model = registry.get(name).test_config()
   config.image_size = image_size
   config.postprocess.score_threshold = score_threshold
   config.postprocess.iou_threshold = 0.5
@@ -125,27 +116,67 @@ def zoo_config(name, *, image_size=64, score_threshold=0.1, max_detections=30,
   return config
 
 
-def _set_bias(variables, heads, leaf, shift):
-  params = jax.tree.map(lambda x: x, variables["params"])  # a fresh (mutable) nested dict copy
+def _logits(scores):
+  scores = np.clip(np.asarray(scores, np.float64), 1e-7, 1 - 1e-7)
+  return np.log(scores / (1 - scores))
+
+
+def _add_to_leaves(variables, paths, shift):
+  """``variables`` with ``shift`` added to the params leaves at ``paths`` (a fresh nested copy)."""
   params = jax.tree_util.tree_map_with_path(
-      lambda path, x: x + shift if (
-          getattr(path[0], "key", None) in heads
-          and tuple(getattr(p, "key", None) for p in path[-2:]) == leaf) else x, params)
+      lambda p, x: x + shift if p in paths else x, jax.tree.map(lambda x: x, variables["params"]))
   return {**variables, "params": params}
 
 
-def calibrated(detector, images, *, heads, leaf, fraction=0.04, threshold=0.1):
-  """Shifts the final class bias so about ``fraction`` of candidates score >= ``threshold``.
+def class_bias_paths(detector, images):
+  """The params paths of the final class-logit biases (one per head, e.g. one per FPN level).
 
-  Random init gives every score ~prior (0.01): parity at scores >= 0.1 would be vacuous.
+  Found by behaviour, not by name, so it works for any family: adding 1 to such a bias adds
+  exactly 1 to the logits of the scores it feeds and leaves the others unchanged, and together
+  they feed every score. Saturated scores (logit unmeasurable) are left out of the comparison.
   """
   import dataclasses
-  _, scores = jax.jit(detector.forward)(images)
-  scores = np.clip(np.asarray(scores, np.float64), 1e-7, 1 - 1e-7)
-  logits = np.log(scores / (1 - scores))
-  shift = np.log(threshold / (1 - threshold)) - np.quantile(logits, 1 - fraction)
-  return dataclasses.replace(detector, variables=_set_bias(detector.variables, heads, leaf,
-                                                           np.float32(shift)))
+  forward = jax.jit(lambda v: dataclasses.replace(detector, variables=v).forward(images)[1])
+  base = np.asarray(forward(detector.variables), np.float64)
+  num_classes = len(detector.class_names)
+
+  def logit_shift(paths):
+    shifted = np.asarray(forward(_add_to_leaves(detector.variables, paths, np.float32(1))),
+                         np.float64)
+    live = (np.minimum(base, shifted) > 1e-5) & (np.maximum(base, shifted) < 1 - 1e-5)
+    return (_logits(shifted) - _logits(base))[live]
+
+  found = []
+  for path, leaf in jax.tree_util.tree_flatten_with_path(detector.variables["params"])[0]:
+    if getattr(path[-1], "key", None) != "bias" or leaf.size % num_classes:
+      continue
+    shift = logit_shift([path])
+    moved = np.abs(shift - 1) < 1e-2
+    if moved.any() and np.all(moved | (np.abs(shift) < 1e-4)):
+      found.append(path)
+  shift = logit_shift(found) if found else np.zeros(0)
+  if shift.size == 0 or not np.allclose(shift, 1, atol=1e-2):
+    raise ValueError("no set of biases shifts every class logit alike; cannot calibrate scores")
+  return found
+
+
+def calibrated(detector, images, *, fraction=0.04, threshold=0.1):
+  """Shifts the final class biases so about ``fraction`` of candidates score >= ``threshold``.
+
+  Random init puts scores anywhere (all near the prior, or saturated): parity at the score
+  threshold would be vacuous. The biases are found by `class_bias_paths` (no per-family table).
+  """
+  import dataclasses
+  paths = class_bias_paths(detector, images)
+  forward = jax.jit(lambda v: dataclasses.replace(detector, variables=v).forward(images)[1])
+  target, total = np.log(threshold / (1 - threshold)), 0.0
+  for _ in range(8):  # Repeated: saturated scores show their logit only once shifted back.
+    variables = _add_to_leaves(detector.variables, paths, np.float32(total))
+    step = target - np.quantile(_logits(forward(variables)), 1 - fraction)
+    if abs(step) < 1e-3:
+      break
+    total += step
+  return dataclasses.replace(detector, variables=variables)
 
 
 def random_variables(model, image_size, *, seed):
@@ -177,16 +208,14 @@ def random_variables(model, image_size, *, seed):
 
 
 def zoo_detector(name, *, image_size=64, seed=0, **pp):
-  """A real jaxdet detector (random init, calibrated scores) via ``build_detector``."""
+  """A registered family's detector (random init, calibrated threshold) via ``build_detector``."""
   from jaxdet import models
-  from jaxdet.train.load import build_detector
+  from jaxdet.inference.load import build_detector
   config = zoo_config(name, image_size=image_size, **pp)
   model = models.build(config.model, num_classes=len(CLASS_NAMES))
   variables = random_variables(model, image_size, seed=seed)
   detector = build_detector(config, variables, CLASS_NAMES)
-  _, heads, leaf = ZOO[name]
-  return calibrated(detector, shapes_images(4, image_size, image_size, seed=123), heads=heads,
-                    leaf=leaf)
+  return calibrated(detector, shapes_images(4, image_size, image_size, seed=123))
 
 
 def assert_same_detections(got, want, *, box_atol=0.5, score_atol=1e-4, min_score=0.1):

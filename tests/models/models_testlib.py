@@ -3,9 +3,14 @@
 import jax
 import optax
 
+from jaxdet.train import step as step_lib
+
 
 def sgd_loss_history(model, loss_fn, cfg, variables, images, batch, *, learning_rate, steps=10):
   """Runs `steps` jitted SGD-momentum steps of `loss_fn` on one batch.
+
+  The train-mode forward gets the batch's targets and named RNG streams as the trainer passes them
+  (`jaxdet.train.step`), with a new key each step.
 
   Args:
     model: the Linen detector.
@@ -22,11 +27,14 @@ def sgd_loss_history(model, loss_fn, cfg, variables, images, batch, *, learning_
   """
   tx = optax.sgd(learning_rate, momentum=0.9)
 
+  targets = {k: batch[k] for k in step_lib.TARGET_KEYS}
+
   @jax.jit
-  def step(params, batch_stats, opt_state):
+  def step(params, batch_stats, opt_state, key):
     def loss_of(p):
       preds, upd = model.apply({"params": p, "batch_stats": batch_stats}, images, train=True,
-                               mutable=["batch_stats"])
+                               targets=targets, mutable=["batch_stats"],
+                               rngs=step_lib.forward_rngs(key))
       return loss_fn(preds, batch, config=cfg)[0], upd["batch_stats"]
     (loss, batch_stats), grads = jax.value_and_grad(loss_of, has_aux=True)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
@@ -35,8 +43,9 @@ def sgd_loss_history(model, loss_fn, cfg, variables, images, batch, *, learning_
   params, stats = variables["params"], variables["batch_stats"]
   opt_state = tx.init(params)
   history = []
-  for _ in range(steps):
-    params, stats, opt_state, loss = step(params, stats, opt_state)
+  for i in range(steps):
+    params, stats, opt_state, loss = step(params, stats, opt_state,
+                                          jax.random.fold_in(jax.random.key(0), i))
     history.append(float(loss))
   return history
 

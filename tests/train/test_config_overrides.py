@@ -79,7 +79,7 @@ def test_every_experiment_loads_and_round_trips_through_json(path):
 
 def test_experiments_exist():
   names = {p.stem for p in EXPERIMENTS}
-  assert {"shapes_yolo", "shapes_retinanet", "voc_retinanet", "coco_retinanet"} <= names
+  assert {"shapes_yolo_anchor_free", "shapes_retinanet", "voc_retinanet", "coco_retinanet"} <= names
 
 
 def test_diff_keys_names_changed_leaves():

@@ -12,7 +12,7 @@ from jaxdet import cli
 from jaxdet.train import logging as log_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-CONFIG = str(ROOT / "experiments" / "shapes_yolo.py")
+CONFIG = str(ROOT / "experiments" / "shapes_yolo_anchor_free.py")
 
 
 def _args(workdir, data_dir, *extra):

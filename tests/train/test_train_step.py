@@ -1,8 +1,11 @@
-"""The jitted train step on a tiny stand-in detector: learning, BatchNorm state, EMA, NaN guard."""
+"""The jitted train step on a tiny stand-in detector: learning, BatchNorm state, EMA, NaN guard,
+and what the train-mode forward receives (targets, RNG streams)."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import train_standins as si
@@ -86,6 +89,41 @@ def test_step_key_is_fold_in_of_step():
   np.testing.assert_array_equal(m1["loss"], m2["loss"])
   for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s2.params)):
     np.testing.assert_array_equal(a, b)
+
+
+class _Recorder(nn.Module):
+  """Returns what the train-mode forward received: the targets and a draw from each RNG stream."""
+
+  @nn.compact
+  def __call__(self, images, *, train, targets=None):
+    w = self.param("w", nn.initializers.ones, ())
+    out = {"w": w * jnp.mean(images), "num_targets": jnp.zeros(())}
+    if train:
+      out["num_targets"] = jnp.sum(targets["box_mask"]).astype(jnp.float32)
+      out["box_sum"] = jnp.sum(jnp.where(targets["box_mask"][..., None], targets["boxes"], 0.))
+      for stream in step_lib.RNG_STREAMS:
+        out[stream] = jax.random.uniform(self.make_rng(stream), ())
+    return out
+
+
+def test_forward_gets_targets_and_per_step_rng_streams():
+  model = _Recorder()
+  tx = optax.sgd(0.1)
+  state = state_lib.create_train_state(model, tx, rng=jax.random.PRNGKey(0),
+                                       image_size=si.IMAGE_SIZE)
+  loss_fn = lambda preds, batch: (preds["w"] ** 2, {k: v for k, v in preds.items() if k != "w"})
+  train_step = jax.jit(step_lib.make_train_step(model=model, loss_fn=loss_fn, tx=tx,
+                                                schedule=lambda step: 0.1))
+  batch = step_lib.train_batch(si.make_batch(0, batch_size=4))
+  s1, m1 = train_step(state, batch, jax.random.PRNGKey(3))
+  _, m2 = train_step(s1, batch, jax.random.PRNGKey(3))
+  mask = np.asarray(batch["box_mask"])
+  assert float(m1["num_targets"]) == mask.sum() > 0
+  np.testing.assert_allclose(m1["box_sum"], np.asarray(batch["boxes"])[mask].sum(), rtol=1e-6)
+  draws = {k: (float(m1[k]), float(m2[k])) for k in step_lib.RNG_STREAMS}
+  assert set(draws) == {"dropout", "sampler"}
+  assert draws["dropout"][0] != draws["sampler"][0]  # independent streams
+  assert all(a != b for a, b in draws.values())  # a new key each step (fold_in of the step)
 
 
 def test_bfloat16_forward_keeps_float32_state():

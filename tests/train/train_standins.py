@@ -18,7 +18,8 @@ class TinyDetector(nn.Module):
   num_classes: int = NUM_CLASSES
 
   @nn.compact
-  def __call__(self, images, *, train):
+  def __call__(self, images, *, train, targets=None):
+    del targets  # The train step passes the batch's targets (the family contract); unused here.
     # No bias before BatchNorm: its true gradient is 0, and Adam would amplify the rounding noise.
     x = nn.Conv(8, (3, 3), strides=(8, 8), use_bias=False, name="backbone_conv")(images)
     x = nn.BatchNorm(use_running_average=not train, name="backbone_bn")(x)

@@ -1,4 +1,4 @@
-"""YOLO-style detector (CSP-Darknet-S + PAN) on COCO 2017 (GPU)."""
+"""Anchor-free YOLO-style detector (`yolo_anchor_free`: CSP-Darknet-S + PAN) on COCO 2017 (GPU)."""
 
 from jaxdet import models
 from jaxdet.train.config import base_config
@@ -27,7 +27,7 @@ def get_config():
   c.optimizer.schedule = "cosine"
   c.optimizer.warmup_steps = 3_000
   c.optimizer.ema_decay = 0.9999
-  c.model = models.default_config("yolo")
+  c.model = models.default_config("yolo_anchor_free")
   c.model.width = 0.5
   c.model.depth = 0.33
   c.init_from.include_regex = "^backbone/"

@@ -1,4 +1,7 @@
-"""YOLO-style one-stage detector: CSP-Darknet + PAN + anchor-free decoupled head, TAL assigner.
+"""`yolo_anchor_free`: CSP-Darknet + PAN + anchor-free decoupled head, task-aligned assigner.
+
+A YOLOX/YOLOv8-like one-stage detector (registered as "yolo_anchor_free"; the old name "yolo" is a
+loading alias only, the plain YOLO names belong to the classic YOLOv1/v3/v4).
 
 Design (and why): an anchor-free head predicts, at every grid point of strides 8/16/32, class
 logits and ltrb distances to the box sides (decoupled branches, as YOLOX/YOLOv8, because the two
@@ -27,11 +30,13 @@ from jaxdet.models.pan import PAN
 from jaxdet.ops import anchors as anchor_ops
 from jaxdet.ops import coders
 
+name = "yolo_anchor_free"  # registered name: this file's name and `config.model.name`
+
 
 def default_config() -> ml_collections.ConfigDict:
-  """Default `config.model` block of the YOLO-style detector (nano-sized, CPU friendly)."""
+  """Default `config.model` block of the anchor-free YOLO-style detector (nano, CPU friendly)."""
   c = ml_collections.ConfigDict()
-  c.name = "yolo"
+  c.name = name
   c.backbone = "csp_darknet"
   c.width = 0.25  # channel multiplier (CSP-Darknet and PAN)
   c.depth = 0.33  # block multiplier
@@ -45,6 +50,13 @@ def default_config() -> ml_collections.ConfigDict:
   c.box_loss = "ciou"  # "ciou" | "giou" | "diou"
   c.cls_weight = 1.0
   c.box_weight = 5.0
+  return c
+
+
+def test_config() -> ml_collections.ConfigDict:
+  """A tiny `config.model` for the contract and export tests (fast on CPU at 64 px)."""
+  c = default_config()
+  c.update(width=0.125, depth=0.33, head_width=16)
   return c
 
 
@@ -72,8 +84,8 @@ class DecoupledHead(nn.Module):
     return flat(c), flat(b)
 
 
-class YOLO(nn.Module):
-  """YOLO-style detector.
+class YOLOAnchorFree(nn.Module):
+  """Anchor-free YOLO-style detector.
 
   Attributes:
     num_classes: C.
@@ -84,7 +96,8 @@ class YOLO(nn.Module):
     head_width: channels of the head branches.
     prior_prob: initial foreground probability of the class logits.
 
-  `__call__(images float32 [B,S,S,3], *, train)` returns a dict:
+  `__call__(images float32 [B,S,S,3], *, train, targets=None)` returns a dict (`targets`, the
+  batch's boxes in train mode, is not needed: the assigner runs in the loss):
     `cls_logits` float32 `[B,A,C]`; `box_ltrb` float32 `[B,A,4]` distances (input pixels) from each
     point to the left/top/right/bottom box sides; `points` float32 `[A,2]` and `strides` float32
     `[A]` (constants of the input size), A = sum over levels of ceil(S/s)**2.
@@ -98,7 +111,8 @@ class YOLO(nn.Module):
   prior_prob: float = 0.01
 
   @nn.compact
-  def __call__(self, images, *, train):
+  def __call__(self, images, *, train, targets=None):
+    del targets  # Part of the family contract (two-stage samplers need it); unused here.
     if images.ndim != 4 or images.shape[-1] != 3:
       raise ValueError(f"images must be [B, H, W, 3], got {images.shape}")
     feats = self.backbone(images, train=train)
@@ -117,10 +131,10 @@ class YOLO(nn.Module):
             "points": jnp.asarray(points), "strides": jnp.asarray(strides)}
 
 
-def build(config, *, num_classes) -> YOLO:
-  """YOLO module from a `default_config()`-shaped ConfigDict."""
+def build(config, *, num_classes) -> YOLOAnchorFree:
+  """`YOLOAnchorFree` module from a `default_config()`-shaped ConfigDict."""
   if tuple(config.strides) != (8, 16, 32):
-    raise ValueError(f"yolo strides must be (8, 16, 32), got {tuple(config.strides)}")
+    raise ValueError(f"{name} strides must be (8, 16, 32), got {tuple(config.strides)}")
   width, max_ch = config.get("width", 0.25), config.get("max_channels", 1024)
   if config.backbone == "csp_darknet":
     neck = tuple(scaled_width(b, width=width, max_channels=max_ch) for b in (256, 512, 1024))
@@ -128,21 +142,23 @@ def build(config, *, num_classes) -> YOLO:
     neck = tuple(scaled_width(b, width=width) for b in (256, 512, 1024))
   head_width = config.get("head_width", 0) or max(16, neck[0])
   depth = config.get("depth", 0.33)
-  return YOLO(num_classes=num_classes, backbone=build_backbone(config), neck_features=neck,
+  return YOLOAnchorFree(num_classes=num_classes, backbone=build_backbone(config), neck_features=neck,
               neck_blocks=max(1, round(3 * depth)), strides=tuple(config.strides),
               head_width=head_width, prior_prob=config.get("prior_prob", 0.01))
 
 
-def decode(preds, *, image_size):
-  """Boxes and class probabilities from the raw predictions.
+def decode(preds, *, image_size, config=None):
+  """Boxes and class probabilities (sigmoid) from the raw predictions.
 
   Args:
-    preds: output dict of `YOLO.__call__`.
+    preds: output dict of `YOLOAnchorFree.__call__`.
     image_size: int S (square input) or (H, W); boxes are clipped to it.
+    config: the model config (unused: decoding needs nothing from it).
 
   Returns:
     boxes_xyxy float32 `[B,A,4]` input pixels, scores float32 `[B,A,C]` in [0, 1].
   """
+  del config
   boxes = coders.decode_ltrb(preds["points"], preds["box_ltrb"].astype(jnp.float32))
   return clip_and_score(boxes, preds["cls_logits"], image_size=image_size)
 
@@ -152,10 +168,10 @@ def _model_config(config):
 
 
 def loss_fn(preds, batch, *, config):
-  """Training loss of the YOLO-style detector.
+  """Training loss of the anchor-free YOLO-style detector.
 
   Args:
-    preds: output dict of `YOLO.__call__` (train mode).
+    preds: output dict of `YOLOAnchorFree.__call__` (train mode).
     batch: dict with `boxes` float32 `[B,M,4]` xyxy input pixels, `classes` int32 `[B,M]`,
       `box_mask` bool `[B,M]`.
     config: the model ConfigDict (`config.model`; a full experiment config also works).

@@ -24,11 +24,13 @@ from jaxdet.ops import matching
 
 _HEAD_INIT = nn.initializers.normal(stddev=0.01)  # torchvision RetinaNet head init
 
+name = "retinanet"  # registered name: this file's name and `config.model.name`
+
 
 def default_config() -> ml_collections.ConfigDict:
   """Default `config.model` block of RetinaNet (torchvision settings, ResNet-50 backbone)."""
   c = ml_collections.ConfigDict()
-  c.name = "retinanet"
+  c.name = name
   c.backbone = "resnet50"
   c.frozen_bn = False  # True freezes backbone BatchNorm (stats and affine) as torchvision does
   c.backbone_width = 64
@@ -49,6 +51,13 @@ def default_config() -> ml_collections.ConfigDict:
   c.smooth_l1_beta = 1.0 / 9.0
   c.cls_weight = 1.0
   c.box_weight = 1.0
+  return c
+
+
+def test_config() -> ml_collections.ConfigDict:
+  """A tiny `config.model` for the contract and export tests (fast on CPU at 64 px)."""
+  c = default_config()
+  c.update(backbone="resnet18", backbone_width=8, fpn_features=16, head_convs=1)
   return c
 
 
@@ -94,7 +103,8 @@ class RetinaNet(nn.Module):
     head_norm: "none" or "group".
     prior_prob: initial foreground probability.
 
-  `__call__(images float32 [B,S,S,3], *, train)` returns a dict: `cls_logits` float32 `[B,A,C]`,
+  `__call__(images float32 [B,S,S,3], *, train, targets=None)` (`targets` unused: matching runs
+  in the loss) returns a dict: `cls_logits` float32 `[B,A,C]`,
   `box_deltas` float32 `[B,A,4]` (BoxCoder dx, dy, dw, dh), `anchors` float32 `[A,4]` xyxy input
   pixels (a constant of the input size).
   """
@@ -110,7 +120,8 @@ class RetinaNet(nn.Module):
   prior_prob: float = 0.01
 
   @nn.compact
-  def __call__(self, images, *, train):
+  def __call__(self, images, *, train, targets=None):
+    del targets  # Part of the family contract (two-stage samplers need it); unused here.
     if images.ndim != 4 or images.shape[-1] != 3:
       raise ValueError(f"images must be [B, H, W, 3], got {images.shape}")
     num_levels = len(self.strides)
@@ -151,16 +162,18 @@ def build(config, *, num_classes) -> RetinaNet:
 _BOX_CODER = coders.BoxCoder()
 
 
-def decode(preds, *, image_size):
-  """Boxes and class probabilities from the raw predictions.
+def decode(preds, *, image_size, config=None):
+  """Boxes and class probabilities (sigmoid) from the raw predictions.
 
   Args:
     preds: output dict of `RetinaNet.__call__`.
     image_size: int S (square input) or (H, W); boxes are clipped to it.
+    config: the model config (unused: decoding needs nothing from it).
 
   Returns:
     boxes_xyxy float32 `[B,A,4]` input pixels, scores float32 `[B,A,C]` in [0, 1].
   """
+  del config
   boxes = _BOX_CODER.decode(preds["anchors"], preds["box_deltas"].astype(jnp.float32))
   return clip_and_score(boxes, preds["cls_logits"], image_size=image_size)
 

@@ -11,7 +11,7 @@ import jaxdet
 from jaxdet import models
 from jaxdet.train import checkpoint as ckpt
 from jaxdet.train import config as config_lib
-from jaxdet.train import load as load_lib
+from jaxdet.inference import load as load_lib
 
 NAMES = ("circle", "square", "triangle")
 SIZE = 64
@@ -21,7 +21,7 @@ SIZE = 64
 def config():
   c = config_lib.base_config()
   c.image_size = SIZE
-  c.model = models.default_config("yolo")
+  c.model = models.default_config("yolo_anchor_free")
   c.model.width = 0.0625
   c.model.depth = 0.33
   c.postprocess.max_detections = 7
