@@ -46,7 +46,10 @@ def plot_pr_curves(result: dict, path: str, *, iou_threshold: float = 0.5, class
   prec = result["precision"][t, :, :, 0, -1].T  # [K, R]
   rec = result["recall_thresholds"]
   prec = np.where(prec < 0, np.nan, prec)
-  ap = np.nanmean(prec, axis=1, where=~np.isnan(prec)) if prec.size else np.zeros(0)
+  # Classes without ground truth are all NaN: their AP stays NaN (np.nanmean would warn).
+  ap = np.full(len(prec), np.nan)
+  has_gt = ~np.isnan(prec).all(axis=1) if prec.size else np.zeros(len(prec), bool)
+  ap[has_gt] = np.nanmean(prec[has_gt], axis=1)
   fig = new_figure((7, 6))
   ax = fig.add_subplot()
   rows = _class_curves(ax, rec, prec, names, ap)
