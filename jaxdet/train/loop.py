@@ -89,9 +89,9 @@ def build_components(config: ml_collections.ConfigDict) -> Components:
     return data.coco_ground_truth(config.dataset, config.eval_split, data_dir=data_dir)
 
   def check():
-    needed = {"train_split": config.train_split}
+    needed = {"--config.train_split": config.train_split}
     if evaluates:
-      needed["eval_split"] = config.eval_split
+      needed["--config.eval_split"] = config.eval_split
     preflight.check_splits(config.dataset, info.num_examples, needed)
     if evaluates:
       # Reads every record's keys (boxes, labels, image header) of the split.

@@ -37,20 +37,19 @@ def check_splits(dataset: str, num_examples: dict[str, int], needed: dict[str, s
   Args:
     dataset: the dataset name (for the message).
     num_examples: split name -> number of examples (`jaxdet.data.dataset_info`).
-    needed: config key -> split name, e.g. `{"train_split": "train", "eval_split": "val"}`.
+    needed: the option that chose it -> split name, e.g. `{"--config.eval_split": "val"}`.
   """
   available = ", ".join(f"{k} ({v})" for k, v in sorted(num_examples.items())) or "none"
-  for key, split in needed.items():
-    names = [base_split(s) for s in split.split("+")]
-    for name in names:
+  for option, split in needed.items():
+    for name in (base_split(s) for s in split.split("+")):
       if name not in num_examples:
-        hint = (" or --config.eval_every=0 to train without evaluation"
-                if key == "eval_split" else "")
-        raise ValueError(f"dataset {dataset!r} has no split {name!r} (config {key}={split!r}); "
-                         f"its splits: {available}. Pass --config.{key}=NAME{hint}")
+        hint = (" (or --config.eval_every=0 to train without evaluation)"
+                if option == "--config.eval_split" else "")
+        raise ValueError(f"dataset {dataset!r} has no split {name!r} ({option}={split}); its "
+                         f"splits: {available}. Pass {option}=NAME{hint}")
       if num_examples[name] == 0:
-        raise ValueError(f"split {name!r} of dataset {dataset!r} is empty (config {key}); its "
-                         f"splits: {available}")
+        raise ValueError(f"split {name!r} of dataset {dataset!r} is empty ({option}={split}); "
+                         f"its splits: {available}")
 
 
 @dataclasses.dataclass(frozen=True)
