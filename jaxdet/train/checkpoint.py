@@ -117,7 +117,7 @@ def find_step_dir(path: str | pathlib.Path) -> pathlib.Path:
   elif path.name in (BEST, LATEST):
     candidates = [path]
   for folder in candidates:
-    steps = _step_dirs(folder)
+    steps = step_dirs(folder)
     if not steps:
       continue
     if folder.name == BEST:
@@ -134,7 +134,8 @@ def read_meta(step_dir: pathlib.Path) -> dict:
   return ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(pathlib.Path(step_dir).absolute() / "meta")
 
 
-def _step_dirs(folder: pathlib.Path) -> list[pathlib.Path]:
+def step_dirs(folder: pathlib.Path) -> list[pathlib.Path]:
+  """The complete step folders in `folder` (e.g. `checkpoints/latest`), oldest first."""
   if not folder.is_dir():
     return []
   return sorted((p for p in folder.iterdir() if p.name.isdigit() and is_step_dir(p)),
@@ -161,7 +162,7 @@ def resolve_checkpoint(path: str | pathlib.Path, which: str | int | None = None)
   if which is None or (which == BEST and not (path / "checkpoints").is_dir()):
     return find_step_dir(path)
   which = str(which)
-  folders = {name: _step_dirs(path / "checkpoints" / name) for name in (LATEST, BEST)}
+  folders = {name: step_dirs(path / "checkpoints" / name) for name in (LATEST, BEST)}
   if which == BEST:
     return find_step_dir(path)
   if which == LATEST:

@@ -214,16 +214,16 @@ def _train(config, workdir, components, progress, stop):
   if finished is not None:
     print(finished.message)
     return finished.metrics
+  sharding.maybe_initialize_distributed()  # Before any other JAX call (process_count).
+  mesh = sharding.make_mesh()
+  sharding.check_batch_size(config.batch_size, mesh)
   if components is None:
     preflight.check_dataset(config)
     components = build_components(config)
-  stop.raise_if_requested(f"while opening the data: {_nothing_lost(workdir)}")
   if components.preflight is not None:
     components.preflight()  # Splits, keys, ground truth: before any step or workdir file.
+  stop.raise_if_requested(f"while opening the data: {_nothing_lost(workdir)}")
   workdir.mkdir(parents=True, exist_ok=True)
-  sharding.maybe_initialize_distributed()
-  mesh = sharding.make_mesh()
-  sharding.check_batch_size(config.batch_size, mesh)
   _write_config(workdir, config)
 
   tx, schedule = optimizers.build_optimizer(config.optimizer, total_steps=total_steps,
@@ -308,7 +308,7 @@ def _train(config, workdir, components, progress, stop):
           f"saved at step {step} in {workdir}: fix the cause and run the same command again to "
           f"{'evaluate it' if final else 'resume'}") from e
 
-  stop.raise_if_requested(f"before the first step: {_nothing_lost(workdir, latest)}")
+  stop.raise_if_requested(f"before the first step: {_nothing_lost(workdir)}")
   writer = log_lib.MetricWriter(workdir, tensorboard=config.get("tensorboard", True))
   step = int(jax.device_get(state.step))
   start_step = step
@@ -378,12 +378,12 @@ def _train(config, workdir, components, progress, stop):
   return last_metrics
 
 
-def _nothing_lost(workdir, latest=None) -> str:
-  """The interrupt message before any step of this run was trained."""
-  step = latest.latest_step() if latest is not None else None
-  if step is not None:
-    return f"nothing new to save (checkpoint at step {step} in {workdir}); run the same command " \
-           f"again to resume"
+def _nothing_lost(workdir: pathlib.Path) -> str:
+  """The interrupt message before this run trained a step."""
+  steps = ckpt.step_dirs(workdir / "checkpoints" / ckpt.LATEST)
+  if steps:
+    return (f"nothing new to save (checkpoint of step {steps[-1].name} in {workdir}); run the "
+            f"same command again to resume")
   return "nothing was trained yet; run the same command again to start"
 
 

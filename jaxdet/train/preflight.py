@@ -67,14 +67,11 @@ def finished_run(workdir: pathlib.Path, *, total_steps: int, evaluates: bool,
 
   Reads only the latest checkpoint's JSON metadata and `metrics.jsonl` (cheap: nothing is built).
   """
-  folder = pathlib.Path(workdir) / "checkpoints" / ckpt.LATEST
-  if not folder.is_dir():
-    return None
-  steps = sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit() and ckpt.is_step_dir(p))
+  steps = ckpt.step_dirs(pathlib.Path(workdir) / "checkpoints" / ckpt.LATEST)
   if not steps:
     return None
-  step = steps[-1]
-  meta = ckpt.read_meta(folder / str(step))
+  step = int(steps[-1].name)
+  meta = ckpt.read_meta(steps[-1])
   early = early_stopping and bool(meta.get("progress", {}).get("stopped_early", False))
   if step < total_steps and not early:
     return None
