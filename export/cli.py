@@ -19,7 +19,8 @@ def _export(args):
     return cli_common.error(_COMMAND, f"workdir not found: {workdir}")
   from jaxdet.train import checkpoint  # pylint: disable=g-import-not-at-top
   from jaxdet.inference.load import load  # pylint: disable=g-import-not-at-top
-  step_dir = checkpoint.select_step_dir(workdir, args.checkpoint)
+  step_dir = checkpoint.resolve_checkpoint(
+      workdir, None if args.checkpoint == "auto" else args.checkpoint)
   detector = load(step_dir)
   step = int(step_dir.name) if step_dir.name.isdigit() else -1
   kind = step_dir.parent.name

@@ -1,4 +1,5 @@
-"""`jaxdet evaluate`: COCO or VOC metrics of a COCO-format result file."""
+"""`jaxdet evaluate`: COCO or VOC metrics of a COCO-format result file, or of a trained workdir's
+model on a split of its dataset."""
 
 import json
 import os
@@ -8,12 +9,18 @@ import sys
 def register(subparsers):
   """Adds the ``evaluate`` subcommand to an argparse subparsers object."""
   p = subparsers.add_parser(
-      "evaluate", help="COCO (pycocotools-exact) or VOC metrics of a detection result file.",
-      description="Evaluates COCO-format detections ([{image_id, category_id, bbox [x,y,w,h], "
-                  "score}, ...]) against a COCO annotation file and prints the 12 COCO stats "
-                  "(or VOC AP) and per-class AP.")
-  p.add_argument("--gt", required=True, help="COCO ground-truth annotation JSON")
-  p.add_argument("--detections", required=True, help="COCO result JSON (a list of detections)")
+      "evaluate", help="COCO (pycocotools-exact) or VOC metrics of a result file or a workdir.",
+      description="Either evaluates COCO-format detections ([{image_id, category_id, bbox "
+                  "[x,y,w,h], score}, ...]) against a COCO annotation file (--gt, --detections), "
+                  "or a trained model on a split of its dataset (--workdir, with the same report "
+                  "as training). Prints the 12 COCO stats (or VOC AP) and per-class AP.")
+  p.add_argument("--gt", help="COCO ground-truth annotation JSON")
+  p.add_argument("--detections", help="COCO result JSON (a list of detections)")
+  p.add_argument("--workdir", help="a training workdir: evaluate its model on --split of its "
+                 "dataset; the report goes to WORKDIR/evaluate/SPLIT-stepN (or --plots DIR)")
+  p.add_argument("--split", help="with --workdir: the split (default: the run's eval_split)")
+  p.add_argument("--checkpoint", default="best", help="with --workdir: best (highest val AP; "
+                 "the latest when the run never evaluated), latest, or a step number")
   p.add_argument("--metric", choices=("coco", "voc"), default="coco")
   p.add_argument("--plots", metavar="DIR", help="write PR / F1 / confusion-matrix PNGs, the "
                  "stats JSON and the table into DIR (COCO only)")
@@ -38,6 +45,12 @@ def run(args) -> int:
   """Runs the subcommand; returns the exit code (2 with a one-line message on bad input)."""
   from jaxdet.eval import inputs, report, voc
   try:
+    if args.workdir:
+      return _run_workdir(args)
+    if args.split or args.checkpoint != "best":
+      raise ValueError("--split and --checkpoint need --workdir")
+    if not (args.gt and args.detections):
+      raise ValueError("pass --gt and --detections (a result file), or --workdir (a trained run)")
     if args.plots and args.metric != "coco":
       raise ValueError("--plots is only available with --metric coco")
     gt = inputs.load_ground_truth(args.gt)
@@ -69,6 +82,30 @@ def run(args) -> int:
     print(f"jaxdet evaluate: error: {e}", file=sys.stderr)
     return 2
   except OSError as e:
-    print(f"jaxdet evaluate: error: {e.strerror or e}: {e.filename or ''}", file=sys.stderr)
+    where = f": {e.filename}" if e.filename else ""
+    print(f"jaxdet evaluate: error: {e.strerror or e}{where}", file=sys.stderr)
     return 2
+  return 0
+
+
+def _run_workdir(args) -> int:
+  """`--workdir`: the model of a checkpoint on a split of its dataset (COCO, as training)."""
+  if args.gt or args.detections:
+    raise ValueError("--workdir evaluates a trained model; it cannot be combined with --gt or "
+                     "--detections")
+  if args.metric != "coco":
+    raise ValueError("--workdir evaluates with --metric coco (as training does)")
+  if not os.path.isdir(args.workdir):
+    raise ValueError(f"--workdir {args.workdir}: no such folder")
+  from jaxdet.train.evaluate import evaluate_workdir
+  _, out_dir = evaluate_workdir(args.workdir, split=args.split,
+                                checkpoint=args.checkpoint, report_dir=args.plots)
+  with open(os.path.join(out_dir, "coco_table.txt")) as f:
+    print(f.read().rstrip("\n"))
+  print(f"report: {out_dir}")
+  if args.json:
+    folder = os.path.dirname(os.path.abspath(args.json))
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(out_dir, "coco_stats.json")) as src, open(args.json, "w") as f:
+      f.write(src.read())
   return 0

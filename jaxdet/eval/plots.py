@@ -9,7 +9,8 @@ import numpy as np
 MAX_LEGEND = 12  # more classes than this: grey curves, mean only in the legend
 
 
-def _figure(size, dpi=150):
+def new_figure(size, dpi=150):
+  """A matplotlib `Figure` on an Agg canvas (no pyplot state, no display needed)."""
   from matplotlib.backends.backend_agg import FigureCanvasAgg
   from matplotlib.figure import Figure
   fig = Figure(figsize=size, dpi=dpi)
@@ -45,8 +46,11 @@ def plot_pr_curves(result: dict, path: str, *, iou_threshold: float = 0.5, class
   prec = result["precision"][t, :, :, 0, -1].T  # [K, R]
   rec = result["recall_thresholds"]
   prec = np.where(prec < 0, np.nan, prec)
-  ap = np.nanmean(prec, axis=1, where=~np.isnan(prec)) if prec.size else np.zeros(0)
-  fig = _figure((7, 6))
+  # Classes without ground truth are all NaN: their AP stays NaN (np.nanmean would warn).
+  ap = np.full(len(prec), np.nan)
+  has_gt = ~np.isnan(prec).all(axis=1) if prec.size else np.zeros(len(prec), bool)
+  ap[has_gt] = np.nanmean(prec[has_gt], axis=1)
+  fig = new_figure((7, 6))
   ax = fig.add_subplot()
   rows = _class_curves(ax, rec, prec, names, ap)
   if rows:
@@ -76,7 +80,7 @@ def plot_f1_curve(curve: dict, path: str, *, class_names):
   conf, f1 = curve["confidences"], curve["f1"]
   best_per_class = np.where(np.isnan(f1).all(axis=1), np.nan, np.nanmax(
       np.where(np.isnan(f1), -1, f1), axis=1))
-  fig = _figure((7, 6))
+  fig = new_figure((7, 6))
   ax = fig.add_subplot()
   _class_curves(ax, conf, f1, list(class_names), best_per_class)
   ax.plot(conf, curve["mean_f1"], linewidth=3, color="black",
@@ -106,7 +110,7 @@ def plot_confusion_matrix(matrix: np.ndarray, path: str, *, class_names, normali
   if normalize:
     values = values / np.maximum(values.sum(axis=0, keepdims=True), 1)
   side = min(max(6.0, 0.16 * n + 3), 16.0)
-  fig = _figure((side + 1.5, side), dpi=150 if n <= 30 else 110)  # big matrices: smaller PNG
+  fig = new_figure((side + 1.5, side), dpi=150 if n <= 30 else 110)  # big matrices: smaller PNG
   ax = fig.add_subplot()
   shown = np.where(values > 0, values, np.nan)  # empty cells stay white
   im = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else None)

@@ -8,7 +8,8 @@ import importlib
 _LAZY = {
     "train_and_evaluate": ("jaxdet.train.loop", "train_and_evaluate"),
     "TrainingError": ("jaxdet.train.loop", "TrainingError"),
-    "TrainingInterrupted": ("jaxdet.train.loop", "TrainingInterrupted"),
+    "TrainingInterrupted": ("jaxdet.train.interrupt", "TrainingInterrupted"),
+    "evaluate_workdir": ("jaxdet.train.evaluate", "evaluate_workdir"),
     "make_train_step": ("jaxdet.train.step", "make_train_step"),
     "TrainState": ("jaxdet.train.state", "TrainState"),
     "create_train_state": ("jaxdet.train.state", "create_train_state"),

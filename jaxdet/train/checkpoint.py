@@ -22,7 +22,9 @@ BEST_METRIC = "AP"
 
 def _options(**kwargs) -> ocp.CheckpointManagerOptions:
   # Synchronous saves: a signal handler or a NaN stop must find the checkpoint on disk.
-  return ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=False, **kwargs)
+  # cleanup_tmp_directories: a save cut short (a second Ctrl-C) leaves a temporary folder.
+  return ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=False,
+                                      cleanup_tmp_directories=True, **kwargs)
 
 
 def latest_manager(workdir: str | pathlib.Path, *, keep: int = 1) -> ocp.CheckpointManager:
@@ -115,10 +117,7 @@ def find_step_dir(path: str | pathlib.Path) -> pathlib.Path:
   elif path.name in (BEST, LATEST):
     candidates = [path]
   for folder in candidates:
-    if not folder.is_dir():
-      continue
-    steps = sorted((p for p in folder.iterdir() if p.name.isdigit() and is_step_dir(p)),
-                   key=lambda p: int(p.name))
+    steps = step_dirs(folder)
     if not steps:
       continue
     if folder.name == BEST:
@@ -135,31 +134,47 @@ def read_meta(step_dir: pathlib.Path) -> dict:
   return ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(pathlib.Path(step_dir).absolute() / "meta")
 
 
-def select_step_dir(path: str | pathlib.Path, which: str = "auto") -> pathlib.Path:
+def step_dirs(folder: pathlib.Path) -> list[pathlib.Path]:
+  """The complete step folders in `folder` (e.g. `checkpoints/latest`), oldest first."""
+  if not folder.is_dir():
+    return []
+  return sorted((p for p in folder.iterdir() if p.name.isdigit() and is_step_dir(p)),
+                key=lambda p: int(p.name))
+
+
+def resolve_checkpoint(path: str | pathlib.Path, which: str | int | None = None) -> pathlib.Path:
   """One step folder of a workdir, chosen by `which`.
 
   Args:
-    path: a workdir (or, with `which="auto"`, anything `find_step_dir` takes).
-    which: `"auto"` (`find_step_dir`: best by val AP, else latest), `"best"`, `"latest"`, or a
-      step number.
+    path: a workdir (or any path `find_step_dir` accepts when `which` is None).
+    which: `"best"` (highest val AP; the latest when the run never evaluated), `"latest"`, a
+      step number (int or digits, looked up in `latest/` then `best/`), or None (as
+      `find_step_dir`).
+
+  Returns:
+    The step folder.
 
   Raises:
-    FileNotFoundError: no such checkpoint; the message lists the steps that exist.
-    ValueError: `which` is none of these.
+    FileNotFoundError: no such checkpoint; the message lists the steps there are.
+    ValueError: `which` is none of the above.
   """
-  which = str(which)
-  if which == "auto":
+  path = pathlib.Path(path).absolute()
+  if which is None or (which == BEST and not (path / "checkpoints").is_dir()):
     return find_step_dir(path)
-  root = pathlib.Path(path).absolute() / "checkpoints"
-  if which in (BEST, LATEST):
-    return find_step_dir(root / which)
+  which = str(which)
+  folders = {name: step_dirs(path / "checkpoints" / name) for name in (LATEST, BEST)}
+  if which == BEST:
+    return find_step_dir(path)
+  if which == LATEST:
+    if not folders[LATEST]:
+      raise FileNotFoundError(f"no latest checkpoint under {path}/checkpoints")
+    return folders[LATEST][-1]
   if not which.isdigit():
     raise ValueError(f"checkpoint must be 'best', 'latest' or a step number, got {which!r}")
-  found = {kind: sorted(int(p.name) for p in (root / kind).iterdir()
-                        if p.name.isdigit() and is_step_dir(p))
-           for kind in (BEST, LATEST) if (root / kind).is_dir()}
-  for kind, steps in found.items():
-    if int(which) in steps:
-      return root / kind / str(int(which))
-  listed = "; ".join(f"{kind}: {steps}" for kind, steps in found.items()) or "none"
-  raise FileNotFoundError(f"no checkpoint of step {which} under {root} (steps found: {listed})")
+  for name in (LATEST, BEST):
+    for step_dir in folders[name]:
+      if int(step_dir.name) == int(which):
+        return step_dir
+  have = sorted({int(p.name) for dirs in folders.values() for p in dirs})
+  raise FileNotFoundError(f"no checkpoint of step {which} under {path}/checkpoints; steps kept: "
+                          f"{', '.join(map(str, have)) or 'none'}")

@@ -71,12 +71,18 @@ def _run(args) -> int:
   except config_lib.ConfigError as e:
     print(f"jaxdet train: error: {e}", file=sys.stderr)
     return 2
-  from jaxdet.train import loop  # Heavy imports only once the arguments are valid.
+  from jaxdet.train import interrupt
+  try:
+    from jaxdet.train import loop  # Heavy imports only once the arguments are valid.
+  except KeyboardInterrupt:  # Before the trainer's signal handler is installed.
+    print("jaxdet train: SIGINT before training started: nothing was written; run the same "
+          "command again to start", file=sys.stderr)
+    return interrupt.EXIT_CODE
   try:
     metrics = loop.train_and_evaluate(config, workdir, progress=not args.no_progress)
-  except loop.TrainingInterrupted as e:
+  except interrupt.TrainingInterrupted as e:
     print(f"jaxdet train: {e}", file=sys.stderr)
-    return 130
+    return interrupt.EXIT_CODE
   except (loop.TrainingError, config_lib.ConfigError, ValueError, FileNotFoundError) as e:
     print(f"jaxdet train: error: {e}", file=sys.stderr)
     return 1

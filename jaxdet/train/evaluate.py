@@ -124,3 +124,51 @@ def scalar_metrics(report: dict) -> dict[str, float]:
   """The float-valued top-level entries of a `coco_evaluate` report."""
   return {k: float(v) for k, v in report.items()
           if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool)}
+
+
+def evaluate_workdir(workdir: str | pathlib.Path, *, split: str | None = None,
+                     checkpoint: str | int | None = "best",
+                     report_dir: str | pathlib.Path | None = None) -> tuple[dict, pathlib.Path]:
+  """Evaluates a trained workdir's model on a split of its dataset, as training does.
+
+  Args:
+    workdir: a training workdir (or a checkpoint folder when `checkpoint` is None).
+    split: split name (default: the run's `eval_split`); TFDS slicing is accepted.
+    checkpoint: `"best"`, `"latest"`, a step number, or None (see `checkpoint.resolve_checkpoint`).
+    report_dir: where the report (`coco_stats.json`, `coco_table.txt`, PR / F1 curves,
+      confusion matrices) goes; default `workdir/evaluate/<split>-step<N>`.
+
+  Returns:
+    `(metrics, report_dir)`: scalar COCO metrics (`AP`, `AP50`, ...) and the report folder.
+
+  Raises:
+    FileNotFoundError: no such checkpoint.
+    ValueError: the split is missing or empty, or the dataset's classes differ from the model's.
+  """
+  from jaxdet import data
+  from jaxdet.train import checkpoint as ckpt
+  from jaxdet.train import load as load_lib
+  from jaxdet.train import preflight
+  step_dir = ckpt.resolve_checkpoint(workdir, checkpoint)
+  detector = load_lib.load(step_dir)
+  config = detector.config
+  split = split or config.eval_split
+  data_dir = config.get("data_dir") or None
+  info = data.dataset_info(config.dataset, data_dir=data_dir)
+  preflight.check_splits(config.dataset, info.num_examples, {"--split": split})
+  if tuple(info.class_names) != tuple(detector.class_names):
+    raise ValueError(f"dataset {config.dataset!r} has classes {list(info.class_names)} but the "
+                     f"model in {step_dir} was trained on {list(detector.class_names)}")
+  if report_dir is None:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in split)
+    report_dir = pathlib.Path(workdir) / "evaluate" / f"{safe}-step{step_dir.name}"
+  predict = make_predict_fn(detector.model, load_lib.detector_module(config).decode,
+                            image_size=detector.image_size, postprocess=detector.postprocess)
+  batches = data.input_pipeline(
+      config.dataset, split, batch_size=int(config.eval_batch_size), train=False,
+      image_size=detector.image_size, max_boxes=int(config.max_boxes), seed=int(config.seed),
+      data_dir=data_dir, num_threads=int(config.get("data_threads", 2)))
+  metrics = evaluate(predict=predict, variables=detector.variables, batches=batches,
+                     ground_truth=data.coco_ground_truth(config.dataset, split, data_dir=data_dir),
+                     class_names=detector.class_names, report_dir=report_dir)
+  return metrics, pathlib.Path(report_dir)

@@ -55,3 +55,23 @@ def read_metrics(workdir: str | pathlib.Path) -> list[dict]:
   if not path.exists():
     return []
   return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def has_eval_at(workdir: str | pathlib.Path, step: int) -> bool:
+  """True when `metrics.jsonl` holds an evaluation record of `step`."""
+  return any(r.get("split") == "eval" and r.get("step") == step for r in read_metrics(workdir))
+
+
+def drop_records_after(workdir: str | pathlib.Path, step: int) -> None:
+  """Removes records of steps > `step` (logged after the checkpoint a run resumes from), so the
+  resumed run does not log those steps twice. Atomic (write then rename)."""
+  path = pathlib.Path(workdir) / "metrics.jsonl"
+  if not path.exists():
+    return
+  lines = [line for line in path.read_text().splitlines() if line.strip()]
+  kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
+  if len(kept) == len(lines):
+    return
+  tmp = path.with_suffix(".jsonl.tmp")
+  tmp.write_text("".join(line + "\n" for line in kept))
+  tmp.replace(path)

@@ -1,10 +1,8 @@
 """`train_and_evaluate(config, workdir)`: the training loop with eval, checkpoints and resume."""
 
-import contextlib
 import dataclasses
 import functools
 import pathlib
-import signal
 import time
 from typing import Callable, Iterable, Iterator
 
@@ -14,9 +12,12 @@ import numpy as np
 
 from jaxdet.train import checkpoint as ckpt
 from jaxdet.train import config as config_lib
+from jaxdet.train import curves
 from jaxdet.train import evaluate as eval_lib
+from jaxdet.train import interrupt
 from jaxdet.train import logging as log_lib
 from jaxdet.train import optimizers
+from jaxdet.train import preflight
 from jaxdet.train import sharding
 from jaxdet.train import state as state_lib
 from jaxdet.train import step as step_lib
@@ -26,8 +27,7 @@ class TrainingError(RuntimeError):
   """Training stopped: non-finite loss, bad config or data. The message says what and where."""
 
 
-class TrainingInterrupted(RuntimeError):
-  """SIGINT/SIGTERM arrived; the latest checkpoint was saved first."""
+TrainingInterrupted = interrupt.TrainingInterrupted  # SIGINT/SIGTERM; see `interrupt`.
 
 
 @dataclasses.dataclass
@@ -44,6 +44,8 @@ class Components:
     eval_batches: `eval_batches() -> iterable` over the whole validation split (padded).
     ground_truth: `ground_truth() -> COCO annotation dict` of the validation split.
     freeze_patterns: model-required frozen parameter regexes.
+    preflight: `preflight()` raises ValueError when a split, key or ground truth the run needs
+      is missing; called before the first step (None: nothing to check).
   """
   class_names: tuple[str, ...]
   model: object
@@ -53,10 +55,15 @@ class Components:
   eval_batches: Callable[[], Iterable[dict]]
   ground_truth: Callable[[], dict]
   freeze_patterns: tuple[str, ...] = ()
+  preflight: Callable[[], None] | None = None
 
 
 def build_components(config: ml_collections.ConfigDict) -> Components:
-  """Wires `jaxdet.data` and `jaxdet.models` according to the config."""
+  """Wires `jaxdet.data` and `jaxdet.models` according to the config.
+
+  Raises:
+    ValueError: the dataset is not found (before anything is built).
+  """
   from jaxdet import data, models
   data_dir = config.get("data_dir") or None
   info = data.dataset_info(config.dataset, data_dir=data_dir)
@@ -66,6 +73,7 @@ def build_components(config: ml_collections.ConfigDict) -> Components:
                 data_dir=data_dir, num_threads=config.data_threads,
                 preprocess=config.model.get("preprocess"))  # the model's normalization/resize
   hosts = jax.process_count()  # Each host feeds its own slice of the global batch.
+  evaluates = int(config.eval_every) > 0
 
   def train_batches(start_step):
     return iter(data.input_pipeline(config.dataset, config.train_split,
@@ -77,37 +85,26 @@ def build_components(config: ml_collections.ConfigDict) -> Components:
     return data.input_pipeline(config.dataset, config.eval_split,
                                batch_size=config.eval_batch_size, train=False, **common)
 
+  @functools.cache  # Read once: by the preflight, then by every evaluation.
+  def ground_truth():
+    return data.coco_ground_truth(config.dataset, config.eval_split, data_dir=data_dir)
+
+  def check():
+    needed = {"--config.train_split": config.train_split}
+    if evaluates:
+      needed["--config.eval_split"] = config.eval_split
+    preflight.check_splits(config.dataset, info.num_examples, needed)
+    if evaluates:
+      # Reads every record's keys (boxes, labels, image header) of the split.
+      eval_lib.category_ids_of(ground_truth(), len(class_names))
+
   return Components(
       class_names=class_names,
       model=models.build(config.model, num_classes=len(class_names)),
       loss_fn=functools.partial(detector.loss_fn, config=config.model),
       decode=detector.decode,
-      train_batches=train_batches, eval_batches=eval_batches,
-      ground_truth=lambda: data.coco_ground_truth(config.dataset, config.eval_split,
-                                                  data_dir=data_dir),
-      freeze_patterns=tuple(models.frozen_param_patterns(config.model)))
-
-
-@contextlib.contextmanager
-def _stop_on_signals():
-  """Turns SIGINT/SIGTERM into a flag the loop polls between steps (so it can save first)."""
-  flag = {"signal": None}
-
-  def handler(signum, frame):
-    del frame
-    flag["signal"] = signal.Signals(signum).name
-
-  previous = {}
-  try:
-    for sig in (signal.SIGINT, signal.SIGTERM):
-      previous[sig] = signal.signal(sig, handler)
-  except ValueError:  # Not the main thread: run without handlers.
-    pass
-  try:
-    yield flag
-  finally:
-    for sig, old in previous.items():
-      signal.signal(sig, old)
+      train_batches=train_batches, eval_batches=eval_batches, ground_truth=ground_truth,
+      freeze_patterns=tuple(models.frozen_param_patterns(config.model)), preflight=check)
 
 
 def _write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
@@ -185,10 +182,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                        progress: bool = True) -> dict[str, float]:
   """Trains, evaluates and checkpoints; resumes when `workdir` already holds a checkpoint.
 
+  Everything the run needs (dataset, splits, ground truth) is checked before the workdir is
+  created and before the first step. A finished workdir is reported as such and left unchanged.
+
   Args:
     config: resolved experiment config (see `experiments/`).
     workdir: output folder (`config.json`, `checkpoints/`, `metrics.jsonl`, `tensorboard/`,
-      `eval/`, `predictions.png`).
+      `curves.png`, `eval/`, `predictions.png`).
     components: data/model wiring; default `build_components(config)`.
     progress: show the tqdm bar.
 
@@ -196,19 +196,36 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     The last evaluation's scalar metrics (`AP`, `AP50`, ...), or {} when none ran.
 
   Raises:
-    TrainingError: non-finite loss (the message names the step; the last good checkpoint is kept)
-      or an invalid config.
-    TrainingInterrupted: SIGINT/SIGTERM (the latest checkpoint is saved before raising).
+    TrainingError: non-finite loss (the message names the step; the last good checkpoint is
+      kept), an evaluation that failed (the trained state is saved first) or an invalid config.
+    TrainingInterrupted: SIGINT/SIGTERM, at any moment (`interrupt`): the run stops at the next
+      safe point, saving a checkpoint when it has trained steps.
   """
   workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  sharding.maybe_initialize_distributed()
-  components = components or build_components(config)
+  with interrupt.deferred_stop() as stop:
+    return _train(config, workdir, components, progress, stop)
+
+
+def _train(config, workdir, components, progress, stop):
+  total_steps = int(config.total_steps)
+  finished = preflight.finished_run(
+      workdir, total_steps=total_steps, evaluates=int(config.eval_every) > 0,
+      early_stopping=int(config.get("early_stopping_patience", 0)) > 0)
+  if finished is not None:
+    print(finished.message)
+    return finished.metrics
+  sharding.maybe_initialize_distributed()  # Before any other JAX call (process_count).
   mesh = sharding.make_mesh()
   sharding.check_batch_size(config.batch_size, mesh)
+  if components is None:
+    preflight.check_dataset(config)
+    components = build_components(config)
+  if components.preflight is not None:
+    components.preflight()  # Splits, keys, ground truth: before any step or workdir file.
+  stop.raise_if_requested(f"while opening the data: {_nothing_lost(workdir)}")
+  workdir.mkdir(parents=True, exist_ok=True)
   _write_config(workdir, config)
 
-  total_steps = int(config.total_steps)
   tx, schedule = optimizers.build_optimizer(config.optimizer, total_steps=total_steps,
                                             freeze_patterns=components.freeze_patterns)
   base_rng = jax.random.PRNGKey(int(config.seed))
@@ -222,6 +239,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   if restored is not None:
     state = restored
     progress_meta.update(meta.get("progress", {}))
+    log_lib.drop_records_after(workdir, int(state.step))  # Logged after the checkpoint.
     print(f"resuming {workdir} from step {int(state.step)}")
   elif init is not None and init.get("checkpoint"):
     params, batch_stats = _init_from_checkpoint(state, init)
@@ -249,11 +267,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     return dict(meta_base, step=step, metrics=metrics or progress_meta["last_eval"],
                 progress=dict(progress_meta))
 
+  def save(step):
+    ckpt.save_latest(latest, state, model_variables=model_variables(), meta=meta_now(step))
+
   def run_eval(step, *, final):
     metrics = eval_lib.evaluate(
         predict=predict, variables=state_lib.eval_variables(state, use_ema=use_ema),
-        batches=components.eval_batches(), ground_truth=components.ground_truth(),
-        class_names=components.class_names,
+        batches=_stop_between(components.eval_batches(), stop),
+        ground_truth=components.ground_truth(), class_names=components.class_names,
         report_dir=workdir / "eval" if final or config.get("report_every_eval", False) else None)
     ap = metrics.get("AP", -1.)
     progress_meta["last_eval"] = metrics
@@ -263,8 +284,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       progress_meta["evals_since_best"] += 1
     ckpt.save_best(best, step=step, model_variables=model_variables(),
                    meta=meta_now(step, metrics), ap=ap)
+    writer.write(step, "eval", metrics)
+    curves.write_curves_png(workdir)
+    bar.write(f"step {step}: " + ", ".join(
+        f"{k}={metrics[k]:.4f}" for k in ("AP", "AP50", "AP75") if k in metrics))
     return metrics
 
+  def eval_keeping_state(step, *, final, saved):
+    """`run_eval`; on any failure the trained state is saved first (never lost)."""
+    try:
+      return run_eval(step, final=final)
+    except TrainingInterrupted:
+      if not saved:
+        save(step)
+      raise TrainingInterrupted(
+          f"{stop.signal} during the evaluation at step {step}: checkpoint saved in {workdir}; "
+          f"run the same command again to {'evaluate' if final else 'resume'}") from None
+    except Exception as e:  # pylint: disable=broad-except
+      if not saved:
+        save(step)
+      raise TrainingError(
+          f"evaluation at step {step} failed ({type(e).__name__}: {e}); the trained state is "
+          f"saved at step {step} in {workdir}: fix the cause and run the same command again to "
+          f"{'evaluate it' if final else 'resume'}") from e
+
+  stop.raise_if_requested(f"before the first step: {_nothing_lost(workdir)}")
   writer = log_lib.MetricWriter(workdir, tensorboard=config.get("tensorboard", True))
   step = int(jax.device_get(state.step))
   start_step = step
@@ -273,53 +317,55 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   log_every, eval_every = int(config.log_every), int(config.eval_every)
   ckpt_every = int(config.checkpoint.every)
   patience = int(config.get("early_stopping_patience", 0))
-  batches = components.train_batches(step)
+  stopped_early = False
   t_last, images_since = time.perf_counter(), 0
   try:
-    with _stop_on_signals() as stop:
-      while step < total_steps:
-        try:
-          batch = next(batches)
-        except StopIteration:
-          raise TrainingError(f"the training input ended at step {step}; the train pipeline "
-                              f"must repeat") from None
-        batch = sharding.shard_batch(step_lib.train_batch(batch), mesh)
-        state, metrics = train_step(state, batch, step_rng)
-        metrics = jax.device_get(metrics)
-        if not metrics.pop("finite"):
-          saved = latest.latest_step()
-          raise TrainingError(
-              f"non-finite loss or gradient at step {step} (loss={float(metrics['loss'])}); "
-              f"stopped. Last good checkpoint: "
-              f"{'step ' + str(saved) if saved is not None else 'none'} in {workdir}")
-        step += 1
-        images_since += int(config.batch_size)
-        bar.update(1)
-        if step % log_every == 0 or step == total_steps:
-          now = time.perf_counter()
-          scalars = {k: float(v) for k, v in metrics.items()}
-          scalars["images_per_sec"] = images_since / max(now - t_last, 1e-9)
-          t_last, images_since = now, 0
-          writer.write(step, "train", scalars)
-          bar.set_postfix(loss=f"{scalars['loss']:.3f}", lr=f"{scalars['lr']:.2e}",
-                          img_s=f"{scalars['images_per_sec']:.1f}")
-        stop_early = False
-        if eval_every > 0 and (step % eval_every == 0 or step == total_steps):
-          last_metrics = run_eval(step, final=step == total_steps)
-          writer.write(step, "eval", last_metrics)
-          bar.write(f"step {step}: " + ", ".join(
-              f"{k}={last_metrics[k]:.4f}" for k in ("AP", "AP50", "AP75") if k in last_metrics))
-          stop_early = patience > 0 and progress_meta["evals_since_best"] >= patience
-          # Evaluation time must not count as training throughput.
-          t_last, images_since = time.perf_counter(), 0
-        if step % ckpt_every == 0 or step == total_steps or stop_early or stop["signal"]:
-          ckpt.save_latest(latest, state, model_variables=model_variables(), meta=meta_now(step))
-        if stop["signal"]:
-          raise TrainingInterrupted(f"{stop['signal']} at step {step}: checkpoint saved in "
-                                    f"{workdir}; run the same command again to resume")
-        if stop_early:
-          bar.write(f"early stopping at step {step}: no AP improvement in {patience} evaluations")
-          break
+    batches = components.train_batches(step)
+    while step < total_steps:
+      try:
+        batch = next(batches)
+      except StopIteration:
+        raise TrainingError(f"the training input ended at step {step}; the train pipeline "
+                            f"must repeat") from None
+      batch = sharding.shard_batch(step_lib.train_batch(batch), mesh)
+      state, metrics = train_step(state, batch, step_rng)  # The first call compiles.
+      metrics = jax.device_get(metrics)
+      if not metrics.pop("finite"):
+        saved = latest.latest_step()
+        raise TrainingError(
+            f"non-finite loss or gradient at step {step} (loss={float(metrics['loss'])}); "
+            f"stopped. Last good checkpoint: "
+            f"{'step ' + str(saved) if saved is not None else 'none'} in {workdir}")
+      step += 1
+      images_since += int(config.batch_size)
+      bar.update(1)
+      if step % log_every == 0 or step == total_steps:
+        now = time.perf_counter()
+        scalars = {k: float(v) for k, v in metrics.items()}
+        scalars["images_per_sec"] = images_since / max(now - t_last, 1e-9)
+        t_last, images_since = now, 0
+        writer.write(step, "train", scalars)
+        bar.set_postfix(loss=f"{scalars['loss']:.3f}", lr=f"{scalars['lr']:.2e}",
+                        img_s=f"{scalars['images_per_sec']:.1f}")
+      saved = False
+      if step == total_steps:
+        save(step)  # Before the final evaluation: a failing evaluation cannot lose training.
+        saved = True
+      elif eval_every > 0 and step % eval_every == 0:
+        last_metrics = eval_keeping_state(step, final=False, saved=False)
+        stopped_early = patience > 0 and progress_meta["evals_since_best"] >= patience
+        progress_meta["stopped_early"] = stopped_early
+        # Evaluation time must not count as training throughput.
+        t_last, images_since = time.perf_counter(), 0
+      if not saved and (step % ckpt_every == 0 or stopped_early or stop):
+        save(step)
+      stop.raise_if_requested(f"at step {step}: checkpoint saved in {workdir}; run the same "
+                              f"command again to resume")
+      if stopped_early:
+        bar.write(f"early stopping at step {step}: no AP improvement in {patience} evaluations")
+        break
+    if eval_every > 0 and not stopped_early and not log_lib.has_eval_at(workdir, step):
+      last_metrics = eval_keeping_state(step, final=True, saved=True)
     if eval_every > 0 and (step > start_step or not (workdir / "predictions.png").exists()):
       _write_predictions_png(workdir / "predictions.png", predict,
                              state_lib.eval_variables(state, use_ema=use_ema),
@@ -332,6 +378,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     best.close()
   return last_metrics
 
+
+def _nothing_lost(workdir: pathlib.Path) -> str:
+  """The interrupt message before this run trained a step."""
+  steps = ckpt.step_dirs(workdir / "checkpoints" / ckpt.LATEST)
+  if steps:
+    return (f"nothing new to save (checkpoint of step {steps[-1].name} in {workdir}); run the "
+            f"same command again to resume")
+  return "nothing was trained yet; run the same command again to start"
+
+
+def _stop_between(batches: Iterable[dict], stop: interrupt.StopRequest) -> Iterator[dict]:
+  """`batches`, stopping with `TrainingInterrupted` at a batch boundary once a signal arrived."""
+  for batch in batches:
+    stop.raise_if_requested("during the evaluation")
+    yield batch
 
 def _postprocess_settings(config):
   from jaxdet.models.postprocess import postprocess_args

@@ -89,3 +89,15 @@ def test_bad_inputs_give_one_line_errors(files, tmp_path, capsys):
   assert f"{dropped} detection(s) of categories absent" in capsys.readouterr().err
   assert "only available" in _error(["evaluate", "--gt", gt_path, "--detections", dt_path,
                                      "--metric", "voc", "--plots", str(tmp_path)], capsys)
+
+
+def test_mode_arguments_give_one_line_errors(files, tmp_path, capsys):
+  """A result file (--gt + --detections) or a workdir (--workdir [--split] [--checkpoint])."""
+  _, _, gt_path, dt_path = files
+  assert "pass --gt and --detections" in _error(["evaluate", "--gt", gt_path], capsys)
+  assert "need --workdir" in _error(["evaluate", "--gt", gt_path, "--detections", dt_path,
+                                     "--split", "test"], capsys)
+  assert "no such folder" in _error(["evaluate", "--workdir", str(tmp_path / "nope")], capsys)
+  assert "cannot be combined" in _error(["evaluate", "--workdir", str(tmp_path), "--gt",
+                                         gt_path], capsys)
+  assert "no checkpoint found" in _error(["evaluate", "--workdir", str(tmp_path)], capsys)

@@ -1,6 +1,7 @@
 """write_report / format_table: files written, numbers consistent with coco_evaluate."""
 
 import json
+import warnings
 
 import pytest
 from PIL import Image
@@ -62,3 +63,18 @@ def test_write_report_without_detections(gt, tmp_path, recwarn):
   assert stats["AP"] == (0.0 if gt["annotations"] else -1.0)
   assert (tmp_path / "pr_curve.png").exists()
   assert not [w for w in recwarn if "legend" in str(w.message)]
+
+
+def test_class_without_ground_truth_warns_nothing(tmp_path):
+  """A class with no validation boxes (precision -1 everywhere) must not emit NumPy's
+  "Mean of empty slice" RuntimeWarning anywhere in the report."""
+  gt = {"images": [{"id": 1, "width": 50, "height": 50}],
+        "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "never seen"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5],
+                         "area": 25, "iscrowd": 0}]}
+  dets = [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.9},
+          {"image_id": 1, "category_id": 2, "bbox": [10, 10, 5, 5], "score": 0.8}]
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    stats = write_report(gt, dets, str(tmp_path))
+  assert stats["per_class"]["never seen"] == -1.0 and stats["AP"] == pytest.approx(1.0)

@@ -3,6 +3,7 @@ resume, `jaxdet.load`, and one-line errors."""
 
 import json
 import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -24,8 +25,8 @@ def _args(workdir, data_dir, *extra):
 
 
 @pytest.mark.slow
-def test_train_cli_end_to_end_and_resume(tmp_path, capsys):
-  workdir, data_dir = tmp_path / "run", tmp_path / "data"
+def test_train_cli_end_to_end_and_resume(tmp_path, tiny_data_dir, capsys):
+  workdir, data_dir = tmp_path / "run", tiny_data_dir
   assert cli.main(_args(workdir, data_dir)) == 0
   out = capsys.readouterr().out
   assert "final: AP=" in out
@@ -51,6 +52,43 @@ def test_train_cli_end_to_end_and_resume(tmp_path, capsys):
   assert cli.main(_args(workdir, data_dir, "--config.total_steps=4", "--config.eval_every=0")) == 0
   steps = [r["step"] for r in log_lib.read_metrics(workdir) if r["split"] == "train"]
   assert steps == [1, 2, 3, 4]
+  assert (workdir / "curves.png").is_file()
+
+  # `jaxdet evaluate --workdir`: the step-3 model on validation reproduces training's report.
+  capsys.readouterr()
+  assert cli.main(["evaluate", "--workdir", str(workdir), "--checkpoint", "3"]) == 0
+  out = capsys.readouterr().out
+  report = workdir / "evaluate" / "validation-step3"
+  assert f"report: {report}" in out and "AP50" in out
+  for name in ("coco_stats.json", "coco_table.txt", "pr_curve.png", "confusion_matrix.png"):
+    assert (report / name).is_file(), name
+  assert (json.loads((report / "coco_stats.json").read_text())
+          == json.loads((workdir / "eval" / "coco_stats.json").read_text()))
+  assert cli.main(["evaluate", "--workdir", str(workdir), "--split", "test", "--checkpoint",
+                   "latest", "--json", str(tmp_path / "test.json")]) == 0
+  assert (workdir / "evaluate" / "test-step4" / "coco_stats.json").is_file()
+  assert 0 <= json.loads((tmp_path / "test.json").read_text())["AP"] <= 1
+  capsys.readouterr()
+  for extra, message in ((["--checkpoint", "7"], "no checkpoint of step 7 under .*steps kept: "),
+                         (["--split", "val"], r"has no split 'val' \(--split=val\); its splits: "),
+                         (["--checkpoint", "newest"], "'best', 'latest' or a step number")):
+    assert cli.main(["evaluate", "--workdir", str(workdir), *extra]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--config.eval_split=val"], r"no split 'val' \(--config.eval_split=val\); its splits: test "
+                                  r"\(8\), train \(32\), validation \(8\)"),
+    (["--config.dataset=shapez"], "shapez"),  # the message itself is jaxdet.data's
+])
+def test_train_cli_bad_dataset_or_split_fails_before_workdir_and_training(
+    tmp_path, tiny_data_dir, capsys, extra, message):
+  workdir = tmp_path / "run"
+  assert cli.main(_args(workdir, tiny_data_dir, *extra)) == 1
+  err = capsys.readouterr().err
+  assert re.search(message, err), err
+  assert not workdir.exists()  # checked before the workdir (and any step)
 
 
 @pytest.mark.parametrize("extra,message", [

@@ -133,3 +133,112 @@ def test_init_from_checkpoint_copies_matching_parameters_only(tmp_path):
                                          "init_from.include_regex": "^no_such_layer"})
   with pytest.raises(loop.TrainingError, match="no parameter"):
     loop.train_and_evaluate(bad, tmp_path / "bad", components=si.components(bad), progress=False)
+
+
+def _with_eval(components, evaluate_results, monkeypatch):
+  """Stand-in eval data, and `eval_lib.evaluate` returning (or raising) the given results."""
+  results = iter(evaluate_results)
+
+  def fake_evaluate(*, predict, variables, batches, ground_truth, class_names, report_dir):
+    result = next(results)
+    if isinstance(result, Exception):
+      raise result
+    return result
+  monkeypatch.setattr(loop.eval_lib, "evaluate", fake_evaluate)
+
+  def eval_batches():
+    batch = si.make_batch(0, batch_size=2)
+    return [dict(batch, example_mask=np.array([True, False]), scale=np.ones((2, 2), np.float32),
+                 orig_size=np.full((2, 2), si.IMAGE_SIZE, np.int32))]
+  components.eval_batches = eval_batches
+  components.ground_truth = lambda: {}
+  return components
+
+
+def test_failing_final_evaluation_keeps_trained_state_and_rerun_only_evaluates(
+    tmp_path, monkeypatch, capsys):
+  config = si.tiny_config(total_steps=4, eval_every=10, **{"checkpoint.every": 100})
+  components = _with_eval(si.components(config),
+                          [KeyError("objects/bbox"), {"AP": 0.25, "AP50": 0.5}], monkeypatch)
+  with pytest.raises(loop.TrainingError, match=r"evaluation at step 4 failed.*KeyError.*saved "
+                                               r"at step 4.*run the same command again"):
+    loop.train_and_evaluate(config, tmp_path, components=components, progress=False)
+  assert ckpt.latest_manager(tmp_path).all_steps() == [4]  # saved before the evaluation
+  trained = _state_tree(tmp_path, 4)
+
+  metrics = loop.train_and_evaluate(config, tmp_path, components=components, progress=False)
+  assert metrics["AP"] == 0.25
+  records = log_lib.read_metrics(tmp_path)
+  assert [r["step"] for r in records if r["split"] == "train"] == [1, 2, 3, 4]  # no new steps
+  assert [r["step"] for r in records if r["split"] == "eval"] == [4]
+  for x, y in zip(jax.tree.leaves(trained), jax.tree.leaves(_state_tree(tmp_path, 4))):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  assert (tmp_path / "curves.png").is_file()
+
+  # Now finished: says so and how to extend it; nothing is built or trained.
+  capsys.readouterr()
+  assert loop.train_and_evaluate(config, tmp_path, components=None, progress=False) == {
+      "AP": 0.25, "AP50": 0.5}
+  out = capsys.readouterr().out
+  assert "is finished (AP=0.2500, AP50=0.5000)" in out and "--config.total_steps=N" in out
+
+
+def test_preflight_runs_before_anything_is_created(tmp_path):
+  config = si.tiny_config(total_steps=2)
+  components = si.components(config)
+
+  def preflight():
+    raise ValueError("dataset 'x' has no split 'validation'")
+  components.preflight = preflight
+  compiled = []
+  components.train_batches = lambda start: compiled.append(start)
+  with pytest.raises(ValueError, match="no split 'validation'"):
+    loop.train_and_evaluate(config, tmp_path / "run", components=components, progress=False)
+  assert not (tmp_path / "run").exists() and not compiled
+
+
+@pytest.mark.parametrize("needed,message", [
+    ({"--config.eval_split": "validation"},
+     r"no split 'validation' \(--config.eval_split=validation\); its splits: test \(3\), train "
+     r"\(9\)\. Pass --config.eval_split=NAME \(or --config.eval_every=0"),
+    ({"--config.train_split": "train[:50%]+val"}, "no split 'val'"),
+    ({"--split": "test"}, "split 'test' of dataset 'd' is empty"),
+])
+def test_check_splits_messages(needed, message):
+  from jaxdet.train import preflight
+  counts = {"train": 9, "test": 3} if "--split" not in needed else {"train": 9, "test": 0}
+  with pytest.raises(ValueError, match=message):
+    preflight.check_splits("d", counts, needed)
+  preflight.check_splits("d", {"train": 9, "val": 1}, {"--config.train_split": "train[:50%]+val"})
+
+
+def test_interrupt_before_the_first_step_and_during_evaluation(tmp_path, monkeypatch):
+  config = si.tiny_config(total_steps=4, eval_every=2, **{"checkpoint.every": 100})
+  components = _with_eval(si.components(config), [{"AP": 0.1}], monkeypatch)
+  model = components.model
+
+  class SignalOnInit:  # SIGINT while the model is being initialized (its first compile).
+    def init(self, *args, **kwargs):
+      signal.raise_signal(signal.SIGINT)
+      return model.init(*args, **kwargs)
+
+    def __getattr__(self, name):
+      return getattr(model, name)
+  components.model = SignalOnInit()
+  with pytest.raises(loop.TrainingInterrupted, match="SIGINT before the first step: nothing was "
+                                                     "trained yet; run the same command again"):
+    loop.train_and_evaluate(config, tmp_path, components=components, progress=False)
+  assert ckpt.latest_manager(tmp_path).all_steps() == []
+
+  # SIGINT during the evaluation at step 2: the state of step 2 is saved, then it stops.
+  components.model = model
+  inner = loop.eval_lib.evaluate
+
+  def evaluate_interrupted(**kwargs):
+    signal.raise_signal(signal.SIGINT)
+    return inner(**dict(kwargs, batches=list(kwargs["batches"])))
+  monkeypatch.setattr(loop.eval_lib, "evaluate", evaluate_interrupted)
+  with pytest.raises(loop.TrainingInterrupted, match="SIGINT during the evaluation at step 2: "
+                                                     "checkpoint saved"):
+    loop.train_and_evaluate(config, tmp_path, components=components, progress=False)
+  assert ckpt.latest_manager(tmp_path).all_steps() == [2]
