@@ -105,7 +105,7 @@ def test_small_kernels_chunk_only_the_kernel_gradient(tiny_chunks, monkeypatch):
 def test_no_chunking_when_everything_fits():
   x, w, _, chunked = _convs(_CASES[0])  # 4 images of 2 KB each: far below CHUNK_BYTES
   grad = jax.make_jaxpr(jax.grad(lambda a, b: jnp.sum(chunked(a, b)), argnums=(0, 1)))(x, w)
-  assert "custom_vjp" not in str(grad) and "platform_index" not in str(grad)
+  assert "platform_index" not in str(grad)
 
 
 def test_flax_conv_has_nn_conv_parameters(tiny_chunks):
@@ -146,3 +146,70 @@ def test_bf16_layers_do_not_use_winograd(tiny_chunks, monkeypatch):
   f = lambda a, b: jnp.sum(conv_lib.conv_general_dilated(
       a, b, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")))
   assert "dot_general" not in jax.jit(jax.grad(f, argnums=(0, 1))).lower(x, w).as_text()
+
+
+def _grad_convs(chunked_fn, x, w, platform):
+  grad = jax.jit(jax.grad(lambda a, b: jnp.sum(chunked_fn(a, b) ** 2), argnums=(0, 1)))
+  return grad.trace(x, w).lower(lowering_platforms=(platform,)).as_text().count(
+      "stablehlo.convolution")
+
+
+def test_chunks_only_on_cpu_and_not_when_off(tiny_chunks):
+  x, w, _, chunked = _convs(_CASES[0])  # batch 4 -> 4 chunks
+  off = lambda a, b: conv_lib.conv_general_dilated(
+      a, b, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"),
+      cpu_train_kernels="off")
+  # Lowered for each platform without its hardware: the gate is `lax.platform_dependent`.
+  assert _grad_convs(chunked, x, w, "cpu") >= 3 * 4
+  assert _grad_convs(chunked, x, w, "cuda") == 3  # forward, input and kernel gradient
+  assert _grad_convs(off, x, w, "cpu") == 3
+
+
+@pytest.mark.parametrize("case", _CASES)
+@pytest.mark.parametrize("option", ["auto", "off"])
+def test_forward_mode_equals_lax(case, option, tiny_chunks):
+  x, w, plain, _ = _convs(case)
+  _, w_shape, strides, padding, dilation, groups, dn = case
+  ours = lambda a, b: conv_lib.conv_general_dilated(
+      a, b, strides, padding, rhs_dilation=dilation, feature_group_count=groups,
+      dimension_numbers=dn, cpu_train_kernels=option)
+  rng = np.random.default_rng(3)
+  tx = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
+  tw = jnp.asarray(rng.normal(size=w.shape), jnp.float32)
+  y, ty = jax.jit(lambda *a: jax.jvp(ours, a[:2], a[2:]))(x, w, tx, tw)
+  y_ref, ty_ref = jax.jvp(plain, (x, w), (tx, tw))
+  np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(y_ref))))
+  np.testing.assert_allclose(ty, ty_ref, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(ty_ref))))
+  # jacfwd in the kernel alone (the input tangent is a symbolic zero) against reverse mode.
+  jf = jax.jit(jax.jacfwd(lambda b: jnp.sum(ours(x, b) ** 2)))(w)
+  jr = jax.grad(lambda b: jnp.sum(plain(x, b) ** 2))(w)
+  np.testing.assert_allclose(jf, jr, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(jr))))
+
+
+def test_forward_mode_through_winograd_and_second_order(tiny_chunks, monkeypatch):
+  monkeypatch.setattr(conv_lib, "WINOGRAD_MIN_CHANNELS", 6)
+  monkeypatch.setattr(conv_lib, "WINOGRAD_MIN_SIZE", 8)
+  case = ((2, 8, 10, 6), (3, 3, 6, 5), (1, 1), ((1, 1), (1, 1)), (1, 1), 1,
+          ("NHWC", "HWIO", "NHWC"))
+  x, w, plain, chunked = _convs(case)
+  loss = lambda f: lambda a, b: jnp.sum(jnp.tanh(f(a, b)))
+  tw = jnp.ones_like(w)
+  # Forward-over-reverse (Hessian-vector product) and jacfwd of the whole input.
+  hvp = lambda f: jax.jvp(jax.grad(loss(f), argnums=1), (x, w), (jnp.zeros_like(x), tw))[1]
+  got, want = jax.jit(lambda: hvp(chunked))(), hvp(plain)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(want))))
+  got = jax.jacfwd(loss(chunked))(x, w)
+  want = jax.grad(loss(plain))(x, w)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(want))))
+
+
+def test_flax_conv_option(tiny_chunks):
+  x = jnp.ones((4, 8, 8, 3))
+  on, off = conv_lib.Conv(4, (3, 3)), conv_lib.Conv(4, (3, 3), cpu_train_kernels="off")
+  v = on.init(jax.random.key(0), x)
+  grad = lambda m: jax.make_jaxpr(jax.grad(lambda p: jnp.sum(m.apply(p, x) ** 2)))(v)
+  assert "platform_index" in str(grad(on)) and "platform_index" not in str(grad(off))
+  assert on.clone(cpu_train_kernels="off").conv_general_dilated.keywords == {
+      "cpu_train_kernels": "off"}
+  with pytest.raises(ValueError, match="cpu_train_kernels must be one of"):
+    conv_lib.Conv(4, (3, 3), cpu_train_kernels="cpu")
