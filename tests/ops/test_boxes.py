@@ -1,5 +1,6 @@
 """jaxdet.ops.boxes against plain-loop NumPy references (float64) and property checks."""
 
+import functools
 import math
 
 import chex
@@ -11,13 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdet import ops
+from jaxdet import ops, testing
 
 
-def random_boxes_xyxy(rng, n, *, size=100.0, max_wh=50.0):
-  xy = rng.uniform(0, size, (n, 2))
-  wh = rng.uniform(0, max_wh, (n, 2))
-  return np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
+# Degenerate (zero-side) boxes included.
+random_boxes_xyxy = functools.partial(testing.random_boxes_xyxy, wh_range=(0.0, 50.0))
 
 
 # --- plain-loop references (one pair at a time, torchvision's formulas) ---
@@ -93,7 +92,7 @@ def test_pairwise_matches_loop_reference(kind):
 def test_losses_match_loop_reference(kind):
   rng = np.random.default_rng(1)
   boxes1 = random_boxes_xyxy(rng, 50) + np.float32([0, 0, 0.5, 0.5])
-  boxes2 = random_boxes_xyxy(rng, 50, size=30) + np.float32([0, 0, 0.5, 0.5])
+  boxes2 = random_boxes_xyxy(rng, 50, xy_range=(0, 30)) + np.float32([0, 0, 0.5, 0.5])
   boxes2[:5] = boxes1[:5]
   got = jax.jit(LOSSES[kind])(boxes1, boxes2)
   chex.assert_shape(got, (50,))
@@ -155,8 +154,8 @@ def test_losses_degenerate_boxes_finite_values_and_grads(kind):
 @pytest.mark.parametrize("kind", list(LOSSES))
 def test_loss_gradient_matches_finite_differences(kind):
   rng = np.random.default_rng(3)
-  pred = random_boxes_xyxy(rng, 4, size=20).astype(np.float64) + [0, 0, 1, 1]
-  target = random_boxes_xyxy(rng, 4, size=20).astype(np.float64) + [0, 0, 1, 1]
+  pred = random_boxes_xyxy(rng, 4, xy_range=(0, 20)).astype(np.float64) + [0, 0, 1, 1]
+  target = random_boxes_xyxy(rng, 4, xy_range=(0, 20)).astype(np.float64) + [0, 0, 1, 1]
   # CIoU's alpha carries no gradient (as torchvision): differentiate with alpha frozen at pred.
   alpha = np.zeros(4)
   for i in range(4):

@@ -1,5 +1,6 @@
 """Box coders: NumPy references, round trips, torchvision conformance."""
 
+import functools
 import math
 
 import chex
@@ -9,13 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxdet import testing
 from jaxdet.ops import coders
 
 
-def _random_boxes(rng, n, scale=100.0, min_size=1.0):
-  xy = rng.uniform(0, scale, (n, 2))
-  wh = rng.uniform(min_size, scale, (n, 2))
-  return np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
+_random_boxes = functools.partial(testing.random_boxes_xyxy, wh_range=(1.0, 100.0))
 
 
 def _np_encode(a, b, w):
