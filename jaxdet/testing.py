@@ -49,3 +49,25 @@ def clustered_boxes_xyxy(rng, n, *, num_objects=5, center_range=(20.0, 80.0),
   cxy = centers[which] + rng.normal(0, jitter, (n, 2))
   wh = sizes[which] * rng.uniform(*scale_range, (n, 2))
   return np.concatenate([cxy - wh / 2, cxy + wh / 2], axis=1).astype(np.float32)
+
+
+# float32 machine epsilon (2^-23): the spacing of float32 numbers just above 1.
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+def f32_atol(magnitude, *, ulps=8):
+  """Absolute tolerance of a float32 computation whose operands are of size `magnitude`.
+
+  Each float32 add, multiply or exp rounds by at most half a unit in the last place, i.e.
+  `EPS32 / 2` times the size of its result; a short chain of such operations on values of size
+  `magnitude` is off by at most a few units, `ulps * EPS32 * magnitude` (8 covers the box coders'
+  and IoUs' chains of up to ~16 roundings). Divide by the size of a divisor that follows.
+
+  Args:
+    magnitude: scalar or array, the largest absolute operand of the computation.
+    ulps: number of units in the last place allowed.
+
+  Returns:
+    float64 array (or scalar) of the same shape as `magnitude`.
+  """
+  return ulps * EPS32 * np.asarray(magnitude, np.float64)
