@@ -77,6 +77,11 @@ def test_values_and_gradients_equal_lax(case, tiny_chunks):
   np.testing.assert_allclose(val, loss(plain)(x, w), rtol=1e-5)
 
 
+def _cpu_hlo(jitted, *args):
+  """StableHLO of `jitted` lowered for CPU (also when the tests run on a GPU)."""
+  return jitted.trace(*args).lower(lowering_platforms=("cpu",)).as_text()
+
+
 def _count_convs(jaxpr):
   return str(jaxpr).count("conv_general_dilated[")
 
@@ -94,7 +99,7 @@ def test_small_kernels_chunk_only_the_kernel_gradient(tiny_chunks, monkeypatch):
   x, w, _, chunked = _convs(_CASES[0])  # batch 4 -> 4 chunks
   def count():  # a fresh jit each time: traces are cached regardless of module constants
     grad = jax.jit(jax.grad(lambda a, b: jnp.sum(chunked(a, b) ** 2), argnums=(0, 1)))
-    return grad.lower(x, w).as_text().count("stablehlo.convolution")
+    return _cpu_hlo(grad, x, w).count("stablehlo.convolution")
 
   all_chunked = count()
   monkeypatch.setattr(conv_lib, "CHUNK_MIN_KERNEL_BYTES", w.size * 4 + 1)
@@ -126,7 +131,7 @@ def test_wide_3x3_layers_train_through_winograd(tiny_chunks, monkeypatch):
   cot = jnp.asarray(np.random.default_rng(2).normal(size=(4, 8, 10, 5)), jnp.float32)
   loss = lambda f: lambda a, b: jnp.sum(f(a, b) * cot)
   grad = jax.jit(jax.value_and_grad(loss(chunked), argnums=(0, 1)))
-  assert "dot_general" in grad.lower(x, w).as_text()  # the Winograd tile products
+  assert "dot_general" in _cpu_hlo(grad, x, w)  # the Winograd tile products
   val, got = grad(x, w)
   want = jax.grad(loss(plain), argnums=(0, 1))(x, w)
   np.testing.assert_allclose(val, loss(plain)(x, w), rtol=1e-5)
@@ -135,7 +140,7 @@ def test_wide_3x3_layers_train_through_winograd(tiny_chunks, monkeypatch):
   # An odd map size, a stride or a narrow layer falls back to the direct convolution.
   x_odd, w_odd, _, chunked_odd = _convs(_CASES[0])
   odd = jax.jit(jax.grad(lambda a, b: jnp.sum(chunked_odd(a, b)), argnums=(0, 1)))
-  assert "dot_general" not in odd.lower(x_odd, w_odd).as_text()
+  assert "dot_general" not in _cpu_hlo(odd, x_odd, w_odd)
 
 
 def test_bf16_layers_do_not_use_winograd(tiny_chunks, monkeypatch):
@@ -145,7 +150,7 @@ def test_bf16_layers_do_not_use_winograd(tiny_chunks, monkeypatch):
   w = jnp.ones((3, 3, 6, 5), jnp.bfloat16)
   f = lambda a, b: jnp.sum(conv_lib.conv_general_dilated(
       a, b, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")))
-  assert "dot_general" not in jax.jit(jax.grad(f, argnums=(0, 1))).lower(x, w).as_text()
+  assert "dot_general" not in _cpu_hlo(jax.jit(jax.grad(f, argnums=(0, 1))), x, w)
 
 
 def _grad_convs(chunked_fn, x, w, platform):
