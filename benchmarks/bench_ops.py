@@ -142,7 +142,7 @@ def main(argv=None) -> int:
     print("(roi_align: not in jaxdet.ops yet, row skipped)")
   else:
     features = rng.normal(size=(2, 64, 64, 256)).astype(np.float32)  # NHWC, stride 8 of 512 px
-    rois = random_boxes_xyxy(rng, 512, size=400, min_wh=16, max_wh=112).reshape(2, 256, 4)
+    rois = random_boxes_xyxy(rng, (2, 256), xy_range=(0, 400), wh_range=(16, 112))
     batch_index = np.repeat(np.arange(2, dtype=np.float32), 256)[:, None]
     tfeat, trois = to_torch(features.transpose(0, 3, 1, 2),
                             np.concatenate([batch_index, rois.reshape(512, 4)], axis=1))
