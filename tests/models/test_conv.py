@@ -122,12 +122,21 @@ def test_flax_conv_has_nn_conv_parameters(tiny_chunks):
   np.testing.assert_array_equal(ours.apply(v_ref, x), ref.apply(v_ref, x))
 
 
-def test_wide_3x3_layers_train_through_winograd(tiny_chunks, monkeypatch):
+@pytest.fixture
+def small_winograd(monkeypatch):
+  """Winograd for the small test layers (>= 6 channels in, maps >= 8 px)."""
   monkeypatch.setattr(conv_lib, "WINOGRAD_MIN_CHANNELS", 6)
   monkeypatch.setattr(conv_lib, "WINOGRAD_MIN_SIZE", 8)
-  case = ((4, 8, 10, 6), (3, 3, 6, 5), (1, 1), ((1, 1), (1, 1)), (1, 1), 1,
-          ("NHWC", "HWIO", "NHWC"))
-  x, w, plain, chunked = _convs(case)
+
+
+def _winograd_case(batch):
+  """A 3x3 stride-1 SAME conv, 6 -> 5 channels on 8x10 maps (Winograd under `small_winograd`)."""
+  return _convs(((batch, 8, 10, 6), (3, 3, 6, 5), (1, 1), ((1, 1), (1, 1)), (1, 1), 1,
+                 ("NHWC", "HWIO", "NHWC")))
+
+
+def test_wide_3x3_layers_train_through_winograd(tiny_chunks, small_winograd):
+  x, w, plain, chunked = _winograd_case(4)
   cot = jnp.asarray(np.random.default_rng(2).normal(size=(4, 8, 10, 5)), jnp.float32)
   loss = lambda f: lambda a, b: jnp.sum(f(a, b) * cot)
   grad = jax.jit(jax.value_and_grad(loss(chunked), argnums=(0, 1)))
@@ -143,9 +152,7 @@ def test_wide_3x3_layers_train_through_winograd(tiny_chunks, monkeypatch):
   assert "dot_general" not in _cpu_hlo(odd, x_odd, w_odd)
 
 
-def test_bf16_layers_do_not_use_winograd(tiny_chunks, monkeypatch):
-  monkeypatch.setattr(conv_lib, "WINOGRAD_MIN_CHANNELS", 6)
-  monkeypatch.setattr(conv_lib, "WINOGRAD_MIN_SIZE", 8)
+def test_bf16_layers_do_not_use_winograd(tiny_chunks, small_winograd):
   x = jnp.ones((4, 8, 10, 6), jnp.bfloat16)
   w = jnp.ones((3, 3, 6, 5), jnp.bfloat16)
   f = lambda a, b: jnp.sum(conv_lib.conv_general_dilated(
@@ -191,12 +198,8 @@ def test_forward_mode_equals_lax(case, option, tiny_chunks):
   np.testing.assert_allclose(jf, jr, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(jr))))
 
 
-def test_forward_mode_through_winograd_and_second_order(tiny_chunks, monkeypatch):
-  monkeypatch.setattr(conv_lib, "WINOGRAD_MIN_CHANNELS", 6)
-  monkeypatch.setattr(conv_lib, "WINOGRAD_MIN_SIZE", 8)
-  case = ((2, 8, 10, 6), (3, 3, 6, 5), (1, 1), ((1, 1), (1, 1)), (1, 1), 1,
-          ("NHWC", "HWIO", "NHWC"))
-  x, w, plain, chunked = _convs(case)
+def test_forward_mode_through_winograd_and_second_order(tiny_chunks, small_winograd):
+  x, w, plain, chunked = _winograd_case(2)
   loss = lambda f: lambda a, b: jnp.sum(jnp.tanh(f(a, b)))
   tw = jnp.ones_like(w)
   # Forward-over-reverse (Hessian-vector product) and jacfwd of the whole input.
