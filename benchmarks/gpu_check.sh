@@ -70,7 +70,7 @@ fig_tests() { grep -E '[0-9]+ (passed|failed)' "$1" | tail -n 1 | tr -d '='; }
 fig_ops() {  # geometric mean of the jaxdet/torchvision median-time ratios, and agreement
   python3 - "$1" <<'EOF'
 import math, sys
-rows = [l.split("|") for l in open(sys.argv[1]) if l.startswith("| ") and "ratio" not in l]
+rows = [l.split("|") for l in open(sys.argv[1]) if l.startswith("| ") and not l.startswith("| op ")]
 ratios = [float(r[4]) for r in rows if len(r) > 8]
 agree = sum(r[8].strip() == "True" for r in rows if len(r) > 8)
 if ratios:
