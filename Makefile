@@ -6,14 +6,16 @@ PYTHON ?= python3
 comma := ,
 VENV ?= .venv
 PY := $(VENV)/bin/python
-HASH := $(shell $(PYTHON) -c "import hashlib;print(hashlib.sha1(open('pyproject.toml','rb').read()).hexdigest()[:10])")
+# The packaging files (setup.py where there is one) pick the install stamps.
+PACKAGING := pyproject.toml $(wildcard setup.py)
+HASH := $(shell cat $(PACKAGING) | $(PYTHON) -c "import hashlib,sys;print(hashlib.sha1(sys.stdin.buffer.read()).hexdigest()[:10])")
 DEMO_EXTRAS := export
 TEST_EXTRAS := dev,export,bench
 
 .PHONY: test demo gpu-check bench-ops bench-eval bench-data bench-train bench-export clean
 
-# One stamp per set of extras and pyproject.toml version; a new pyproject.toml reinstalls.
-$(VENV)/.installed-%-$(HASH): pyproject.toml
+# One stamp per set of extras and packaging files' version; a change reinstalls.
+$(VENV)/.installed-%-$(HASH): $(PACKAGING)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[$(subst +,$(comma),$*)]'
