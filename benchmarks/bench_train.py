@@ -22,11 +22,12 @@ import time
 
 import numpy as np
 
+from jaxdet import testing
+
 
 def _boxes(rng, batch, num_boxes, size, classes):
-  xy = rng.uniform(0, size * 0.7, (batch, num_boxes, 2))
-  wh = rng.uniform(size * 0.05, size * 0.3, (batch, num_boxes, 2))
-  boxes = np.concatenate([xy, np.minimum(xy + wh, size - 1)], -1).astype(np.float32)
+  boxes = testing.random_boxes_xyxy(rng, (batch, num_boxes), xy_range=(0, size * 0.7),
+                                    wh_range=(size * 0.05, size * 0.3), clip=size - 1)
   return boxes, rng.integers(0, classes, (batch, num_boxes)).astype(np.int64)
 
 
