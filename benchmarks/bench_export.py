@@ -11,7 +11,8 @@ classes, square S x S input; post-processing K=100, score 0.05, IoU 0.5, 1000 pr
   onnxruntime CPU, float input.
 
 Prints medians of latency (batch 1) and throughput (batch 8) and their ratios, and export times.
-Usage: `python benchmarks/bench_export.py [--size 320] [--classes 80] [--repeats 10]`.
+Usage: `python benchmarks/bench_export.py [--size 320] [--classes 80] [--repeats 10]`;
+`--device gpu`: onnxruntime's CUDA provider (onnxruntime-gpu) and jax's GPU backend.
 """
 
 import argparse
@@ -39,14 +40,22 @@ def _interleaved_medians_ms(fns, *, repeats, warmup=2):
   return {name: statistics.median(t) for name, t in times.items()}
 
 
+PROVIDERS = ["CPUExecutionProvider"]  # --device gpu puts CUDA first
+
+
 def _ort_session(path, threads, spinning):
   import onnxruntime as ort
+  if PROVIDERS[0] == "CUDAExecutionProvider" and hasattr(ort, "preload_dlls"):
+    ort.preload_dlls()  # the CUDA/cuDNN libraries of the nvidia-* wheels
   options = ort.SessionOptions()
   options.intra_op_num_threads = threads
   # Spinning worker threads busy-wait for work: good on an idle machine, harmful when other
   # processes share the 2 cores (measured here: 2 spinning threads were slower than 1 thread).
   options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-  return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+  session = ort.InferenceSession(path, options, providers=PROVIDERS)
+  if session.get_providers()[0] != PROVIDERS[0]:
+    raise SystemExit(f"error: onnxruntime has no {PROVIDERS[0]} (got {session.get_providers()})")
+  return session
 
 
 def _jaxdet_detector(size, classes):
@@ -93,7 +102,12 @@ def main():
                       help="onnxruntime intra-op threads (a 1-thread row is added)")
   parser.add_argument("--ort-spinning", action="store_true",
                       help="let onnxruntime's threads spin (off: fairer on a shared machine)")
+  parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
   args = parser.parse_args()
+  if args.device == "gpu":
+    PROVIDERS.insert(0, "CUDAExecutionProvider")
+  else:
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
   import jax
 
@@ -143,7 +157,7 @@ def main():
           f"(a shared machine is noisy above {os.cpu_count()})")
   pick = lambda key: {n: med[(key, n)] for n in (1, b8) if (key, n) in med}
   rows = [(f"jaxdet ONNX, onnxruntime {t} thr", pick(f"ours{t}")) for t in threads]
-  rows.append(("jaxdet jax.jit (XLA CPU)", pick("jax")))
+  rows.append((f"jaxdet jax.jit (XLA {jax.default_backend().upper()})", pick("jax")))
   rows += [(f"torchvision ONNX, onnxruntime {t} thr", pick(f"tv{t}")) for t in threads
            if pick(f"tv{t}")]
   print(f"onnxruntime spinning: {'on' if args.ort_spinning else 'off'}")

@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdet import testing
+
 
 def time_ms(fn, *, repeats: int, warmup: int = 3) -> tuple[float, float]:
   """(median, min) wall ms over `repeats` calls after `warmup` calls."""
@@ -34,20 +36,12 @@ def time_ms(fn, *, repeats: int, warmup: int = 3) -> tuple[float, float]:
   return statistics.median(times), min(times)
 
 
-def random_boxes_xyxy(rng, n, *, size=1000.0, min_wh=10.0, max_wh=110.0):
-  xy = rng.uniform(0, size, (n, 2))
-  wh = rng.uniform(min_wh, max_wh, (n, 2))
-  return np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
-
-
-def clustered_boxes_xyxy(rng, n, *, num_objects=20):
-  """Jittered copies of a few boxes, as raw detector outputs (long suppression chains)."""
-  centers = rng.uniform(100, 900, (num_objects, 2))
-  sizes = rng.uniform(30, 200, (num_objects, 2))
-  which = rng.integers(0, num_objects, n)
-  cxy = centers[which] + rng.normal(0, 10, (n, 2))
-  wh = sizes[which] * rng.uniform(0.7, 1.3, (n, 2))
-  return np.concatenate([cxy - wh / 2, cxy + wh / 2], axis=1).astype(np.float32)
+# Boxes on a 1000 px image: uniform, and jittered copies of 20 objects (long NMS chains).
+random_boxes_xyxy = functools.partial(testing.random_boxes_xyxy, xy_range=(0.0, 1000.0),
+                                      wh_range=(10.0, 110.0))
+clustered_boxes_xyxy = functools.partial(
+    testing.clustered_boxes_xyxy, num_objects=20, center_range=(100.0, 900.0),
+    size_range=(30.0, 200.0), jitter=10.0, scale_range=(0.7, 1.3))
 
 
 def main(argv=None) -> int:
@@ -148,7 +142,7 @@ def main(argv=None) -> int:
     print("(roi_align: not in jaxdet.ops yet, row skipped)")
   else:
     features = rng.normal(size=(2, 64, 64, 256)).astype(np.float32)  # NHWC, stride 8 of 512 px
-    rois = random_boxes_xyxy(rng, 512, size=400, min_wh=16, max_wh=112).reshape(2, 256, 4)
+    rois = random_boxes_xyxy(rng, (2, 256), xy_range=(0, 400), wh_range=(16, 112))
     batch_index = np.repeat(np.arange(2, dtype=np.float32), 256)[:, None]
     tfeat, trois = to_torch(features.transpose(0, 3, 1, 2),
                             np.concatenate([batch_index, rois.reshape(512, 4)], axis=1))

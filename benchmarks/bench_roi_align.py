@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torchvision
 
+from jaxdet import testing
 from jaxdet.ops import anchors, matching
 from jaxdet.ops.roi_align import roi_align
 
@@ -38,9 +39,8 @@ def main():
   print("|---|---:|---:|---:|---:|---:|")
   # (lo, hi, number of 2600 px boxes replacing the first ones: adaptive bins > 27 samples)
   for lo, hi, huge in [(16, 128, 0), (32, 256, 0), (64, 512, 0), (16, 128, 1), (16, 128, 10)]:
-    xy = rng.uniform(0, 512 - lo, (b, k, 2))
-    boxes = np.concatenate([xy, np.minimum(xy + rng.uniform(lo, hi, (b, k, 2)), 512)], -1)
-    boxes = boxes.astype(np.float32)
+    boxes = testing.random_boxes_xyxy(rng, (b, k), xy_range=(0, 512 - lo), wh_range=(lo, hi),
+                                      clip=512)
     boxes.reshape(-1, 4)[:huge] = [-1000, -1000, 1600, 1600]
     boxes_j = jnp.asarray(boxes)
     rois = np.concatenate([np.repeat(np.arange(float(b)), k)[:, None], boxes.reshape(-1, 4)], 1)
@@ -65,8 +65,7 @@ def main():
             f"{diff:.1e} |", flush=True)
 
   anchors_xyxy = jnp.asarray(anchors.retinanet_anchors_xyxy(512))
-  xy = rng.uniform(0, 400, (8, 50, 2))
-  gt = jnp.asarray(np.concatenate([xy, xy + rng.uniform(10, 200, (8, 50, 2))], -1), jnp.float32)
+  gt = jnp.asarray(testing.random_boxes_xyxy(rng, (8, 50), xy_range=(0, 400), wh_range=(10, 200)))
   gt_mask = jnp.asarray(rng.random((8, 50)) < 0.5)
   match = jax.jit(lambda g, m: matching.match_boxes(
       g, m, anchors_xyxy, high_threshold=0.5, low_threshold=0.4, allow_low_quality_matches=True))

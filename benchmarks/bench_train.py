@@ -8,6 +8,7 @@ steps of all rounds, after compilation / warm-up), compile time, peak RSS and th
 
   python benchmarks/bench_train.py [--size 512 --batch 8 --steps 3 --rounds 2 --boxes 8]
   python benchmarks/bench_train.py --yolo   # also the CPU demo model (YOLO nano, 256, batch 16)
+  python benchmarks/bench_train.py --device gpu   # jax on its GPU backend vs torch CUDA
 """
 
 import argparse
@@ -21,11 +22,12 @@ import time
 
 import numpy as np
 
+from jaxdet import testing
+
 
 def _boxes(rng, batch, num_boxes, size, classes):
-  xy = rng.uniform(0, size * 0.7, (batch, num_boxes, 2))
-  wh = rng.uniform(size * 0.05, size * 0.3, (batch, num_boxes, 2))
-  boxes = np.concatenate([xy, np.minimum(xy + wh, size - 1)], -1).astype(np.float32)
+  boxes = testing.random_boxes_xyxy(rng, (batch, num_boxes), xy_range=(0, size * 0.7),
+                                    wh_range=(size * 0.05, size * 0.3), clip=size - 1)
   return boxes, rng.integers(0, classes, (batch, num_boxes)).astype(np.int64)
 
 
@@ -93,18 +95,21 @@ def run_torch(args):
 
   torch.set_num_threads(2)
   torch.manual_seed(0)
+  device = torch.device("cuda" if args.device == "gpu" else "cpu")
+  sync = torch.cuda.synchronize if args.device == "gpu" else lambda: None
   # Trainable BatchNorm (torchvision defaults to FrozenBatchNorm2d) so both sides do the same work.
   backbone = resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=5,
                                  returned_layers=[2, 3, 4], norm_layer=torch.nn.BatchNorm2d,
                                  extra_blocks=LastLevelP6P7(256, 256))
   model = RetinaNet(backbone, num_classes=args.classes, min_size=args.size, max_size=args.size)
-  model.train()
+  model.to(device).train()
   opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
   rng = np.random.default_rng(0)
   boxes, classes = _boxes(rng, args.batch, args.boxes, args.size, args.classes)
-  images = [torch.tensor(rng.uniform(size=(3, args.size, args.size)), dtype=torch.float32)
-            for _ in range(args.batch)]
-  targets = [{"boxes": torch.tensor(b), "labels": torch.tensor(c)} for b, c in zip(boxes, classes)]
+  images = [torch.tensor(rng.uniform(size=(3, args.size, args.size)), dtype=torch.float32,
+                         device=device) for _ in range(args.batch)]
+  targets = [{"boxes": torch.tensor(b, device=device), "labels": torch.tensor(c, device=device)}
+             for b, c in zip(boxes, classes)]
   times = []
   for _ in range(args.steps + 1):
     t0 = time.perf_counter()
@@ -113,19 +118,22 @@ def run_torch(args):
     opt.zero_grad()
     loss.backward()
     opt.step()
+    sync()
     times.append(time.perf_counter() - t0)
   med = statistics.median(times[1:])
   return {"images_per_s": args.batch / med, "step_s": med, "step_times": times[1:],
           "first_step_s": times[0],
           "loss": float(loss), "peak_rss_mb": _peak_rss_mb(),
-          "versions": f"torch {torch.__version__}"}
+          "versions": f"torch {torch.__version__}, {device}"}
 
 
 def _child(args, side):
   cmd = [sys.executable, __file__, "--side", side, "--size", str(args.size), "--batch",
          str(args.batch), "--steps", str(args.steps), "--boxes", str(args.boxes), "--classes",
-         str(args.classes)]
-  out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+         str(args.classes), "--device", args.device]
+  # Each side on the requested platform only (jax would otherwise pick a GPU by itself).
+  env = dict(os.environ, JAX_PLATFORMS="cuda" if args.device == "gpu" else "cpu")
+  out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
   if out.returncode != 0:
     raise SystemExit(f"{side} side failed:\n{out.stderr[-3000:]}")
   return json.loads(out.stdout.strip().splitlines()[-1])
@@ -150,6 +158,8 @@ def main():
   p.add_argument("--rounds", type=int, default=2, help="alternations of the two sides")
   p.add_argument("--boxes", type=int, default=8, help="ground-truth boxes per image")
   p.add_argument("--classes", type=int, default=20)
+  p.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
+                 help="gpu: jax's CUDA backend vs torch CUDA")
   p.add_argument("--yolo", action="store_true", help="also time the YOLO demo model (256, b16)")
   p.add_argument("--side", choices=["jax", "torch", "yolo"], help=argparse.SUPPRESS)
   args = p.parse_args()

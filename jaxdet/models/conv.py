@@ -70,20 +70,39 @@ def _winograd_pays(lhs, rhs, dn, strides, padding, lhs_dilation, rhs_dilation, g
           and min(h, w) >= WINOGRAD_MIN_SIZE and h % 2 == 0 and w % 2 == 0)
 
 
+# Values of the `cpu_train_kernels` option of `conv_general_dilated`, `Conv`, `ConvBN` and
+# `layers.max_pool`.
+CPU_TRAIN_KERNELS = ("auto", "off")
+
+
+def check_cpu_train_kernels(value):
+  """Raises a one-line ValueError unless `value` is one of `CPU_TRAIN_KERNELS`."""
+  if value not in CPU_TRAIN_KERNELS:
+    raise ValueError(f"cpu_train_kernels must be one of {CPU_TRAIN_KERNELS}, got {value!r}")
+
+
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                          dimension_numbers=None, feature_group_count=1, batch_group_count=1,
-                         precision=None, preferred_element_type=None):
+                         precision=None, preferred_element_type=None, *, cpu_train_kernels="auto"):
   """`lax.conv_general_dilated` (same signature and values) computed in batch chunks when
   differentiated on CPU.
 
   Shapes as `lax.conv_general_dilated`, e.g. NHWC lhs float32 `[B,H,W,Cin]`, HWIO rhs
   `[kh,kw,Cin/groups,Cout]` -> `[B,H',W',Cout]`.
+
+  `cpu_train_kernels`: "auto" (default) differentiates through the chunked/Winograd kernels when
+  the program is lowered for CPU and through the plain convolution elsewhere; "off" is exactly
+  `lax.conv_general_dilated` on every platform. Both support reverse mode (`jax.grad`) and
+  forward mode (`jax.jvp`, `jax.jacfwd`), to any order.
   """
+  check_cpu_train_kernels(cpu_train_kernels)
   conv = functools.partial(
       lax.conv_general_dilated, window_strides=window_strides, padding=padding,
       lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
       feature_group_count=feature_group_count, batch_group_count=batch_group_count,
       precision=precision, preferred_element_type=preferred_element_type)
+  if cpu_train_kernels == "off":
+    return conv(lhs, rhs)
   dn = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
   batch_axis, out_batch_axis = dn.lhs_spec[0], dn.out_spec[0]
   batch = lhs.shape[batch_axis]
@@ -109,26 +128,47 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
   else:
     forward_conv = input_conv
 
-  # custom_vjp so that only differentiated code (training) takes the chunked, platform-dependent
-  # path; the primal below is what inference and ONNX export trace.
-  @jax.custom_vjp
+  # custom_jvp so that only differentiated code (training) takes the chunked, platform-dependent
+  # path; the primal below is what inference and ONNX export trace. The tangent is the product
+  # rule written with the chunked convolutions, linear in (tx, tw): forward mode evaluates it,
+  # and reverse mode transposes it, which gives per chunk the conv transposes of
+  # `lax.conv_general_dilated` (input gradient) and the kernel gradient summed over chunks.
+  # (A custom_vjp would do the same for reverse mode but cannot be jvp'd.)
+  @functools.partial(jax.custom_jvp)
   def f(x, w):
     return conv(x, w)
 
-  def fwd(x, w):
-    return forward_conv(x, w), (x, w)
+  def f_jvp(primals, tangents):
+    x, w = primals
+    tx, tw = tangents
+    terms = []
+    # Symbolic zeros (the image, frozen weights) skip their term instead of convolving zeros.
+    if not isinstance(tx, jax.custom_derivatives.SymbolicZero):
+      terms.append(input_conv(tx, w))
+    if not isinstance(tw, jax.custom_derivatives.SymbolicZero):
+      terms.append(kernel_conv(x, tw))
+    y = forward_conv(x, w)
+    return y, functools.reduce(jnp.add, terms) if terms else jnp.zeros_like(y)
 
-  def bwd(res, g):
-    # The transposes of a conv need only its inputs, so XLA drops the forward recomputed here.
-    x, w = res
-    dx = jax.vjp(lambda a: input_conv(a, w), x)[1](g)[0]
-    dw = jax.vjp(lambda k: kernel_conv(x, k), w)[1](g)[0]
-    return dx, dw
-
-  f.defvjp(fwd, bwd)
+  f.defjvp(f_jvp, symbolic_zeros=True)
   return f(lhs, rhs)
 
 
 class Conv(nn.Conv):
-  """`flax.linen.Conv` (same parameters and outputs) using `conv_general_dilated` above."""
-  conv_general_dilated: Any = conv_general_dilated
+  """`flax.linen.Conv` (same parameters and outputs) using `conv_general_dilated` above.
+
+  Attributes:
+    cpu_train_kernels: "auto" (chunked/Winograd kernels when differentiated on CPU) or "off"
+      (plain `lax.conv_general_dilated` everywhere); see `conv_general_dilated`.
+  """
+  cpu_train_kernels: str = "auto"
+
+  def __post_init__(self):
+    # nn.Conv calls the function in its `conv_general_dilated` field; bind our option to it (also
+    # on clone, which passes the previously bound one back in).
+    fn = self.conv_general_dilated
+    if fn is None or getattr(fn, "func", None) is conv_general_dilated:
+      check_cpu_train_kernels(self.cpu_train_kernels)
+      object.__setattr__(self, "conv_general_dilated", functools.partial(
+          conv_general_dilated, cpu_train_kernels=self.cpu_train_kernels))
+    super().__post_init__()

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxdet.models.conv import Conv
+from jaxdet.models.conv import Conv, check_cpu_train_kernels
 
 # PyTorch-like BatchNorm: momentum 0.9 on running stats (torch 0.1), eps 1e-5.
 BN_MOMENTUM = 0.9
@@ -36,6 +36,7 @@ class ConvBN(nn.Module):
     act: activation or None.
     frozen_bn: BatchNorm always in inference mode.
     groups: feature groups of the conv.
+    cpu_train_kernels: "auto" or "off", passed to `Conv`.
   """
   features: int
   kernel_size: int = 3
@@ -43,20 +44,21 @@ class ConvBN(nn.Module):
   act: Callable | None = nn.silu
   frozen_bn: bool = False
   groups: int = 1
+  cpu_train_kernels: str = "auto"
 
   @nn.compact
   def __call__(self, x, *, train):
     """x: float32 `[B, H, W, Cin]` -> float32 `[B, H/s, W/s, features]`."""
     k = self.kernel_size
     x = Conv(self.features, (k, k), strides=(self.strides, self.strides),
-                padding=conv_padding(k), use_bias=False, feature_group_count=self.groups,
-                name="conv")(x)
+             padding=conv_padding(k), use_bias=False, feature_group_count=self.groups,
+             cpu_train_kernels=self.cpu_train_kernels, name="conv")(x)
     x = nn.BatchNorm(use_running_average=(not train) or self.frozen_bn, momentum=BN_MOMENTUM,
                      epsilon=BN_EPSILON, name="bn")(x)
     return x if self.act is None else self.act(x)
 
 
-def max_pool(x, *, window, stride, padding):
+def max_pool(x, *, window, stride, padding, cpu_train_kernels="auto"):
   """Max-pool, padded with -inf, in the form jax2onnx exports (keyword window, VALID).
 
   Args:
@@ -64,51 +66,67 @@ def max_pool(x, *, window, stride, padding):
     window: square window size.
     stride: square stride.
     padding: symmetric padding on each side.
+    cpu_train_kernels: "auto" (default): when differentiated on CPU, the gradient is the masked
+      strided sum of `_max_pool_cpu_tangent` instead of XLA's select-and-scatter; "off": plain
+      `nn.max_pool` and its XLA gradient everywhere. Same values and gradients either way; both
+      support reverse and forward mode.
 
   Returns:
     float32 `[B, H', W', C]`.
   """
+  check_cpu_train_kernels(cpu_train_kernels)
   if padding:
     # Explicit -inf padding: jax2onnx 0.17 drops nn.max_pool's explicit `padding` pairs.
     pad = ((0, 0), (padding, padding), (padding, padding), (0, 0))
     x = jnp.pad(x, pad, constant_values=-jnp.inf)
+  if cpu_train_kernels == "off":
+    return _plain_max_pool(x, window, stride)
   return _max_pool_valid(x, window, stride)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-def _max_pool_valid(x, window, stride):
-  """VALID max-pool `[B,H,W,C] -> [B,H',W',C]`; the gradient goes to the first maximum of each
-  window in row-major order (as XLA's select-and-scatter, which XLA:CPU runs as iota + argmax
-  reduce-window + scatter: about 0.3 s a step for the ResNet stem pool at 512 px, batch 8)."""
+def _plain_max_pool(x, window, stride):
+  """VALID max-pool `[B,H,W,C] -> [B,H',W',C]`."""
   return nn.max_pool(x, window_shape=(window, window), strides=(stride, stride), padding="VALID")
 
 
-def _max_pool_fwd(x, window, stride):
-  y = _max_pool_valid(x, window, stride)
-  return y, (x, y)
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def _max_pool_valid(x, window, stride):
+  """VALID max-pool `[B,H,W,C] -> [B,H',W',C]` whose derivative on CPU avoids XLA's
+  select-and-scatter (which XLA:CPU runs as iota + argmax reduce-window + scatter: about 0.3 s a
+  step for the ResNet stem pool at 512 px, batch 8); other platforms keep XLA's."""
+  return _plain_max_pool(x, window, stride)
 
 
-def _max_pool_bwd(window, stride, res, g):
-  x, y = res
-  b, h, w, c = x.shape
+def _max_pool_cpu_tangent(x, y, tx, window, stride):
+  """Tangent of the max-pool: per window, the tangent of its first maximum in row-major order
+  (as XLA's select-and-scatter). Linear in `tx`: strided slices and masks, so its transpose (the
+  gradient) is interior-padded adds, with no scatter."""
+  b, _, _, c = x.shape
   _, ho, wo, _ = y.shape
   taken = jnp.zeros(y.shape, bool)
-  dx = jnp.zeros_like(x)
+  ty = jnp.zeros(y.shape, tx.dtype)
   for dy in range(window):
     for dxo in range(window):
       # The input pixel at offset (dy, dxo) of every window, [B,H',W',C].
-      end = (b, dy + stride * (ho - 1) + 1, dxo + stride * (wo - 1) + 1, c)
-      xs = lax.slice(x, (0, dy, dxo, 0), end, (1, stride, stride, 1))
-      hit = (xs == y) & ~taken
+      pick = lambda a: lax.slice(a, (0, dy, dxo, 0),
+                                 (b, dy + stride * (ho - 1) + 1, dxo + stride * (wo - 1) + 1, c),
+                                 (1, stride, stride, 1))
+      hit = (pick(x) == y) & ~taken
       taken = taken | hit
-      # Back to its input positions: interior padding undoes the stride.
-      dx = dx + lax.pad(jnp.where(hit, g, 0).astype(x.dtype), jnp.zeros((), x.dtype),
-                        ((0, 0, 0), (dy, h - end[1], stride - 1), (dxo, w - end[2], stride - 1),
-                         (0, 0, 0)))
-  return (dx,)
+      ty = ty + jnp.where(hit, pick(tx), jnp.zeros((), tx.dtype))
+  return ty
 
 
-_max_pool_valid.defvjp(_max_pool_fwd, _max_pool_bwd)
+@_max_pool_valid.defjvp
+def _max_pool_jvp(window, stride, primals, tangents):
+  (x,), (tx,) = primals, tangents
+  y = _plain_max_pool(x, window, stride)
+  xla_tangent = lambda x, y, tx: jax.jvp(lambda a: _plain_max_pool(a, window, stride), (x,),
+                                         (tx,))[1]
+  ty = lax.platform_dependent(
+      x, y, tx, cpu=lambda x, y, tx: _max_pool_cpu_tangent(x, y, tx, window, stride),
+      default=xla_tangent)
+  return y, ty
 
 
 def upsample_nearest(x, *, factor=2):

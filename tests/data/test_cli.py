@@ -55,11 +55,11 @@ def test_import_and_errors(tmp_path, capsys):
 @pytest.mark.parametrize("argv,needle", [
     (["stats", "no_such_ds_123"], "not found"),
     (["build", "mnist"], "only the embedded"),
-    (["import", "--format", "voc", "--images", "/nonexistent", "--annotations", "/nonexistent",
-      "--name", "x", "--data-dir", "/tmp"], "no .xml files"),
+    (["import", "--format", "voc", "--images", "{tmp}/missing", "--annotations", "{tmp}/missing",
+      "--name", "x", "--data-dir", "{tmp}/tfds"], "no .xml files"),
 ])
-def test_errors_are_one_line(argv, needle, capsys):
-  rc, _, err = _run(capsys, *argv)
+def test_errors_are_one_line(argv, needle, capsys, tmp_path):
+  rc, _, err = _run(capsys, *[a.format(tmp=tmp_path) for a in argv])
   assert rc == 1
   assert needle in err and "Traceback" not in err
 

@@ -14,8 +14,8 @@ pytest.importorskip("pycocotools")
 
 CONFORMANCE = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "conformance"
 
-# From /work/shared/conformance/README.md (faster_coco_eval's and review_object_detection_metrics'
-# published pycocotools numbers).
+# From CONFORMANCE/README.md (faster_coco_eval's and review_object_detection_metrics' published
+# pycocotools numbers).
 EXPECTED = {
     "coco_fake100": [0.5045806987249628, 0.6969727247299577, 0.5729816669904824,
                      0.5856257209410443, 0.5193996948036719, 0.5013978986347466,

@@ -132,7 +132,7 @@ def _voc_case1():
           "categories": [{"id": 1, "name": "object"}]}, dets
 
 
-# /work/shared/conformance/README.md (rafaelpadilla/review_object_detection_metrics), "+1" boxes.
+# shared/conformance/README.md (rafaelpadilla/review_object_detection_metrics), "+1" boxes.
 PUBLISHED = {
     (True, 0.1): 0.3333333333, (True, 0.3): 0.2683982683, (True, 0.5): 0.0303030303,
     (True, 0.75): 0.0,

@@ -77,6 +77,11 @@ def test_values_and_gradients_equal_lax(case, tiny_chunks):
   np.testing.assert_allclose(val, loss(plain)(x, w), rtol=1e-5)
 
 
+def _cpu_hlo(jitted, *args):
+  """StableHLO of `jitted` lowered for CPU (also when the tests run on a GPU)."""
+  return jitted.trace(*args).lower(lowering_platforms=("cpu",)).as_text()
+
+
 def _count_convs(jaxpr):
   return str(jaxpr).count("conv_general_dilated[")
 
@@ -94,7 +99,7 @@ def test_small_kernels_chunk_only_the_kernel_gradient(tiny_chunks, monkeypatch):
   x, w, _, chunked = _convs(_CASES[0])  # batch 4 -> 4 chunks
   def count():  # a fresh jit each time: traces are cached regardless of module constants
     grad = jax.jit(jax.grad(lambda a, b: jnp.sum(chunked(a, b) ** 2), argnums=(0, 1)))
-    return grad.lower(x, w).as_text().count("stablehlo.convolution")
+    return _cpu_hlo(grad, x, w).count("stablehlo.convolution")
 
   all_chunked = count()
   monkeypatch.setattr(conv_lib, "CHUNK_MIN_KERNEL_BYTES", w.size * 4 + 1)
@@ -105,7 +110,7 @@ def test_small_kernels_chunk_only_the_kernel_gradient(tiny_chunks, monkeypatch):
 def test_no_chunking_when_everything_fits():
   x, w, _, chunked = _convs(_CASES[0])  # 4 images of 2 KB each: far below CHUNK_BYTES
   grad = jax.make_jaxpr(jax.grad(lambda a, b: jnp.sum(chunked(a, b)), argnums=(0, 1)))(x, w)
-  assert "custom_vjp" not in str(grad) and "platform_index" not in str(grad)
+  assert "platform_index" not in str(grad)
 
 
 def test_flax_conv_has_nn_conv_parameters(tiny_chunks):
@@ -117,16 +122,25 @@ def test_flax_conv_has_nn_conv_parameters(tiny_chunks):
   np.testing.assert_array_equal(ours.apply(v_ref, x), ref.apply(v_ref, x))
 
 
-def test_wide_3x3_layers_train_through_winograd(tiny_chunks, monkeypatch):
+@pytest.fixture
+def small_winograd(monkeypatch):
+  """Winograd for the small test layers (>= 6 channels in, maps >= 8 px)."""
   monkeypatch.setattr(conv_lib, "WINOGRAD_MIN_CHANNELS", 6)
   monkeypatch.setattr(conv_lib, "WINOGRAD_MIN_SIZE", 8)
-  case = ((4, 8, 10, 6), (3, 3, 6, 5), (1, 1), ((1, 1), (1, 1)), (1, 1), 1,
-          ("NHWC", "HWIO", "NHWC"))
-  x, w, plain, chunked = _convs(case)
+
+
+def _winograd_case(batch):
+  """A 3x3 stride-1 SAME conv, 6 -> 5 channels on 8x10 maps (Winograd under `small_winograd`)."""
+  return _convs(((batch, 8, 10, 6), (3, 3, 6, 5), (1, 1), ((1, 1), (1, 1)), (1, 1), 1,
+                 ("NHWC", "HWIO", "NHWC")))
+
+
+def test_wide_3x3_layers_train_through_winograd(tiny_chunks, small_winograd):
+  x, w, plain, chunked = _winograd_case(4)
   cot = jnp.asarray(np.random.default_rng(2).normal(size=(4, 8, 10, 5)), jnp.float32)
   loss = lambda f: lambda a, b: jnp.sum(f(a, b) * cot)
   grad = jax.jit(jax.value_and_grad(loss(chunked), argnums=(0, 1)))
-  assert "dot_general" in grad.lower(x, w).as_text()  # the Winograd tile products
+  assert "dot_general" in _cpu_hlo(grad, x, w)  # the Winograd tile products
   val, got = grad(x, w)
   want = jax.grad(loss(plain), argnums=(0, 1))(x, w)
   np.testing.assert_allclose(val, loss(plain)(x, w), rtol=1e-5)
@@ -135,14 +149,75 @@ def test_wide_3x3_layers_train_through_winograd(tiny_chunks, monkeypatch):
   # An odd map size, a stride or a narrow layer falls back to the direct convolution.
   x_odd, w_odd, _, chunked_odd = _convs(_CASES[0])
   odd = jax.jit(jax.grad(lambda a, b: jnp.sum(chunked_odd(a, b)), argnums=(0, 1)))
-  assert "dot_general" not in odd.lower(x_odd, w_odd).as_text()
+  assert "dot_general" not in _cpu_hlo(odd, x_odd, w_odd)
 
 
-def test_bf16_layers_do_not_use_winograd(tiny_chunks, monkeypatch):
-  monkeypatch.setattr(conv_lib, "WINOGRAD_MIN_CHANNELS", 6)
-  monkeypatch.setattr(conv_lib, "WINOGRAD_MIN_SIZE", 8)
+def test_bf16_layers_do_not_use_winograd(tiny_chunks, small_winograd):
   x = jnp.ones((4, 8, 10, 6), jnp.bfloat16)
   w = jnp.ones((3, 3, 6, 5), jnp.bfloat16)
   f = lambda a, b: jnp.sum(conv_lib.conv_general_dilated(
       a, b, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")))
-  assert "dot_general" not in jax.jit(jax.grad(f, argnums=(0, 1))).lower(x, w).as_text()
+  assert "dot_general" not in _cpu_hlo(jax.jit(jax.grad(f, argnums=(0, 1))), x, w)
+
+
+def _grad_convs(chunked_fn, x, w, platform):
+  grad = jax.jit(jax.grad(lambda a, b: jnp.sum(chunked_fn(a, b) ** 2), argnums=(0, 1)))
+  return grad.trace(x, w).lower(lowering_platforms=(platform,)).as_text().count(
+      "stablehlo.convolution")
+
+
+def test_chunks_only_on_cpu_and_not_when_off(tiny_chunks):
+  x, w, _, chunked = _convs(_CASES[0])  # batch 4 -> 4 chunks
+  off = lambda a, b: conv_lib.conv_general_dilated(
+      a, b, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"),
+      cpu_train_kernels="off")
+  # Lowered for each platform without its hardware: the gate is `lax.platform_dependent`.
+  assert _grad_convs(chunked, x, w, "cpu") >= 3 * 4
+  assert _grad_convs(chunked, x, w, "cuda") == 3  # forward, input and kernel gradient
+  assert _grad_convs(off, x, w, "cpu") == 3
+
+
+@pytest.mark.parametrize("case", _CASES)
+@pytest.mark.parametrize("option", ["auto", "off"])
+def test_forward_mode_equals_lax(case, option, tiny_chunks):
+  x, w, plain, _ = _convs(case)
+  _, w_shape, strides, padding, dilation, groups, dn = case
+  ours = lambda a, b: conv_lib.conv_general_dilated(
+      a, b, strides, padding, rhs_dilation=dilation, feature_group_count=groups,
+      dimension_numbers=dn, cpu_train_kernels=option)
+  rng = np.random.default_rng(3)
+  tx = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
+  tw = jnp.asarray(rng.normal(size=w.shape), jnp.float32)
+  y, ty = jax.jit(lambda *a: jax.jvp(ours, a[:2], a[2:]))(x, w, tx, tw)
+  y_ref, ty_ref = jax.jvp(plain, (x, w), (tx, tw))
+  np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(y_ref))))
+  np.testing.assert_allclose(ty, ty_ref, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(ty_ref))))
+  # jacfwd in the kernel alone (the input tangent is a symbolic zero) against reverse mode.
+  jf = jax.jit(jax.jacfwd(lambda b: jnp.sum(ours(x, b) ** 2)))(w)
+  jr = jax.grad(lambda b: jnp.sum(plain(x, b) ** 2))(w)
+  np.testing.assert_allclose(jf, jr, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(jr))))
+
+
+def test_forward_mode_through_winograd_and_second_order(tiny_chunks, small_winograd):
+  x, w, plain, chunked = _winograd_case(2)
+  loss = lambda f: lambda a, b: jnp.sum(jnp.tanh(f(a, b)))
+  tw = jnp.ones_like(w)
+  # Forward-over-reverse (Hessian-vector product) and jacfwd of the whole input.
+  hvp = lambda f: jax.jvp(jax.grad(loss(f), argnums=1), (x, w), (jnp.zeros_like(x), tw))[1]
+  got, want = jax.jit(lambda: hvp(chunked))(), hvp(plain)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(want))))
+  got = jax.jacfwd(loss(chunked))(x, w)
+  want = jax.grad(loss(plain))(x, w)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(want))))
+
+
+def test_flax_conv_option(tiny_chunks):
+  x = jnp.ones((4, 8, 8, 3))
+  on, off = conv_lib.Conv(4, (3, 3)), conv_lib.Conv(4, (3, 3), cpu_train_kernels="off")
+  v = on.init(jax.random.key(0), x)
+  grad = lambda m: jax.make_jaxpr(jax.grad(lambda p: jnp.sum(m.apply(p, x) ** 2)))(v)
+  assert "platform_index" in str(grad(on)) and "platform_index" not in str(grad(off))
+  assert on.clone(cpu_train_kernels="off").conv_general_dilated.keywords == {
+      "cpu_train_kernels": "off"}
+  with pytest.raises(ValueError, match="cpu_train_kernels must be one of"):
+    conv_lib.Conv(4, (3, 3), cpu_train_kernels="cpu")

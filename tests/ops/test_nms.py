@@ -12,22 +12,7 @@ import numpy as np
 import pytest
 
 from jaxdet import ops
-
-
-def random_boxes_xyxy(rng, n, *, size=100.0, max_wh=40.0):
-  xy = rng.uniform(0, size, (n, 2))
-  wh = rng.uniform(1, max_wh, (n, 2))
-  return np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
-
-
-def clustered_boxes_xyxy(rng, n, *, num_objects=5):
-  """Jittered copies of a few boxes: long suppression chains, as detector outputs."""
-  centers = rng.uniform(20, 80, (num_objects, 2))
-  sizes = rng.uniform(10, 40, (num_objects, 2))
-  which = rng.integers(0, num_objects, n)
-  cxy = centers[which] + rng.normal(0, 2, (n, 2))
-  wh = sizes[which] * rng.uniform(0.8, 1.2, (n, 2))
-  return np.concatenate([cxy - wh / 2, cxy + wh / 2], axis=1).astype(np.float32)
+from jaxdet.testing import clustered_boxes_xyxy, random_boxes_xyxy
 
 
 def iou_f32(box, boxes):

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxdet import testing
 from jaxdet.ops.roi_align import roi_align
 
 
@@ -64,9 +65,9 @@ def _loop_roi_align(features, boxes, out_size, scale, sampling_ratio, aligned):
 
 
 def _boxes(rng, b, k, size, min_wh, max_wh, margin=0.0):
-  xy = rng.uniform(-margin, size + margin - min_wh, (b, k, 2))
-  wh = rng.uniform(min_wh, max_wh, (b, k, 2))
-  return np.concatenate([xy, xy + wh], -1).astype(np.float32)
+  """`[b, k, 4]` boxes with corners up to `margin` outside a `size` image."""
+  return testing.random_boxes_xyxy(rng, (b, k), xy_range=(-margin, size + margin - min_wh),
+                                   wh_range=(min_wh, max_wh))
 
 
 CASES = [

@@ -9,24 +9,16 @@ import pytest
 torch = pytest.importorskip("torch")
 tvo = pytest.importorskip("torchvision.ops")
 
-from jaxdet import ops  # pylint: disable=g-import-not-at-top
+from jaxdet import ops, testing  # pylint: disable=g-import-not-at-top
 
 pytestmark = pytest.mark.torch
 
 
-def random_boxes_xyxy(rng, n, *, size=200.0, max_wh=60.0):
-  xy = rng.uniform(0, size, (n, 2))
-  wh = rng.uniform(0.5, max_wh, (n, 2))
-  return np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
-
-
-def clustered_boxes_xyxy(rng, n, *, num_objects=8):
-  centers = rng.uniform(30, 170, (num_objects, 2))
-  sizes = rng.uniform(10, 60, (num_objects, 2))
-  which = rng.integers(0, num_objects, n)
-  cxy = centers[which] + rng.normal(0, 3, (n, 2))
-  wh = sizes[which] * rng.uniform(0.8, 1.2, (n, 2))
-  return np.concatenate([cxy - wh / 2, cxy + wh / 2], axis=1).astype(np.float32)
+random_boxes_xyxy = functools.partial(testing.random_boxes_xyxy, xy_range=(0.0, 200.0),
+                                      wh_range=(0.5, 60.0))
+clustered_boxes_xyxy = functools.partial(testing.clustered_boxes_xyxy, num_objects=8,
+                                         center_range=(30.0, 170.0), size_range=(10.0, 60.0),
+                                         jitter=3.0)
 
 
 def tv(fn, *arrays, **kwargs):
@@ -48,7 +40,7 @@ def test_pairwise_equals_torchvision(name):
 def test_losses_equal_torchvision(name):
   rng = np.random.default_rng(1)
   boxes1 = random_boxes_xyxy(rng, 100)
-  boxes2 = random_boxes_xyxy(rng, 100, size=60)
+  boxes2 = random_boxes_xyxy(rng, 100, xy_range=(0, 60))
   got = jax.jit(getattr(ops, name))(boxes1, boxes2)
   np.testing.assert_allclose(got, tv(getattr(tvo, name), boxes1, boxes2, reduction="none"),
                              rtol=1e-5, atol=1e-6)
@@ -57,7 +49,7 @@ def test_losses_equal_torchvision(name):
 def test_loss_gradients_equal_torchvision():
   rng = np.random.default_rng(2)
   boxes1 = random_boxes_xyxy(rng, 30)
-  boxes2 = random_boxes_xyxy(rng, 30, size=60)
+  boxes2 = random_boxes_xyxy(rng, 30, xy_range=(0, 60))
   for name in ["generalized_box_iou_loss", "distance_box_iou_loss", "complete_box_iou_loss"]:
     grad = jax.jit(jax.grad(lambda b, fn=getattr(ops, name): fn(b, boxes2).sum()))(boxes1)
     pred = torch.from_numpy(boxes1).requires_grad_(True)
@@ -68,7 +60,7 @@ def test_loss_gradients_equal_torchvision():
 @pytest.mark.parametrize("fmt", ["xywh", "cxcywh"])
 def test_box_convert_area_clip_small_equal_torchvision(fmt):
   rng = np.random.default_rng(3)
-  boxes = random_boxes_xyxy(rng, 50, size=300)
+  boxes = random_boxes_xyxy(rng, 50, xy_range=(0, 300))
   np.testing.assert_allclose(ops.box_convert(boxes, "xyxy", fmt),
                              tv(tvo.box_convert, boxes, in_fmt="xyxy", out_fmt=fmt), rtol=1e-6)
   other = tv(tvo.box_convert, boxes, in_fmt="xyxy", out_fmt=fmt)
@@ -107,7 +99,7 @@ def test_nms_threshold_edge_and_ties_equal_torchvision():
     np.testing.assert_array_equal(result.indices[:len(expected)], expected)
     assert int(result.num_valid) == len(expected)
   rng = np.random.default_rng(5)
-  boxes = random_boxes_xyxy(rng, 500, size=100)
+  boxes = random_boxes_xyxy(rng, 500, xy_range=(0, 100))
   scores = (rng.integers(0, 5, 500) / 4).astype(np.float32)  # many ties
   expected = tv(tvo.nms, boxes, scores, iou_threshold=0.5)
   result = ops.nms(boxes, scores, iou_threshold=0.5, max_output_size=500)

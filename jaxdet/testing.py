@@ -1,0 +1,73 @@
+"""Seeded inputs shared by the tests and the benchmarks (importable from both).
+
+Only NumPy: the draws depend on the `np.random.Generator` passed in and on nothing else.
+"""
+
+import numpy as np
+
+
+def random_boxes_xyxy(rng, shape, *, xy_range=(0.0, 100.0), wh_range=(1.0, 40.0), clip=None):
+  """Boxes with top-left corners uniform in `xy_range` and sides uniform in `wh_range`.
+
+  Args:
+    rng: `np.random.Generator`.
+    shape: number of boxes, or the leading shape of the box array.
+    xy_range: (low, high) of x1 and y1.
+    wh_range: (low, high) of width and height; low 0 gives degenerate boxes too.
+    clip: if given, x2 and y2 are at most this value.
+
+  Returns:
+    float32 `[*shape, 4]` boxes (x1, y1, x2, y2).
+  """
+  shape = (shape,) if np.ndim(shape) == 0 else tuple(shape)
+  xy = rng.uniform(*xy_range, shape + (2,))
+  x2y2 = xy + rng.uniform(*wh_range, shape + (2,))
+  if clip is not None:
+    x2y2 = np.minimum(x2y2, clip)
+  return np.concatenate([xy, x2y2], axis=-1).astype(np.float32)
+
+
+def clustered_boxes_xyxy(rng, n, *, num_objects=5, center_range=(20.0, 80.0),
+                         size_range=(10.0, 40.0), jitter=2.0, scale_range=(0.8, 1.2)):
+  """Jittered copies of a few boxes, as raw detector outputs (long NMS suppression chains).
+
+  Args:
+    rng: `np.random.Generator`.
+    n: number of boxes.
+    num_objects: number of underlying objects.
+    center_range: (low, high) of the objects' centres.
+    size_range: (low, high) of the objects' sides.
+    jitter: standard deviation of each copy's centre around its object's.
+    scale_range: (low, high) of each copy's side scale relative to its object's.
+
+  Returns:
+    float32 `[n, 4]` boxes (x1, y1, x2, y2).
+  """
+  centers = rng.uniform(*center_range, (num_objects, 2))
+  sizes = rng.uniform(*size_range, (num_objects, 2))
+  which = rng.integers(0, num_objects, n)
+  cxy = centers[which] + rng.normal(0, jitter, (n, 2))
+  wh = sizes[which] * rng.uniform(*scale_range, (n, 2))
+  return np.concatenate([cxy - wh / 2, cxy + wh / 2], axis=1).astype(np.float32)
+
+
+# float32 machine epsilon (2^-23): the spacing of float32 numbers just above 1.
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+def f32_atol(magnitude, *, ulps=8):
+  """Absolute tolerance of a float32 computation whose operands are of size `magnitude`.
+
+  Each float32 add, multiply or exp rounds by at most half a unit in the last place, i.e.
+  `EPS32 / 2` times the size of its result; a short chain of such operations on values of size
+  `magnitude` is off by at most a few units, `ulps * EPS32 * magnitude` (8 covers the box coders'
+  and IoUs' chains of up to ~16 roundings). Divide by the size of a divisor that follows.
+
+  Args:
+    magnitude: scalar or array, the largest absolute operand of the computation.
+    ulps: number of units in the last place allowed.
+
+  Returns:
+    float64 array (or scalar) of the same shape as `magnitude`.
+  """
+  return ulps * EPS32 * np.asarray(magnitude, np.float64)
