@@ -2,9 +2,9 @@
 
 import flax.linen as nn
 
-from jaxdet.models.csp_darknet import CSPDarknet
-from jaxdet.models.resnet import ResNet
-from jaxdet.models.vgg import VGG16
+from jaxdet.models.backbones.csp_darknet import CSPDarknet
+from jaxdet.models.backbones.resnet import ResNet
+from jaxdet.models.backbones.vgg import VGG16
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "vgg16", "vgg16_bn", "csp_darknet")
 
