@@ -1,0 +1,308 @@
+"""torchvision weights -> jaxdet variables: name maps per family and one strict loader.
+
+A name map turns a jaxdet module path (`("backbone", "layer1_0", "conv1", "conv")`) into the
+torchvision module prefix (`"layer1.0.conv1"`); the leaf name and the array layout follow from
+the jaxdet leaf: conv kernels OIHW -> HWIO, Linear weights transposed (and, for the first
+Linear after a flatten, permuted from torchvision's CHW to jaxdet's HWC order), BatchNorm
+`weight`/`bias` -> `scale`/`bias` params and `running_mean`/`running_var` -> `batch_stats`.
+The loader is strict: every jaxdet leaf needs its key and every key needs its leaf, with the
+expected shape; `num_batches_tracked` counters are accepted and ignored.
+
+Nothing here imports torch: state dicts may hold NumPy arrays or torch tensors (read through
+`.numpy()`), and `.safetensors` files are read with the `safetensors` NumPy API.
+"""
+
+import pathlib
+import re
+from typing import Any, Callable, Mapping
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# torchvision's ImageNet normalization in the units of `config.model.preprocess` (CONTRACT.md).
+IMAGENET_PREPROCESS = {"value_range": 1.0, "mean": (0.485, 0.456, 0.406),
+                       "std": (0.229, 0.224, 0.225), "resize": "letterbox"}
+
+_LEAF = {"kernel": "weight", "scale": "weight", "bias": "bias", "mean": "running_mean",
+         "var": "running_var"}
+
+
+class ConversionError(ValueError):
+  """A state dict does not fit the architecture (the message names the key)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Name maps: module path (without the leaf) -> (torchvision prefix, CHW shape of a flattened
+# Linear input or None).
+
+
+def _resnet(path):
+  top, *rest = path
+  if top == "head":
+    return "fc", None
+  if rest[0] == "stem":
+    return {"conv": "conv1", "bn": "bn1"}[rest[1]], None
+  stage, index = rest[0][len("layer"):].split("_")
+  unit, kind = rest[1], rest[2]
+  if unit == "downsample":
+    return f"layer{stage}.{index}.downsample.{0 if kind == 'conv' else 1}", None
+  return f"layer{stage}.{index}.{kind}{unit[len('conv'):]}", None
+
+
+def _vgg(depth, use_bn):
+  from jaxdet.models.backbones.vgg import CONFIGS
+  index, k = {}, 0
+  for b, widths in enumerate(CONFIGS[depth]):
+    for i in range(len(widths)):
+      index[f"conv{b + 1}_{i + 1}"] = k
+      k += 3 if use_bn else 2  # conv, [bn,] relu
+    k += 1  # max-pool
+
+  def name(path):
+    top, *rest = path
+    if top == "head":
+      return f"classifier.{ {'fc1': 0, 'fc2': 3, 'fc3': 6}[rest[0]] }", (
+          (512, 7, 7) if rest[0] == "fc1" else None)
+    i = index[rest[0]]
+    return f"features.{i + 1 if rest[1:] == ['bn'] else i}", None
+  return name
+
+
+def _alexnet(path):
+  top, *rest = path
+  if top == "head":
+    return f"classifier.{ {'fc1': 1, 'fc2': 4, 'fc3': 6}[rest[0]] }", (
+        (256, 6, 6) if rest[0] == "fc1" else None)
+  return f"features.{ {'conv1': 0, 'conv2': 3, 'conv3': 6, 'conv4': 8, 'conv5': 10}[rest[0]] }", None
+
+
+def _googlenet(path):
+  # jaxdet names mirror torchvision's; `branch2_0` is the Sequential child `branch2.0`.
+  rest = path[1:]
+  chw = (128, 4, 4) if rest[-1] == "fc1" else None
+  return ".".join(p.replace("_", ".") if p.startswith("branch") else p for p in rest), chw
+
+
+def _densenet(path):
+  top, *rest = path
+  if top == "head":
+    return "classifier", None
+  if rest[0] == "stem":
+    return {"conv": "features.conv0", "bn": "features.norm0"}[rest[1]], None
+  if rest[0] == "norm5":
+    return "features.norm5", None
+  kind = "norm" if rest[-1] == "bn" else "conv"
+  if rest[0].startswith("transition"):
+    return f"features.{rest[0]}.{kind}", None
+  block, layer, unit = re.fullmatch(r"denseblock(\d+)_layer(\d+)_unit(\d)", rest[0]).groups()
+  return f"features.denseblock{block}.denselayer{layer}.{kind}{unit}", None
+
+
+def _name_map(arch: str) -> Callable:
+  if arch.startswith("resnet"):
+    return _resnet
+  if arch.startswith("vgg"):
+    return _vgg(int(arch[3:5]), arch.endswith("_bn"))
+  return {"alexnet": _alexnet, "googlenet": _googlenet}.get(arch) or (
+      _densenet if arch.startswith("densenet") else None)
+
+
+# torchvision key of the logits layer's weight (its rows give num_classes).
+_LOGITS_KEY = {"resnet": "fc.weight", "vgg": "classifier.6.weight", "alexnet": "classifier.6.weight",
+               "googlenet": "fc.weight", "densenet": "classifier.weight"}
+
+# Pretrained DenseNet files use the old names `norm.1`, `conv.2`, ... (torchvision renames them
+# when loading; so do we).
+_DENSENET_LEGACY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var"
+    r"|num_batches_tracked))$")
+
+
+def classifier_archs() -> tuple[str, ...]:
+  """The classifier architectures `from_torchvision` converts."""
+  from jaxdet.models import backbones
+  return tuple(a for a in backbones.BACKBONES if _name_map(a) is not None)
+
+
+# ---------------------------------------------------------------------------------------------
+# The strict loader.
+
+
+def _to_numpy(value) -> np.ndarray:
+  """A NumPy array from a NumPy array or a torch tensor (without importing torch)."""
+  if hasattr(value, "detach"):  # torch.Tensor
+    value = value.detach().cpu()
+    if str(value.dtype) == "torch.bfloat16":  # NumPy has no bfloat16
+      value = value.float()
+    value = value.numpy()
+  return np.asarray(value)
+
+
+def _torch_shape(leaf: str, shape: tuple[int, ...], chw) -> tuple[int, ...]:
+  if leaf == "kernel" and len(shape) == 4:  # HWIO -> OIHW
+    return (shape[3], shape[2], shape[0], shape[1])
+  if leaf == "kernel" and len(shape) == 2:  # (in, out) -> (out, in)
+    return (shape[1], shape[0])
+  return shape
+
+
+def _to_jax_layout(leaf: str, array: np.ndarray, chw) -> np.ndarray:
+  if leaf == "kernel" and array.ndim == 4:
+    return array.transpose(2, 3, 1, 0)
+  if leaf == "kernel" and array.ndim == 2:
+    if chw is not None:  # flatten order CHW (torch) -> HWC (NHWC reshape)
+      out = array.shape[0]
+      return array.reshape(out, *chw).transpose(2, 3, 1, 0).reshape(-1, out)
+    return array.T
+  return array
+
+
+def convert_variables(name_map: Callable, abstract_variables: Mapping, state_dict: Mapping[str, Any],
+                      *, what: str = "state dict") -> dict:
+  """Strictly converts a torchvision state dict onto a jaxdet variable structure.
+
+  Args:
+    name_map: `module path tuple -> (torchvision prefix, chw or None)`.
+    abstract_variables: `{"params", "batch_stats"}` of the jaxdet module (arrays or
+      `jax.ShapeDtypeStruct`, e.g. from `jax.eval_shape(module.init, ...)`).
+    state_dict: torchvision key -> NumPy array or torch tensor.
+    what: how error messages name the source.
+
+  Returns:
+    `{"params", "batch_stats"}` of float32 NumPy arrays with the structure of
+    `abstract_variables`.
+
+  Raises:
+    ConversionError: a missing, unexpected or mis-shaped key (the message names it).
+  """
+  expected = {}  # torch key -> (collection, path, leaf, shape, chw)
+  for collection in ("params", "batch_stats"):
+    flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(abstract_variables.get(collection, {})))
+    for path, leaf in flat.items():
+      prefix, chw = name_map(path[:-1])
+      key = f"{prefix}.{_LEAF[path[-1]]}"
+      if key in expected:
+        raise AssertionError(f"name map sends two jaxdet leaves to {key}")  # a bug in this file
+      expected[key] = (collection, path, path[-1], tuple(leaf.shape), chw)
+  bn_prefixes = {k.rsplit(".", 1)[0] for k in expected if k.endswith(".running_mean")}
+  unexpected = [k for k in state_dict if k not in expected and not (
+      k.endswith(".num_batches_tracked") and k.rsplit(".", 1)[0] in bn_prefixes)]
+  if unexpected:
+    raise ConversionError(f"unexpected key {unexpected[0]!r} in the {what}"
+                          + (f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""))
+  missing = [k for k in expected if k not in state_dict]
+  if missing:
+    raise ConversionError(f"missing key {missing[0]!r} in the {what}"
+                          + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+  out = {"params": {}, "batch_stats": {}}
+  for key, (collection, path, leaf, shape, chw) in expected.items():
+    array = _to_numpy(state_dict[key])
+    want = _torch_shape(leaf, shape, chw)
+    if tuple(array.shape) != want:
+      raise ConversionError(f"key {key!r} has shape {tuple(array.shape)} in the {what}, "
+                            f"expected {want}")
+    out[collection][path] = _to_jax_layout(leaf, array.astype(np.float32), chw)
+  return {c: flax.traverse_util.unflatten_dict(v) for c, v in out.items()}
+
+
+def _fold_conv_bias_into_bn(state_dict: dict, conv_prefixes) -> dict:
+  """VGG-BN: torchvision's convs before BatchNorm have a bias, jaxdet's ConvBN has none.
+  BN(conv(x) + b) = BN'(conv(x)) with running_mean' = running_mean - b (exact in inference; in
+  training the batch mean absorbs b)."""
+  sd = dict(state_dict)
+  for conv, bn in conv_prefixes:
+    bias = sd.pop(f"{conv}.bias", None)
+    if bias is None:
+      raise ConversionError(f"missing key {conv + '.bias'!r} in the state dict")
+    mean_key = f"{bn}.running_mean"
+    if mean_key not in sd:
+      raise ConversionError(f"missing key {mean_key!r} in the state dict")
+    sd[mean_key] = _to_numpy(sd[mean_key]).astype(np.float32) - _to_numpy(bias).astype(np.float32)
+  return sd
+
+
+def _prepare(arch: str, state_dict: Mapping) -> dict:
+  sd = dict(state_dict)
+  if arch.startswith("densenet"):
+    sd = {_DENSENET_LEGACY.sub(r"\1\2", k): v for k, v in sd.items()}
+  if arch.startswith("vgg") and arch.endswith("_bn"):
+    from jaxdet.models.backbones.vgg import CONFIGS
+    prefixes, k = [], 0
+    for widths in CONFIGS[int(arch[3:5])]:
+      for _ in widths:
+        prefixes.append((f"features.{k}", f"features.{k + 1}"))
+        k += 3
+      k += 1
+    sd = _fold_conv_bias_into_bn(sd, prefixes)
+  return sd
+
+
+def _family(arch: str) -> str:
+  return next(f for f in _LOGITS_KEY if arch.startswith(f))
+
+
+def from_torchvision(arch: str, state_dict: Mapping[str, Any], *, num_classes: int | None = None,
+                     config=None):
+  """A jaxdet classifier with torchvision's weights.
+
+  Args:
+    arch: torchvision architecture name (`classifier_archs()`: alexnet, vgg11..vgg19[_bn],
+      googlenet, resnet18..resnet152, densenet121..densenet201).
+    state_dict: torchvision `state_dict()` (key -> NumPy array or torch tensor).
+    num_classes: logits per image; default: read from the state dict's last Linear layer.
+    config: optional model ConfigDict with backbone options (GoogLeNet: `transform_input`,
+      default True as torchvision's pretrained GoogLeNet).
+
+  Returns:
+    `(module, variables)`: `module.apply(variables, images, train=False)` maps float32 NHWC
+    images, normalized as `IMAGENET_PREPROCESS` says, to logits float32 `[N, num_classes]`.
+
+  Raises:
+    ConversionError: unknown arch, or a missing/unexpected/mis-shaped key.
+  """
+  from jaxdet.models import backbones
+  if _name_map(arch) is None:
+    raise ConversionError(f"unknown torchvision arch {arch!r}; expected one of "
+                          f"{classifier_archs()}")
+  sd = _prepare(arch, state_dict)
+  if num_classes is None:
+    logits_key = _LOGITS_KEY[_family(arch)]
+    num_classes = int(_to_numpy(sd[logits_key]).shape[0]) if logits_key in sd else 1000
+  module = backbones.build_classifier(arch, num_classes, config=config)
+  abstract = jax.eval_shape(lambda: module.init(
+      jax.random.key(0), jnp.zeros((1, 64, 64, 3), jnp.float32), train=False))
+  variables = convert_variables(_name_map(arch), abstract, sd)
+  return module, jax.tree.map(jnp.asarray, variables)
+
+
+def read_weights(path: str | pathlib.Path) -> dict[str, np.ndarray]:
+  """Reads a state dict file: `.safetensors` (without torch) or a torch `.pth`/`.pt` file
+  (`torch.load(weights_only=True)`, needs torch).
+
+  Returns:
+    key -> float32/int NumPy array.
+
+  Raises:
+    FileNotFoundError, ConversionError (unknown suffix, torch missing, not a state dict).
+  """
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise FileNotFoundError(f"weights file not found: {path}")
+  if path.suffix == ".safetensors":
+    from safetensors.numpy import load_file
+    return dict(load_file(str(path)))
+  if path.suffix not in (".pth", ".pt", ".bin"):
+    raise ConversionError(f"weights file must be .pth, .pt or .safetensors, got {path.name!r}")
+  try:
+    import torch
+  except ImportError as e:
+    raise ConversionError(f"reading {path.name} needs PyTorch (pip install torch), or convert "
+                          f"the file to .safetensors first") from e
+  obj = torch.load(str(path), map_location="cpu", weights_only=True)
+  if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+    obj = obj["state_dict"]  # training checkpoints wrap the state dict
+  if not isinstance(obj, dict):
+    raise ConversionError(f"{path.name} holds a {type(obj).__name__}, not a state dict")
+  return {k: _to_numpy(v) for k, v in obj.items()}
