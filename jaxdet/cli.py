@@ -16,6 +16,7 @@ _SUBCOMMANDS = (
     ("train", "jaxdet.train.cli"),
     ("export", "export.cli"),
     ("predict", "export.cli_predict"),
+    ("convert", "jaxdet.convert.cli"),
 )
 
 

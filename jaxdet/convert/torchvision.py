@@ -100,7 +100,11 @@ def _densenet(path):
   return f"features.denseblock{block}.denselayer{layer}.{kind}{unit}", None
 
 
-def _name_map(arch: str) -> Callable:
+def _name_map(arch: str) -> Callable | None:
+  """The name map of a torchvision classifier arch; None for any other name."""
+  from jaxdet.models import backbones
+  if arch not in backbones.BACKBONES:
+    return None
   if arch.startswith("resnet"):
     return _resnet
   if arch.startswith("vgg"):
@@ -306,3 +310,50 @@ def read_weights(path: str | pathlib.Path) -> dict[str, np.ndarray]:
   if not isinstance(obj, dict):
     raise ConversionError(f"{path.name} holds a {type(obj).__name__}, not a state dict")
   return {k: _to_numpy(v) for k, v in obj.items()}
+
+
+def classifier_config(arch: str, *, num_classes: int, image_size: int = 224):
+  """The resolved config of a converted classifier: `base_config()` with `model` =
+  `{name: "classifier", backbone: arch, num_classes, preprocess}` (+ `transform_input` for
+  GoogLeNet)."""
+  import ml_collections
+  from jaxdet.train import config as config_lib
+  config = config_lib.base_config()
+  config.image_size = image_size
+  config.model = ml_collections.ConfigDict({
+      "name": "classifier", "backbone": arch, "num_classes": num_classes,
+      "preprocess": ml_collections.ConfigDict(IMAGENET_PREPROCESS)})
+  if arch == "googlenet":
+    config.model.transform_input = True
+  return config
+
+
+def convert_file(arch: str, weights, output, *, image_size: int | None = None,
+                 overrides=()):
+  """Converts a torchvision weights file into a checkpoint folder (what `jaxdet convert
+  torchvision` runs).
+
+  Args:
+    arch: torchvision architecture name.
+    weights: `.pth` / `.pt` (needs torch) or `.safetensors` file.
+    output: checkpoint folder to create (`config.json`, `checkpoints/latest/0`).
+    image_size: square input size S of the config (default 224).
+    overrides: `--config.KEY=VALUE` arguments, applied before building the model.
+
+  Returns:
+    The step folder written.
+  """
+  from jaxdet.convert.checkpoint import write_checkpoint
+  from jaxdet.train import config as config_lib
+  if _name_map(arch) is None:
+    raise ConversionError(f"unknown torchvision arch {arch!r}; expected one of "
+                          f"{classifier_archs()}")
+  sd = read_weights(weights)
+  logits_key = _LOGITS_KEY[_family(arch)]
+  num_classes = int(sd[logits_key].shape[0]) if logits_key in sd else 1000
+  config = classifier_config(arch, num_classes=num_classes, image_size=image_size or 224)
+  config = config_lib.apply_overrides(config, config_lib.parse_override_args(list(overrides)))
+  _, variables = from_torchvision(arch, sd, num_classes=num_classes, config=config.model)
+  source = {"framework": "torchvision", "arch": arch, "weights": pathlib.Path(weights).name}
+  return write_checkpoint(output, config, variables,
+                          class_names=[str(i) for i in range(num_classes)], source=source)
