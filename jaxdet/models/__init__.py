@@ -63,5 +63,12 @@ def frozen_param_patterns(model_config) -> tuple[str, ...]:
   return ()
 
 
-__all__ = ["DETECTORS", "build", "decode", "default_config", "frozen_param_patterns",
+def from_torchvision(arch: str, state_dict, **options):
+  """`(module, variables)` of jaxdet's `arch` holding a torchvision state dict (NumPy arrays or
+  torch tensors); see `jaxdet.convert.torchvision.from_torchvision`."""
+  from jaxdet.convert import torchvision as tv_convert  # the converter imports the models
+  return tv_convert.from_torchvision(arch, state_dict, **options)
+
+
+__all__ = ["DETECTORS", "from_torchvision", "build", "decode", "default_config", "frozen_param_patterns",
            "get_detector", "loss_fn", "postprocess"]
