@@ -19,13 +19,14 @@ def torch_modules():
   return torch, torchvision
 
 
-def randomize_batchnorm(model, *, image_size=64, batch=4, seed=0):
-  """Random BatchNorm statistics and affine parameters, in place.
+def randomize_batchnorm(model, *, image_size=64, batch=4, seed=0, forward=None):
+  """Random BatchNorm statistics and (BatchNorm, GroupNorm) affine parameters, in place.
 
-  Running statistics come from one train-mode pass over random images with `momentum=None`
-  (a cumulative average: they equal that batch's statistics), so activations stay well scaled
-  in eval mode at any depth; scale and bias are then drawn from U(0.5, 1.5) and N(0, 0.1) so that
-  a swapped or dropped affine parameter shows.
+  Running statistics come from one train-mode pass of `forward` (default: the model; a detector
+  passes its backbone) over random images with `momentum=None` (a cumulative average: they
+  equal that batch's statistics), so activations stay well scaled in eval mode at any depth;
+  scale and bias are then drawn from U(0.5, 1.5) and N(0, 0.1) so that a swapped or dropped
+  affine parameter shows.
   """
   torch, _ = torch_modules()
   gen = torch.Generator().manual_seed(seed)
@@ -36,9 +37,10 @@ def randomize_batchnorm(model, *, image_size=64, batch=4, seed=0):
     m.momentum = None
   model.train()
   with torch.no_grad():
-    model(torch.randn(batch, 3, image_size, image_size, generator=gen))
+    (forward or model)(torch.randn(batch, 3, image_size, image_size, generator=gen))
     for m, momentum in zip(norms, momenta):
       m.momentum = momentum
+    for m in norms + [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]:
       m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
       m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
   model.eval()
@@ -46,12 +48,17 @@ def randomize_batchnorm(model, *, image_size=64, batch=4, seed=0):
 
 
 def torchvision_model(arch, *, seed=0, image_size=64, **kwargs):
-  """torchvision's `arch` with random weights (`weights=None`) and randomized BatchNorm, in
-  eval mode. `kwargs` go to the torchvision builder (e.g. `transform_input=True`)."""
+  """torchvision's `arch` with random weights (`weights=None`; detectors also
+  `weights_backbone=None`) and randomized normalization layers, in eval mode. `kwargs` go to the
+  torchvision builder (e.g. `transform_input=True`)."""
   torch, torchvision = torch_modules()
   torch.manual_seed(seed)
+  detector = arch in torchvision.models.list_models(torchvision.models.detection)
+  if detector:
+    kwargs.setdefault("weights_backbone", None)
   model = torchvision.models.get_model(arch, weights=None, **kwargs)
-  return randomize_batchnorm(model, image_size=image_size, seed=seed)
+  forward = model.backbone if detector else None
+  return randomize_batchnorm(model, image_size=image_size, seed=seed, forward=forward)
 
 
 def numpy_state_dict(model):

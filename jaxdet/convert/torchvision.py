@@ -130,6 +130,12 @@ def classifier_archs() -> tuple[str, ...]:
   return tuple(a for a in backbones.BACKBONES if _name_map(a) is not None)
 
 
+def archs() -> tuple[str, ...]:
+  """Every architecture `from_torchvision` converts (classifiers and detectors)."""
+  from jaxdet.convert import torchvision_detection as det
+  return classifier_archs() + tuple(det.RETINANET_VARIANTS)
+
+
 # ---------------------------------------------------------------------------------------------
 # The strict loader.
 
@@ -252,8 +258,8 @@ def from_torchvision(arch: str, state_dict: Mapping[str, Any], *, num_classes: i
   """A jaxdet classifier with torchvision's weights.
 
   Args:
-    arch: torchvision architecture name (`classifier_archs()`: alexnet, vgg11..vgg19[_bn],
-      googlenet, resnet18..resnet152, densenet121..densenet201).
+    arch: torchvision architecture name (`archs()`: alexnet, vgg11..vgg19[_bn], googlenet,
+      resnet18..resnet152, densenet121..densenet201, retinanet_resnet50_fpn[_v2]).
     state_dict: torchvision `state_dict()` (key -> NumPy array or torch tensor).
     num_classes: logits per image; default: read from the state dict's last Linear layer.
     config: optional model ConfigDict with backbone options (GoogLeNet: `transform_input`,
@@ -261,15 +267,20 @@ def from_torchvision(arch: str, state_dict: Mapping[str, Any], *, num_classes: i
 
   Returns:
     `(module, variables)`: `module.apply(variables, images, train=False)` maps float32 NHWC
-    images, normalized as `IMAGENET_PREPROCESS` says, to logits float32 `[N, num_classes]`.
+    images, normalized as `IMAGENET_PREPROCESS` says, to logits float32 `[N, num_classes]` (a
+    classifier) or the raw prediction dict (a detector).
 
   Raises:
     ConversionError: unknown arch, or a missing/unexpected/mis-shaped key.
   """
   from jaxdet.models import backbones
+  from jaxdet.convert import torchvision_detection as det
+  if arch in det.RETINANET_VARIANTS:
+    module, variables, _ = det.from_torchvision_retinanet(arch, state_dict,
+                                                          num_classes=num_classes, config=config)
+    return module, variables
   if _name_map(arch) is None:
-    raise ConversionError(f"unknown torchvision arch {arch!r}; expected one of "
-                          f"{classifier_archs()}")
+    raise ConversionError(f"unknown torchvision arch {arch!r}; expected one of {archs()}")
   sd = _prepare(arch, state_dict)
   if num_classes is None:
     logits_key = _LOGITS_KEY[_family(arch)]
@@ -343,17 +354,28 @@ def convert_file(arch: str, weights, output, *, image_size: int | None = None,
   Returns:
     The step folder written.
   """
+  from jaxdet.convert import torchvision_detection as det
   from jaxdet.convert.checkpoint import write_checkpoint
   from jaxdet.train import config as config_lib
-  if _name_map(arch) is None:
-    raise ConversionError(f"unknown torchvision arch {arch!r}; expected one of "
-                          f"{classifier_archs()}")
+  if arch not in archs():
+    raise ConversionError(f"unknown torchvision arch {arch!r}; expected one of {archs()}")
   sd = read_weights(weights)
-  logits_key = _LOGITS_KEY[_family(arch)]
-  num_classes = int(sd[logits_key].shape[0]) if logits_key in sd else 1000
-  config = classifier_config(arch, num_classes=num_classes, image_size=image_size or 224)
-  config = config_lib.apply_overrides(config, config_lib.parse_override_args(list(overrides)))
-  _, variables = from_torchvision(arch, sd, num_classes=num_classes, config=config.model)
+  parse = lambda c: config_lib.apply_overrides(c, config_lib.parse_override_args(list(overrides)))
   source = {"framework": "torchvision", "arch": arch, "weights": pathlib.Path(weights).name}
-  return write_checkpoint(output, config, variables,
-                          class_names=[str(i) for i in range(num_classes)], source=source)
+  if arch in det.RETINANET_VARIANTS:
+    sd = det._upgrade_legacy_keys(sd)  # pylint: disable=protected-access
+    key = "head.classification_head.cls_logits.bias"
+    num_classes = int(sd[key].shape[0]) // 9 if key in sd else 91
+    config = parse(det.retinanet_config(arch, num_classes=num_classes,
+                                        image_size=image_size or 800))
+    _, variables, _ = det.from_torchvision_retinanet(arch, sd, num_classes=num_classes,
+                                                     config=config)
+    names = det.COCO_CATEGORIES if num_classes == len(det.COCO_CATEGORIES) else range(num_classes)
+  else:
+    logits_key = _LOGITS_KEY[_family(arch)]
+    num_classes = int(sd[logits_key].shape[0]) if logits_key in sd else 1000
+    config = parse(classifier_config(arch, num_classes=num_classes, image_size=image_size or 224))
+    _, variables = from_torchvision(arch, sd, num_classes=num_classes, config=config.model)
+    names = range(num_classes)
+  return write_checkpoint(output, config, variables, class_names=[str(n) for n in names],
+                          source=source)

@@ -1,0 +1,46 @@
+"""torchvision RetinaNet v1 / v2 -> jaxdet RetinaNet: anchors, classification logits and box
+deltas of every anchor (the final detections are compared through `jaxdet.load(DIR).predict`
+once the per-level top-k postprocess option is in)."""
+
+import jax
+import numpy as np
+import pytest
+
+from jaxdet.convert import torchvision as tv_convert
+from jaxdet.convert import torchvision_detection as det
+from tests import testing_torch
+
+SIZE = 128  # P3..P7 = 16..1 pixels
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", sorted(det.RETINANET_VARIANTS))
+def test_raw_outputs_match_torchvision(arch):
+  torch, _ = testing_torch.torch_modules()
+  from torchvision.models.detection.image_list import ImageList
+  model = testing_torch.torchvision_model(arch, image_size=SIZE)
+  module, variables = tv_convert.from_torchvision(arch, testing_torch.numpy_state_dict(model))
+  images = testing_torch.random_images(2, SIZE)
+  preds = jax.jit(lambda v, x: module.apply(v, x, train=False))(variables, images)
+  x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+  with torch.no_grad():
+    feats = list(model.backbone(x).values())
+    ref = model.head(feats)
+    anchors = model.anchor_generator(ImageList(x, [(SIZE, SIZE)] * 2), feats)[0]
+  assert preds["cls_logits"].shape == (2, anchors.shape[0], 91)
+  np.testing.assert_allclose(np.asarray(preds["anchors"]), anchors.numpy(), atol=1e-4)
+  testing_torch.assert_relative_close(preds["cls_logits"], ref["cls_logits"].numpy())
+  testing_torch.assert_relative_close(preds["box_deltas"], ref["bbox_regression"].numpy())
+
+
+def test_legacy_key_names_and_coco_categories():
+  torchvision = pytest.importorskip("torchvision")
+  sd = {"backbone.fpn.inner_blocks.1.weight": 0, "backbone.fpn.layer_blocks.2.bias": 0,
+        "head.classification_head.conv.6.weight": 0, "head.regression_head.conv.2.bias": 0,
+        "head.classification_head.conv.3.1.weight": 0}
+  assert set(det._upgrade_legacy_keys(sd)) == {  # pylint: disable=protected-access
+      "backbone.fpn.inner_blocks.1.0.weight", "backbone.fpn.layer_blocks.2.0.bias",
+      "head.classification_head.conv.3.0.weight", "head.regression_head.conv.1.0.bias",
+      "head.classification_head.conv.3.1.weight"}
+  weights = torchvision.models.detection.RetinaNet_ResNet50_FPN_Weights.COCO_V1
+  assert tuple(weights.meta["categories"]) == det.COCO_CATEGORIES
