@@ -44,3 +44,24 @@ def test_legacy_key_names_and_coco_categories():
       "head.classification_head.conv.3.1.weight"}
   weights = torchvision.models.detection.RetinaNet_ResNet50_FPN_Weights.COCO_V1
   assert tuple(weights.meta["categories"]) == det.COCO_CATEGORIES
+
+
+@pytest.mark.slow
+def test_converted_folder_loads_for_inference(tmp_path):
+  import jaxdet
+  from safetensors.numpy import save_file
+  from jaxdet import cli
+  model = testing_torch.torchvision_model("retinanet_resnet50_fpn", image_size=SIZE)
+  sd = testing_torch.numpy_state_dict(model)
+  save_file(sd, str(tmp_path / "r.safetensors"))
+  assert cli.main(["convert", "torchvision", "--arch", "retinanet_resnet50_fpn", "--weights",
+                   str(tmp_path / "r.safetensors"), "--output", str(tmp_path / "out"),
+                   "--image-size", str(SIZE), "--config.postprocess.score_threshold=0.0"]) == 0
+  detector = jaxdet.load(tmp_path / "out")
+  assert detector.class_names == det.COCO_CATEGORIES and detector.image_size == SIZE
+  assert detector.config.model.p6_from == "p5" and detector.postprocess["score_threshold"] == 0.0
+  _, expected = tv_convert.from_torchvision("retinanet_resnet50_fpn", sd)
+  for a, b in zip(jax.tree.leaves(detector.variables), jax.tree.leaves(expected)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  out = detector.predict(np.zeros((1, SIZE, SIZE, 3), np.uint8))
+  assert out["boxes"].shape == (1, 300, 4) and int(out["num_detections"][0]) > 0
