@@ -23,7 +23,8 @@ def register(subparsers) -> None:
   tv.add_argument("--weights", required=True, help=".pth (needs torch) or .safetensors file")
   tv.add_argument("--output", required=True, help="checkpoint folder to create")
   tv.add_argument("--image-size", type=int, default=None,
-                  help="square input size S stored in the config (default 224)")
+                  help="square input size S stored in the config (default 224 for classifiers, "
+                       "800 for detectors)")
   tv.__class__ = _OverridesParser
   tv.set_defaults(func=_run)
 

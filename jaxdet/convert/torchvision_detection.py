@@ -86,6 +86,9 @@ def retinanet_config(arch: str, *, num_classes: int, image_size: int = 800):
   config.model = models.default_config("retinanet")
   config.model.update(backbone="resnet50", **RETINANET_VARIANTS[arch])
   config.model.preprocess = ml_collections.ConfigDict(tv.IMAGENET_PREPROCESS)
+  # torchvision fine-tunes its pretrained detectors with the stem and layer1 fixed
+  # (trainable_backbone_layers=3).
+  config.optimizer.freeze_regex = r"^backbone/(stem|layer1_\d+)/"
   config.postprocess.update(score_threshold=0.05, iou_threshold=0.5, max_detections=300,
                             pre_nms_top_k=1000)
   # torchvision takes the top 1000 candidates of each FPN level (postprocess option, CONTRACT.md).
