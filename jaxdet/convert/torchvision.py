@@ -1,44 +1,35 @@
-"""torchvision weights -> jaxdet variables: name maps per family and one strict loader.
+"""torchvision weights -> jaxdet: the name maps of the classifier families, `from_torchvision`
+and `convert_file` (behind `jaxdet convert torchvision`).
 
-A name map turns a jaxdet module path (`("backbone", "layer1_0", "conv1", "conv")`) into the
-torchvision module prefix (`"layer1.0.conv1"`); the leaf name and the array layout follow from
-the jaxdet leaf: conv kernels OIHW -> HWIO, Linear weights transposed (and, for the first
-Linear after a flatten, permuted from torchvision's CHW to jaxdet's HWC order), BatchNorm
-`weight`/`bias` -> `scale`/`bias` params and `running_mean`/`running_var` -> `batch_stats`.
-The loader is strict: every jaxdet leaf needs its key and every key needs its leaf, with the
-expected shape; `num_batches_tracked` counters are accepted and ignored.
-
-Nothing here imports torch: state dicts may hold NumPy arrays or torch tensors (read through
-`.numpy()`), and `.safetensors` files are read with the `safetensors` NumPy API.
+torchvision's own conventions handled here: VGG-BN convs carry a bias before BatchNorm (folded
+into the BN mean), DenseNet files use legacy key names, VGG/AlexNet/GoogLeNet-aux flatten CHW
+before their first Linear, GoogLeNet's BatchNorm epsilon is 1e-3 (in the model). The strict
+loader is `jaxdet.convert.loader`.
 """
 
 import pathlib
 import re
 from typing import Any, Callable, Mapping
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+# Re-exported: the errors and readers belong to the converter's public API.
+from jaxdet.convert.loader import (ConversionError, convert_variables, read_weights,  # noqa: F401
+                                   to_numpy)
+
 # torchvision's ImageNet normalization in the units of `config.model.preprocess` (CONTRACT.md).
 IMAGENET_PREPROCESS = {"value_range": 1.0, "mean": (0.485, 0.456, 0.406),
                        "std": (0.229, 0.224, 0.225), "resize": "letterbox"}
-
-_LEAF = {"kernel": "weight", "scale": "weight", "bias": "bias", "mean": "running_mean",
-         "var": "running_var"}
-
-
-class ConversionError(ValueError):
-  """A state dict does not fit the architecture (the message names the key)."""
-
 
 # ---------------------------------------------------------------------------------------------
 # Name maps: module path (without the leaf) -> (torchvision prefix, CHW shape of a flattened
 # Linear input or None).
 
 
-def _resnet(path):
+def resnet_name(path):
+  """ResNet name map (also the body of torchvision's ResNet-FPN detectors)."""
   top, *rest = path
   if top == "head":
     return "fc", None
@@ -106,7 +97,7 @@ def _name_map(arch: str) -> Callable | None:
   if arch not in backbones.BACKBONES:
     return None
   if arch.startswith("resnet"):
-    return _resnet
+    return resnet_name
   if arch.startswith("vgg"):
     return _vgg(int(arch[3:5]), arch.endswith("_bn"))
   return {"alexnet": _alexnet, "googlenet": _googlenet}.get(arch) or (
@@ -136,87 +127,6 @@ def archs() -> tuple[str, ...]:
   return classifier_archs() + tuple(det.RETINANET_VARIANTS)
 
 
-# ---------------------------------------------------------------------------------------------
-# The strict loader.
-
-
-def _to_numpy(value) -> np.ndarray:
-  """A NumPy array from a NumPy array or a torch tensor (without importing torch)."""
-  if hasattr(value, "detach"):  # torch.Tensor
-    value = value.detach().cpu()
-    if str(value.dtype) == "torch.bfloat16":  # NumPy has no bfloat16
-      value = value.float()
-    value = value.numpy()
-  return np.asarray(value)
-
-
-def _torch_shape(leaf: str, shape: tuple[int, ...], chw) -> tuple[int, ...]:
-  if leaf == "kernel" and len(shape) == 4:  # HWIO -> OIHW
-    return (shape[3], shape[2], shape[0], shape[1])
-  if leaf == "kernel" and len(shape) == 2:  # (in, out) -> (out, in)
-    return (shape[1], shape[0])
-  return shape
-
-
-def _to_jax_layout(leaf: str, array: np.ndarray, chw) -> np.ndarray:
-  if leaf == "kernel" and array.ndim == 4:
-    return array.transpose(2, 3, 1, 0)
-  if leaf == "kernel" and array.ndim == 2:
-    if chw is not None:  # flatten order CHW (torch) -> HWC (NHWC reshape)
-      out = array.shape[0]
-      return array.reshape(out, *chw).transpose(2, 3, 1, 0).reshape(-1, out)
-    return array.T
-  return array
-
-
-def convert_variables(name_map: Callable, abstract_variables: Mapping, state_dict: Mapping[str, Any],
-                      *, what: str = "state dict") -> dict:
-  """Strictly converts a torchvision state dict onto a jaxdet variable structure.
-
-  Args:
-    name_map: `module path tuple -> (torchvision prefix, chw or None)`.
-    abstract_variables: `{"params", "batch_stats"}` of the jaxdet module (arrays or
-      `jax.ShapeDtypeStruct`, e.g. from `jax.eval_shape(module.init, ...)`).
-    state_dict: torchvision key -> NumPy array or torch tensor.
-    what: how error messages name the source.
-
-  Returns:
-    `{"params", "batch_stats"}` of float32 NumPy arrays with the structure of
-    `abstract_variables`.
-
-  Raises:
-    ConversionError: a missing, unexpected or mis-shaped key (the message names it).
-  """
-  expected = {}  # torch key -> (collection, path, leaf, shape, chw)
-  for collection in ("params", "batch_stats"):
-    flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(abstract_variables.get(collection, {})))
-    for path, leaf in flat.items():
-      prefix, chw = name_map(path[:-1])
-      key = f"{prefix}.{_LEAF[path[-1]]}"
-      if key in expected:
-        raise AssertionError(f"name map sends two jaxdet leaves to {key}")  # a bug in this file
-      expected[key] = (collection, path, path[-1], tuple(leaf.shape), chw)
-  bn_prefixes = {k.rsplit(".", 1)[0] for k in expected if k.endswith(".running_mean")}
-  unexpected = [k for k in state_dict if k not in expected and not (
-      k.endswith(".num_batches_tracked") and k.rsplit(".", 1)[0] in bn_prefixes)]
-  if unexpected:
-    raise ConversionError(f"unexpected key {unexpected[0]!r} in the {what}"
-                          + (f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""))
-  missing = [k for k in expected if k not in state_dict]
-  if missing:
-    raise ConversionError(f"missing key {missing[0]!r} in the {what}"
-                          + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-  out = {"params": {}, "batch_stats": {}}
-  for key, (collection, path, leaf, shape, chw) in expected.items():
-    array = _to_numpy(state_dict[key])
-    want = _torch_shape(leaf, shape, chw)
-    if tuple(array.shape) != want:
-      raise ConversionError(f"key {key!r} has shape {tuple(array.shape)} in the {what}, "
-                            f"expected {want}")
-    out[collection][path] = _to_jax_layout(leaf, array.astype(np.float32), chw)
-  return {c: flax.traverse_util.unflatten_dict(v) for c, v in out.items()}
-
-
 def _fold_conv_bias_into_bn(state_dict: dict, conv_prefixes) -> dict:
   """VGG-BN: torchvision's convs before BatchNorm have a bias, jaxdet's ConvBN has none.
   BN(conv(x) + b) = BN'(conv(x)) with running_mean' = running_mean - b (exact in inference; in
@@ -229,7 +139,7 @@ def _fold_conv_bias_into_bn(state_dict: dict, conv_prefixes) -> dict:
     mean_key = f"{bn}.running_mean"
     if mean_key not in sd:
       raise ConversionError(f"missing key {mean_key!r} in the state dict")
-    sd[mean_key] = _to_numpy(sd[mean_key]).astype(np.float32) - _to_numpy(bias).astype(np.float32)
+    sd[mean_key] = to_numpy(sd[mean_key]).astype(np.float32) - to_numpy(bias).astype(np.float32)
   return sd
 
 
@@ -284,43 +194,12 @@ def from_torchvision(arch: str, state_dict: Mapping[str, Any], *, num_classes: i
   sd = _prepare(arch, state_dict)
   if num_classes is None:
     logits_key = _LOGITS_KEY[_family(arch)]
-    num_classes = int(_to_numpy(sd[logits_key]).shape[0]) if logits_key in sd else 1000
+    num_classes = int(to_numpy(sd[logits_key]).shape[0]) if logits_key in sd else 1000
   module = backbones.build_classifier(arch, num_classes, config=config)
   abstract = jax.eval_shape(lambda: module.init(
       jax.random.key(0), jnp.zeros((1, 64, 64, 3), jnp.float32), train=False))
   variables = convert_variables(_name_map(arch), abstract, sd)
   return module, jax.tree.map(jnp.asarray, variables)
-
-
-def read_weights(path: str | pathlib.Path) -> dict[str, np.ndarray]:
-  """Reads a state dict file: `.safetensors` (without torch) or a torch `.pth`/`.pt` file
-  (`torch.load(weights_only=True)`, needs torch).
-
-  Returns:
-    key -> float32/int NumPy array.
-
-  Raises:
-    FileNotFoundError, ConversionError (unknown suffix, torch missing, not a state dict).
-  """
-  path = pathlib.Path(path)
-  if not path.is_file():
-    raise FileNotFoundError(f"weights file not found: {path}")
-  if path.suffix == ".safetensors":
-    from safetensors.numpy import load_file
-    return dict(load_file(str(path)))
-  if path.suffix not in (".pth", ".pt", ".bin"):
-    raise ConversionError(f"weights file must be .pth, .pt or .safetensors, got {path.name!r}")
-  try:
-    import torch
-  except ImportError as e:
-    raise ConversionError(f"reading {path.name} needs PyTorch (pip install torch), or convert "
-                          f"the file to .safetensors first") from e
-  obj = torch.load(str(path), map_location="cpu", weights_only=True)
-  if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-    obj = obj["state_dict"]  # training checkpoints wrap the state dict
-  if not isinstance(obj, dict):
-    raise ConversionError(f"{path.name} holds a {type(obj).__name__}, not a state dict")
-  return {k: _to_numpy(v) for k, v in obj.items()}
 
 
 def classifier_config(arch: str, *, num_classes: int, image_size: int = 224):
@@ -363,7 +242,7 @@ def convert_file(arch: str, weights, output, *, image_size: int | None = None,
   parse = lambda c: config_lib.apply_overrides(c, config_lib.parse_override_args(list(overrides)))
   source = {"framework": "torchvision", "arch": arch, "weights": pathlib.Path(weights).name}
   if arch in det.RETINANET_VARIANTS:
-    sd = det._upgrade_legacy_keys(sd)  # pylint: disable=protected-access
+    sd = det.upgrade_legacy_keys(sd)
     key = "head.classification_head.cls_logits.bias"
     num_classes = int(sd[key].shape[0]) // 9 if key in sd else 91
     config = parse(det.retinanet_config(arch, num_classes=num_classes,

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxdet.convert import torchvision as tv
+from jaxdet.convert.loader import to_numpy
 
 # torchvision's COCO label names (91 indices, "__background__" and "N/A" included), so that a
 # converted COCO model reports torchvision's label indices with their names.
@@ -49,7 +50,7 @@ _LEGACY_HEAD = re.compile(r"^(head\.(?:classification|regression)_head\.conv)\.(
 def _retinanet(path):
   top, *rest = path
   if top == "backbone":
-    prefix, _ = tv._resnet(path)  # pylint: disable=protected-access
+    prefix, _ = tv.resnet_name(path)
     return f"backbone.body.{prefix}", None
   if top == "fpn":
     name = rest[0]
@@ -65,7 +66,8 @@ def _retinanet(path):
   return f"head.{head}.conv.{index}.{0 if kind == 'conv' else 1}", None
 
 
-def _upgrade_legacy_keys(state_dict):
+def upgrade_legacy_keys(state_dict):
+  """The state dict with pre-`_version = 2` FPN and head key names renamed (others unchanged)."""
   out = {}
   for key, value in state_dict.items():
     key = _LEGACY_FPN.sub(r"\1.0.\2", key)
@@ -111,12 +113,12 @@ def from_torchvision_retinanet(arch: str, state_dict, *, num_classes=None, confi
     `[B,A,C]`, `box_deltas` `[B,A,4]`, `anchors`), in torchvision's anchor order.
   """
   from jaxdet import models
-  sd = _upgrade_legacy_keys(dict(state_dict))
+  sd = upgrade_legacy_keys(dict(state_dict))
   if num_classes is None:
     key = "head.classification_head.cls_logits.bias"
     if key not in sd:
       raise tv.ConversionError(f"missing key {key!r} in the state dict")
-    num_classes = int(tv._to_numpy(sd[key]).shape[0]) // _NUM_ANCHORS  # pylint: disable=protected-access
+    num_classes = int(to_numpy(sd[key]).shape[0]) // _NUM_ANCHORS
   config = config or retinanet_config(arch, num_classes=num_classes)
   module = models.build(config.model, num_classes=num_classes)
   abstract = jax.eval_shape(lambda: module.init(

@@ -38,7 +38,7 @@ def test_legacy_key_names_and_coco_categories():
   sd = {"backbone.fpn.inner_blocks.1.weight": 0, "backbone.fpn.layer_blocks.2.bias": 0,
         "head.classification_head.conv.6.weight": 0, "head.regression_head.conv.2.bias": 0,
         "head.classification_head.conv.3.1.weight": 0}
-  assert set(det._upgrade_legacy_keys(sd)) == {  # pylint: disable=protected-access
+  assert set(det.upgrade_legacy_keys(sd)) == {
       "backbone.fpn.inner_blocks.1.0.weight", "backbone.fpn.layer_blocks.2.0.bias",
       "head.classification_head.conv.3.0.weight", "head.regression_head.conv.1.0.bias",
       "head.classification_head.conv.3.1.weight"}
