@@ -83,7 +83,8 @@ class DenseNet(nn.Module):
       else:
         feats[f"c{b + 2}"] = x
         x = BNReLUConv(x.shape[-1] // 2, 1, f, name=f"transition{b + 1}")(x, train=train)
-        x = nn.avg_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+        # Keyword window: jax2onnx patches nn.avg_pool with a keyword-only signature.
+        x = nn.avg_pool(x, window_shape=(2, 2), strides=(2, 2), padding="VALID")
     return feats
 
 
