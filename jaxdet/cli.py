@@ -21,6 +21,7 @@ _SUBCOMMANDS = (
     ("train", "jaxdet.train.cli"),
     ("export", f"{EXPORT_PACKAGE}.cli"),
     ("predict", f"{EXPORT_PACKAGE}.cli_predict"),
+    ("convert", "jaxdet.convert.cli"),
 )
 
 

@@ -59,6 +59,13 @@ def frozen_param_patterns(model_config) -> tuple[str, ...]:
   return ()
 
 
+def from_torchvision(arch: str, state_dict, **options):
+  """`(module, variables)` of jaxdet's `arch` holding a torchvision state dict (NumPy arrays or
+  torch tensors); see `jaxdet.convert.torchvision.from_torchvision`."""
+  from jaxdet.convert import torchvision as tv_convert  # the converter imports the models
+  return tv_convert.from_torchvision(arch, state_dict, **options)
+
+
 def __getattr__(name):
   # `from jaxdet.models import retinanet`: family modules by name, imported on first use so that
   # `import jaxdet.models` does not import every detector. Only names of `detectors/` files reach
@@ -68,5 +75,5 @@ def __getattr__(name):
   raise AttributeError(f"module 'jaxdet.models' has no attribute {name!r}")
 
 
-__all__ = ["build", "default_config", "frozen_param_patterns", "get_detector", "postprocess",
-           "registry"]
+__all__ = ["build", "default_config", "from_torchvision", "frozen_param_patterns", "get_detector",
+           "postprocess", "registry"]

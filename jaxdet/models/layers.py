@@ -11,6 +11,7 @@ from typing import Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from jaxdet.models.conv import Conv, check_cpu_train_kernels
@@ -37,6 +38,7 @@ class ConvBN(nn.Module):
     frozen_bn: BatchNorm always in inference mode.
     groups: feature groups of the conv.
     cpu_train_kernels: "auto" or "off", passed to `Conv`.
+    epsilon: BatchNorm epsilon (1e-5 as torch; torchvision's GoogLeNet uses 1e-3).
   """
   features: int
   kernel_size: int = 3
@@ -45,6 +47,7 @@ class ConvBN(nn.Module):
   frozen_bn: bool = False
   groups: int = 1
   cpu_train_kernels: str = "auto"
+  epsilon: float = BN_EPSILON
 
   @nn.compact
   def __call__(self, x, *, train):
@@ -54,11 +57,20 @@ class ConvBN(nn.Module):
              padding=conv_padding(k), use_bias=False, feature_group_count=self.groups,
              cpu_train_kernels=self.cpu_train_kernels, name="conv")(x)
     x = nn.BatchNorm(use_running_average=(not train) or self.frozen_bn, momentum=BN_MOMENTUM,
-                     epsilon=BN_EPSILON, name="bn")(x)
+                     epsilon=self.epsilon, name="bn")(x)
     return x if self.act is None else self.act(x)
 
 
-def max_pool(x, *, window, stride, padding, cpu_train_kernels="auto"):
+def _ceil_extra(size, window, stride, padding):
+  """Extra bottom/right padding that turns a floor-mode pool into PyTorch's `ceil_mode=True`
+  (one more window when the last one starts inside the input or its left padding)."""
+  out = -(-(size + 2 * padding - window) // stride) + 1
+  if (out - 1) * stride >= size + padding:
+    out -= 1
+  return max(0, (out - 1) * stride + window - (size + 2 * padding))
+
+
+def max_pool(x, *, window, stride, padding, ceil_mode=False, cpu_train_kernels="auto"):
   """Max-pool, padded with -inf, in the form jax2onnx exports (keyword window, VALID).
 
   Args:
@@ -66,6 +78,7 @@ def max_pool(x, *, window, stride, padding, cpu_train_kernels="auto"):
     window: square window size.
     stride: square stride.
     padding: symmetric padding on each side.
+    ceil_mode: output size rounded up as PyTorch `ceil_mode=True` (torchvision GoogLeNet).
     cpu_train_kernels: "auto" (default): when differentiated on CPU, the gradient is the masked
       strided sum of `_max_pool_cpu_tangent` instead of XLA's select-and-scatter; "off": plain
       `nn.max_pool` and its XLA gradient everywhere. Same values and gradients either way; both
@@ -75,13 +88,47 @@ def max_pool(x, *, window, stride, padding, cpu_train_kernels="auto"):
     float32 `[B, H', W', C]`.
   """
   check_cpu_train_kernels(cpu_train_kernels)
-  if padding:
+  extra_h = _ceil_extra(x.shape[1], window, stride, padding) if ceil_mode else 0
+  extra_w = _ceil_extra(x.shape[2], window, stride, padding) if ceil_mode else 0
+  if padding or extra_h or extra_w:
     # Explicit -inf padding: jax2onnx 0.17 drops nn.max_pool's explicit `padding` pairs.
-    pad = ((0, 0), (padding, padding), (padding, padding), (0, 0))
+    pad = ((0, 0), (padding, padding + extra_h), (padding, padding + extra_w), (0, 0))
     x = jnp.pad(x, pad, constant_values=-jnp.inf)
   if cpu_train_kernels == "off":
     return _plain_max_pool(x, window, stride)
   return _max_pool_valid(x, window, stride)
+
+
+def _adaptive_matrix(size, out):
+  """`[out, size]` averaging weights of PyTorch's adaptive pooling: output i averages inputs
+  floor(i*size/out) .. ceil((i+1)*size/out)-1."""
+  m = np.zeros((out, size), np.float32)
+  for i in range(out):
+    start, end = (i * size) // out, -(-((i + 1) * size) // out)
+    m[i, start:end] = 1.0 / (end - start)
+  return m
+
+
+def adaptive_avg_pool(x, output_size):
+  """PyTorch `adaptive_avg_pool2d` on NHWC.
+
+  Args:
+    x: float32 `[B, H, W, C]`.
+    output_size: int or (h, w).
+
+  Returns:
+    float32 `[B, h, w, C]`.
+  """
+  oh, ow = (output_size, output_size) if isinstance(output_size, int) else output_size
+  b, h, w, c = x.shape
+  if (oh, ow) == (1, 1):
+    return jnp.mean(x, axis=(1, 2), keepdims=True)
+  if h % oh == 0 and w % ow == 0:
+    return jnp.mean(x.reshape(b, oh, h // oh, ow, w // ow, c), axis=(2, 4))
+  # General case (e.g. a 2x2 map pooled to 7x7): two small exact averaging matmuls.
+  hi = lax.Precision.HIGHEST
+  x = jnp.einsum("oh,bhwc->bowc", _adaptive_matrix(h, oh), x, precision=hi)
+  return jnp.einsum("pw,bowc->bopc", _adaptive_matrix(w, ow), x, precision=hi)
 
 
 def _plain_max_pool(x, window, stride):

@@ -3,7 +3,7 @@
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxdet.models.csp_darknet import C2f
+from jaxdet.models.backbones.csp_darknet import C2f
 from jaxdet.models.layers import ConvBN, upsample_nearest
 
 

@@ -80,7 +80,7 @@ class RetinaNetHead(nn.Module):
       x = Conv(self.width, (3, 3), padding=conv_padding(3), kernel_init=_HEAD_INIT,
                   use_bias=self.norm == "none", name=f"conv{i}")(x)
       if self.norm == "group":
-        x = nn.GroupNorm(num_groups=32, name=f"gn{i}")(x)
+        x = nn.GroupNorm(num_groups=32, epsilon=1e-5, name=f"gn{i}")(x)  # torch GroupNorm eps
       x = nn.relu(x)
     x = Conv(self.num_anchors * self.out_per_anchor, (3, 3), padding=conv_padding(3),
                 kernel_init=_HEAD_INIT, bias_init=nn.initializers.constant(self.bias_init),

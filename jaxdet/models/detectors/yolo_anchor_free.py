@@ -24,7 +24,7 @@ from jaxdet.models import assigners
 from jaxdet.models.backbones import build_backbone
 from jaxdet.models.postprocess import clip_and_score
 from jaxdet.models.conv import Conv
-from jaxdet.models.csp_darknet import scaled_width
+from jaxdet.models.backbones.csp_darknet import scaled_width
 from jaxdet.models.layers import ConvBN
 from jaxdet.models.pan import PAN
 from jaxdet.ops import anchors as anchor_ops

@@ -1,7 +1,12 @@
-"""ResNet-18/34/50 backbones (He et al. 2016), torchvision layout (stride on the 3x3 conv, v1.5)."""
+"""ResNet-18/34/50/101/152 (He et al. 2016), torchvision layout (stride on the 3x3 conv, v1.5).
+
+Parameter names (`stem`, `layer{s}_{i}/conv{k}|downsample/{conv,bn}`) are those of jaxdet's
+earlier checkpoints; `jaxdet.convert.torchvision` maps torchvision's names onto them.
+"""
 
 import flax.linen as nn
 
+from jaxdet.models.backbones.base import GlobalPoolFC, register
 from jaxdet.models.layers import ConvBN, max_pool
 
 # depth -> (block type, blocks per stage)
@@ -9,6 +14,8 @@ _SPECS = {
     18: ("basic", (2, 2, 2, 2)),
     34: ("basic", (3, 4, 6, 3)),
     50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
 }
 _WIDTHS = (64, 128, 256, 512)
 
@@ -52,7 +59,7 @@ class ResNet(nn.Module):
   """ResNet backbone returning C2..C5.
 
   Attributes:
-    depth: 18, 34 or 50.
+    depth: 18, 34, 50, 101 or 152.
     frozen_bn: every BatchNorm in inference mode (exclude `backbone/.*/bn/` params from training).
     width: channels of the first stage (64 is standard; smaller for tests).
 
@@ -80,3 +87,9 @@ class ResNet(nn.Module):
             x, train=train)
       feats[f"c{stage + 2}"] = x
     return feats
+
+
+@register("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", head=GlobalPoolFC)
+def _build(name, config, *, frozen_bn, for_detection):
+  del for_detection
+  return ResNet(depth=int(name[6:]), frozen_bn=frozen_bn, width=config.get("backbone_width", 64))

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from jaxdet.models import backbones
-from jaxdet.models.csp_darknet import CSPDarknet
-from jaxdet.models.resnet import ResNet
-from jaxdet.models.vgg import VGG16
+from jaxdet.models.backbones.csp_darknet import CSPDarknet
+from jaxdet.models.backbones.resnet import ResNet
+from jaxdet.models.backbones.vgg import VGG16
 
 
 def _shapes(module, size=64, batch=2):

@@ -8,6 +8,7 @@ import math
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxdet.models.backbones.base import GlobalPoolFC, register
 from jaxdet.models.layers import ConvBN, max_pool
 
 _BASE_WIDTHS = (64, 128, 256, 512, 1024)
@@ -94,3 +95,10 @@ class CSPDarknet(nn.Module):
         x = SPPF(ws[4], name="sppf")(x, train=train)
       feats[f"c{stage + 2}"] = x
     return feats
+
+
+@register("csp_darknet", head=GlobalPoolFC, frozen_bn=False)
+def _build(name, config, *, frozen_bn, for_detection):
+  del name, frozen_bn, for_detection
+  return CSPDarknet(width=config.get("width", 0.25), depth=config.get("depth", 0.33),
+                    max_channels=config.get("max_channels", 1024))

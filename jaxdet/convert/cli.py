@@ -1,0 +1,51 @@
+"""`jaxdet convert torchvision --arch ARCH --weights FILE --output DIR [--image-size S]
+[--config.KEY=VALUE ...]`."""
+
+import os
+import sys
+import time
+
+from jaxdet.train import config as config_lib
+from jaxdet.train.cli import _OverridesParser
+
+
+def register(subparsers) -> None:
+  """Adds the `convert` subcommand (and its `torchvision` source)."""
+  parser = subparsers.add_parser(
+      "convert", help="convert another framework's weights into a jaxdet checkpoint folder",
+      description="Convert weights into a checkpoint folder with a training workdir's layout.")
+  sources = parser.add_subparsers(dest="source", metavar="SOURCE", required=True)
+  tv = sources.add_parser(
+      "torchvision", help="a torchvision state dict (.pth or .safetensors)",
+      description="Convert a torchvision state dict. Overrides: --config.KEY=VALUE, e.g. "
+                  "--config.postprocess.score_threshold=0.001.")
+  tv.add_argument("--arch", required=True, help="torchvision architecture, e.g. resnet50")
+  tv.add_argument("--weights", required=True, help=".pth (needs torch) or .safetensors file")
+  tv.add_argument("--output", required=True, help="checkpoint folder to create")
+  tv.add_argument("--image-size", type=int, default=None,
+                  help="square input size S stored in the config (default 224 for classifiers, "
+                       "800 for detectors)")
+  tv.__class__ = _OverridesParser
+  tv.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+  from jaxdet.convert import torchvision as tv_convert
+  try:
+    start = time.perf_counter()
+    step_dir = tv_convert.convert_file(args.arch, args.weights, args.output,
+                                       image_size=args.image_size,
+                                       overrides=list(args.config_overrides))
+  except (tv_convert.ConversionError, config_lib.ConfigError, FileNotFoundError,
+          FileExistsError) as e:
+    print(f"jaxdet convert: error: {e}", file=sys.stderr)
+    return 1
+  except Exception as e:  # pylint: disable=broad-except
+    if os.environ.get("JAXDET_DEBUG"):
+      raise
+    print(f"jaxdet convert: error: {type(e).__name__}: {e} (set JAXDET_DEBUG=1 for the "
+          f"traceback)", file=sys.stderr)
+    return 1
+  print(f"converted {args.arch} from {args.weights} in {time.perf_counter() - start:.1f} s: "
+        f"{step_dir}")
+  return 0

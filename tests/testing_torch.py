@@ -1,0 +1,103 @@
+"""Shared helpers of the torchvision parity tests (the zoo's standard).
+
+Setup of every parity test: build the torchvision model with `weights=None` (nothing is
+downloaded), give its BatchNorm layers realistic random statistics and affine parameters, put it
+in `.eval()`, convert its state dict, and run both on the same seeded input.
+"""
+
+import jax
+import numpy as np
+import pytest
+
+
+def torch_modules():
+  """`(torch, torchvision)`, skipping the test when they are not installed."""
+  torch = pytest.importorskip("torch")
+  torchvision = pytest.importorskip("torchvision")
+  # One thread: torch's spinning worker threads run 50x slower on a shared 2-core machine.
+  torch.set_num_threads(1)
+  return torch, torchvision
+
+
+def randomize_batchnorm(model, *, image_size=64, batch=4, seed=0, forward=None):
+  """Random BatchNorm statistics and (BatchNorm, GroupNorm) affine parameters, in place.
+
+  Running statistics come from one train-mode pass of `forward` (default: the model; a detector
+  passes its backbone) over random images with `momentum=None` (a cumulative average: they
+  equal that batch's statistics), so activations stay well scaled in eval mode at any depth;
+  scale and bias are then drawn from U(0.5, 1.5) and N(0, 0.1) so that a swapped or dropped
+  affine parameter shows.
+  """
+  torch, _ = torch_modules()
+  gen = torch.Generator().manual_seed(seed)
+  norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+  momenta = [m.momentum for m in norms]
+  for m in norms:
+    m.reset_running_stats()
+    m.momentum = None
+  model.train()
+  with torch.no_grad():
+    (forward or model)(torch.randn(batch, 3, image_size, image_size, generator=gen))
+    for m, momentum in zip(norms, momenta):
+      m.momentum = momentum
+    for m in norms + [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]:
+      m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
+      m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
+  model.eval()
+  return model
+
+
+def torchvision_model(arch, *, seed=0, image_size=64, **kwargs):
+  """torchvision's `arch` with random weights (`weights=None`; detectors also
+  `weights_backbone=None`) and randomized normalization layers, in eval mode. `kwargs` go to the
+  torchvision builder (e.g. `transform_input=True`)."""
+  torch, torchvision = torch_modules()
+  torch.manual_seed(seed)
+  detector = arch in torchvision.models.list_models(torchvision.models.detection)
+  if detector:
+    kwargs.setdefault("weights_backbone", None)
+  model = torchvision.models.get_model(arch, weights=None, **kwargs)
+  forward = model.backbone if detector else None
+  return randomize_batchnorm(model, image_size=image_size, seed=seed, forward=forward)
+
+
+def numpy_state_dict(model):
+  """The model's `state_dict()` as NumPy arrays."""
+  return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+
+
+def random_images(batch, size, seed=0):
+  """Seeded float32 `[batch, size, size, 3]` images (already "normalized": N(0, 1))."""
+  return np.random.default_rng(seed).standard_normal((batch, size, size, 3)).astype(np.float32)
+
+
+def torch_forward(model, images_nhwc):
+  """Runs a torch model on NHWC NumPy images (NCHW inside); returns NumPy outputs."""
+  torch, _ = torch_modules()
+  with torch.no_grad():
+    out = model(torch.from_numpy(np.ascontiguousarray(images_nhwc.transpose(0, 3, 1, 2))))
+  return out.numpy()
+
+
+def assert_relative_close(actual, expected, *, rtol=1e-4):
+  """max |actual - expected| <= rtol * max |expected| (the zoo's logit parity criterion)."""
+  actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+  assert actual.shape == expected.shape, (actual.shape, expected.shape)
+  err, scale = np.max(np.abs(actual - expected)), np.max(np.abs(expected))
+  assert err <= rtol * scale, f"max |diff| {err:.3g} > {rtol:g} * max |ref| {scale:.3g}"
+
+
+def assert_classifier_parity(arch, *, image_size=64, batch=2, config=None, **torch_kwargs):
+  """Converts a randomized torchvision classifier and checks jaxdet's logits against it.
+
+  Returns:
+    `(torch_model, (module, variables))` for further checks.
+  """
+  from jaxdet.convert import torchvision as tv_convert
+  model = torchvision_model(arch, image_size=image_size, **torch_kwargs)
+  module, variables = tv_convert.from_torchvision(arch, numpy_state_dict(model), config=config)
+  images = random_images(batch, image_size)
+  logits = np.asarray(jax.jit(lambda v, x: module.apply(v, x, train=False))(variables, images))
+  assert logits.shape == (batch, 1000)
+  assert_relative_close(logits, torch_forward(model, images))
+  return model, (module, variables)
