@@ -171,9 +171,10 @@ def test_postprocess_args_asks_the_family_for_level_sizes(monkeypatch):
   from jaxdet.models import retinanet
   config = ml_collections.ConfigDict({"name": "retinanet"})
   settings = dict(POSTPROCESS_DEFAULTS, pre_nms_top_k_per_level=True)
-  if not hasattr(retinanet, "level_sizes"):
-    with pytest.raises(ValueError, match="level_sizes"):
-      postprocess_args(settings, model_config=config, image_size=64)
+  # A family without `level_sizes` cannot use the per-level option: a clear error.
+  with pytest.raises(ValueError, match="yolo_anchor_free.*level_sizes"):
+    postprocess_args(settings, model_config=ml_collections.ConfigDict(
+        {"name": "yolo_anchor_free"}), image_size=64)
   monkeypatch.setattr(retinanet, "level_sizes", lambda cfg, s: [s * 9, s], raising=False)
   args = postprocess_args(settings, model_config=config, image_size=64)
   assert args["level_sizes"] == (576, 64)

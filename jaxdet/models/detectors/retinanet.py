@@ -157,6 +157,20 @@ def build(config, *, num_classes) -> RetinaNet:
                    head_norm=get("head_norm"), prior_prob=get("prior_prob"))
 
 
+def level_sizes(config, image_size) -> tuple[int, ...]:
+  """Anchors per FPN level, in the order of A, for a square input S (or (H, W)).
+
+  Every zoo backbone and the FPN's extra levels give ceil(S / stride) a side (`feature_sizes`),
+  so this matches the shapes `RetinaNet.__call__` produces; the per-level pre-NMS top-k of the
+  postprocess (torchvision's RetinaNet rule) slices A with it.
+  """
+  d = default_config()
+  get = lambda k: config.get(k, d[k])
+  per_cell = len(get("anchor_sizes")[0]) * len(get("aspect_ratios"))
+  return tuple(h * w * per_cell
+               for h, w in anchor_ops.feature_sizes(image_size, tuple(get("strides"))))
+
+
 # torchvision's RetinaNet weights (1, 1, 1, 1). One coder for the loss and `decode`, so that what
 # is trained is what is decoded (a configurable weight would have to reach `decode` too).
 _BOX_CODER = coders.BoxCoder()

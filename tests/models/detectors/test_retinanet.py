@@ -62,6 +62,19 @@ def test_output_shapes_anchors_and_prior(setup, eval_preds):
   np.testing.assert_allclose(jax.nn.sigmoid(bias), 0.01, rtol=1e-5)
 
 
+@pytest.mark.parametrize("size", [S, 100])
+def test_level_sizes_slice_the_anchors_by_level(setup, size):
+  """`level_sizes` (the per-level pre-NMS top-k's slices of A) equals what the model produces."""
+  cfg, model, variables, _ = setup
+  preds = jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables,
+                         jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32))
+  sizes = retinanet.level_sizes(cfg, size)
+  assert len(sizes) == len(cfg.strides) and sum(sizes) == preds["cls_logits"].shape[1]
+  per_cell = len(cfg.anchor_sizes[0]) * len(cfg.aspect_ratios)
+  for n, stride in zip(sizes, cfg.strides):
+    assert n == per_cell * (-(-size // stride)) ** 2
+
+
 def _np_iou(a, b):
   lt, rb = np.maximum(a[:2], b[:2]), np.minimum(a[2:], b[2:])
   inter = max(rb[0] - lt[0], 0) * max(rb[1] - lt[1], 0)
