@@ -101,3 +101,33 @@ def assert_classifier_parity(arch, *, image_size=64, batch=2, config=None, **tor
   assert logits.shape == (batch, 1000)
   assert_relative_close(logits, torch_forward(model, images))
   return model, (module, variables)
+
+
+def assert_same_detections(boxes, scores, classes, ref_boxes, ref_scores, ref_classes, *,
+                           box_atol=1e-3, score_atol=1e-5):
+  """The zoo's detection parity: same count, boxes within `box_atol` px, scores within
+  `score_atol`, same classes, in the same order.
+
+  Order is the reference's except inside a group of detections whose scores agree within
+  `score_atol`: there the ranking is decided by float32 rounding (either framework's), so a
+  detection may match any unused reference detection of that group. Scores are compared in rank
+  order, so a swap between detections of different scores still fails.
+
+  Args:
+    boxes, scores, classes: one image's `[n, 4]` xyxy, `[n]`, `[n]` (jaxdet, valid rows only).
+    ref_boxes, ref_scores, ref_classes: the reference's, same shapes.
+  """
+  boxes, ref_boxes = np.asarray(boxes, np.float64), np.asarray(ref_boxes, np.float64)
+  scores, ref_scores = np.asarray(scores, np.float64), np.asarray(ref_scores, np.float64)
+  classes, ref_classes = np.asarray(classes), np.asarray(ref_classes)
+  assert len(scores) == len(ref_scores), (len(scores), len(ref_scores))
+  np.testing.assert_allclose(scores, ref_scores, rtol=0, atol=score_atol)
+  used = np.zeros(len(ref_scores), bool)
+  for i in range(len(scores)):
+    group = np.flatnonzero((np.abs(ref_scores - ref_scores[i]) <= score_atol) & ~used)
+    same = [j for j in group if ref_classes[j] == classes[i]
+            and np.all(np.abs(ref_boxes[j] - boxes[i]) <= box_atol)]
+    assert same, (f"detection {i} (class {classes[i]}, score {scores[i]:.7f}, box {boxes[i]}) "
+                  f"matches no reference detection of equal score; reference {i}: class "
+                  f"{ref_classes[i]}, box {ref_boxes[i]}")
+    used[same[0]] = True
