@@ -22,6 +22,8 @@ def register(subparsers):
   p.add_argument("--voc07", action="store_true", help="VOC2007 11-point AP (default all-point)")
   p.add_argument("--plus-one", action="store_true",
                  help="VOC legacy '+1 pixel' box convention (width = x2 - x1 + 1)")
+  from jaxdet.train import distributed  # [distributed] for `--workdir` evaluations
+  distributed.add_launch_flags(p)
   p.set_defaults(func=run)
 
 
@@ -37,7 +39,9 @@ def _voc_table(result) -> str:
 def run(args) -> int:
   """Runs the subcommand; returns the exit code (2 with a one-line message on bad input)."""
   from jaxdet.eval import inputs, report, voc
+  from jaxdet.train import distributed
   try:
+    distributed.initialize_from_args(args)  # [distributed] no-op without settings
     if args.plots and args.metric != "coco":
       raise ValueError("--plots is only available with --metric coco")
     gt = inputs.load_ground_truth(args.gt)

@@ -109,7 +109,10 @@ def evaluate(*, predict: Callable, variables, batches: Iterable[dict], ground_tr
     Scalar COCO metrics (`AP`, `AP50`, `AP75`, ...) as floats.
   """
   from jaxdet import eval as jeval
-  dets = predict_dataset(predict, variables, batches)
+  # [distributed] each process predicts its shard locally; all get every shard's detections.
+  from jaxdet.eval.gather import gather_detections
+  from jaxdet.train.distributed import local_copy
+  dets = gather_detections(predict_dataset(predict, local_copy(variables), batches))
   arrays = to_coco_arrays(dets, category_ids_of(ground_truth, len(class_names)))
   report = jeval.coco_evaluate(ground_truth, arrays)
   if report_dir is not None:

@@ -14,6 +14,7 @@ import numpy as np
 
 from jaxdet.train import checkpoint as ckpt
 from jaxdet.train import config as config_lib
+from jaxdet.train import distributed
 from jaxdet.train import evaluate as eval_lib
 from jaxdet.train import logging as log_lib
 from jaxdet.train import optimizers
@@ -64,11 +65,11 @@ def build_components(config: ml_collections.ConfigDict) -> Components:
   detector = models.get_detector(config.model.name)
   common = dict(image_size=config.image_size, max_boxes=config.max_boxes, seed=config.seed,
                 data_dir=data_dir, num_threads=config.data_threads)
-  hosts = jax.process_count()  # Each host feeds its own slice of the global batch.
 
   def train_batches(start_step):
+    # [distributed] each process reads its own rows of every global batch.
     return iter(data.input_pipeline(config.dataset, config.train_split,
-                                    batch_size=config.batch_size // hosts, train=True,
+                                    **distributed.train_input_args(config.batch_size), train=True,
                                     start_step=start_step, augment=config.augment,
                                     worker_count=config.data_workers, **common))
 
@@ -206,7 +207,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   components = components or build_components(config)
   mesh = sharding.make_mesh()
   sharding.check_batch_size(config.batch_size, mesh)
-  _write_config(workdir, config)
+  if distributed.is_main():  # [distributed] process 0 writes the outputs.
+    _write_config(workdir, config)
 
   total_steps = int(config.total_steps)
   tx, schedule = optimizers.build_optimizer(config.optimizer, total_steps=total_steps,
@@ -254,7 +256,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         predict=predict, variables=state_lib.eval_variables(state, use_ema=use_ema),
         batches=components.eval_batches(), ground_truth=components.ground_truth(),
         class_names=components.class_names,
-        report_dir=workdir / "eval" if final or config.get("report_every_eval", False) else None)
+        report_dir=workdir / "eval" if (final or config.get("report_every_eval", False)) and
+        distributed.is_main() else None)  # [distributed] process 0 writes the report.
     ap = metrics.get("AP", -1.)
     progress_meta["last_eval"] = metrics
     if ap > progress_meta["best_ap"]:
@@ -265,10 +268,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                    meta=meta_now(step, metrics), ap=ap)
     return metrics
 
-  writer = log_lib.MetricWriter(workdir, tensorboard=config.get("tensorboard", True))
+  # [distributed] only process 0 logs and shows the bar.
+  writer = log_lib.MetricWriter(workdir, tensorboard=config.get("tensorboard", True)) if (
+      distributed.is_main()) else distributed.NullWriter()
   step = int(jax.device_get(state.step))
   start_step = step
-  bar = log_lib.progress_bar(initial=step, total=total_steps, enabled=progress)
+  bar = log_lib.progress_bar(initial=step, total=total_steps,
+                             enabled=progress and distributed.is_main())
   last_metrics: dict[str, float] = {}
   log_every, eval_every = int(config.log_every), int(config.eval_every)
   ckpt_every = int(config.checkpoint.every)
@@ -303,6 +309,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
           writer.write(step, "train", scalars)
           bar.set_postfix(loss=f"{scalars['loss']:.3f}", lr=f"{scalars['lr']:.2e}",
                           img_s=f"{scalars['images_per_sec']:.1f}")
+        stop["signal"] = distributed.agree_on_stop(stop["signal"])  # [distributed] all stop.
         stop_early = False
         if eval_every > 0 and (step % eval_every == 0 or step == total_steps):
           last_metrics = run_eval(step, final=step == total_steps)
@@ -320,9 +327,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         if stop_early:
           bar.write(f"early stopping at step {step}: no AP improvement in {patience} evaluations")
           break
-    if eval_every > 0 and (step > start_step or not (workdir / "predictions.png").exists()):
-      _write_predictions_png(workdir / "predictions.png", predict,
-                             state_lib.eval_variables(state, use_ema=use_ema),
+    if eval_every > 0 and distributed.is_main() and (  # [distributed] process 0 draws.
+        step > start_step or not (workdir / "predictions.png").exists()):
+      _write_predictions_png(workdir / "predictions.png", predict, distributed.local_copy(
+                             state_lib.eval_variables(state, use_ema=use_ema)),
                              components.eval_batches(), components.class_names)
   finally:
     bar.close()
