@@ -58,6 +58,10 @@ def shard_batch(batch: dict, mesh: Mesh) -> dict:
 
 def replicate(tree, mesh: Mesh):
   """Copies a pytree of arrays onto every device of the mesh."""
+  if jax.process_count() > 1:
+    # [distributed] Arrays committed to this host's device (e.g. a restored state) cannot be
+    # sent to other hosts' devices; host copies can, and every process holds the same values.
+    tree = jax.device_get(tree)
   return jax.device_put(tree, replicated_sharding(mesh))
 
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny `shapes` dataset built once per test process."""
+"""Shared fixtures: a tiny `shapes` dataset built once per test process (data, train tests)."""
 
 import pytest
 
