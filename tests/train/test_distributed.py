@@ -4,6 +4,7 @@ localhost: same parameters as one process, identical AP, exact resume, bounded f
 import json
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
@@ -133,6 +134,7 @@ def test_two_processes_train_like_one_evaluate_identically_and_resume_exactly(
   data = ["--data-dir", tiny_data_dir]
   config = dist_worker.config_for(tiny_data_dir, steps=4, eval_every=4)
   single, multi, resumed = tmp_path / "single", tmp_path / "multi", tmp_path / "resumed"
+  one_process = tmp_path / "resumed_by_one_process"
   loop.train_and_evaluate(config, single, components=dist_worker.shapes_components(config),
                           progress=False)
   logs = _run2(["train", "--workdir", str(multi), "--eval-every", "4", *data], tmp_path)
@@ -174,10 +176,17 @@ def test_two_processes_train_like_one_evaluate_identically_and_resume_exactly(
                 *data], tmp_path, expect=130)
   assert all("SIGINT on process 0 at step 3" in l for l in logs), logs[0][-2000:]
   assert ckpt.latest_manager(resumed).all_steps() == [3]
+  shutil.copytree(resumed, one_process)
   _run2(["train", "--workdir", str(resumed), *data], tmp_path)
   c = _state(resumed, 4)
   for x, y in zip(jax.tree.leaves(b), jax.tree.leaves(c)):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  # Resuming the 2-process checkpoint with one process works too (same global batches).
+  config.eval_every = 0
+  loop.train_and_evaluate(config, one_process, progress=False,
+                          components=dist_worker.shapes_components(config))
+  for x, y in zip(jax.tree.leaves(c["params"]), jax.tree.leaves(_state(one_process, 4)["params"])):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-5, atol=2e-6)
 
 
 @pytest.mark.slow
