@@ -307,25 +307,60 @@ def exit_after_failure(code: int) -> None:
 
 # ---- agreement between processes -------------------------------------------------------------
 
-def agree_on_stop(local_signal: str | None) -> str | None:
-  """The stop signal seen by any process, the same on all of them (one tiny collective).
+_pending_signal: list[str] = []
+
+
+def _take_over_stop_signals() -> None:
+  """Routes SIGINT/SIGTERM into `_pending_signal` (the trainer restores its handlers on exit)."""
+  import signal  # pylint: disable=g-import-not-at-top
+
+  def handler(signum, frame):
+    del frame
+    _pending_signal.append(signal.Signals(signum).name)
+  try:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+      signal.signal(sig, handler)
+  except ValueError:  # Not the main thread.
+    pass
+
+
+def agree_on_stop(stop: dict, step: int) -> None:
+  """Sets `stop["signal"]` to the stop signal seen by any process, the same on all of them.
 
   SIGINT/SIGTERM arrive at one process (Ctrl-C on process 0); every process must stop, and
-  checkpoint, at the same step. Returns `local_signal` unchanged in a single-process run.
+  checkpoint, at the same step. A signal arriving while the processes agree must not change
+  one process's decision only, so from the first call on, signals go to a pending list that each
+  call empties before one tiny collective. JAX's preemption service may catch SIGTERM before
+  Python does: its agreed sync point counts as SIGTERM. No-op in a single-process run.
+
+  Args:
+    stop: the trainer's flag dict (`{"signal": name or None}`), updated in place.
+    step: the step just finished (the same on every process).
   """
   if jax.process_count() < 2:
-    return local_signal
+    return
   import signal  # pylint: disable=g-import-not-at-top
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  code = signal.Signals[local_signal].value if local_signal in signal.Signals.__members__ else (
-      -1 if local_signal else 0)
+  if not stop.get("_distributed"):
+    stop["_distributed"] = True
+    if stop.get("signal"):
+      _pending_signal.append(stop["signal"])
+    _take_over_stop_signals()
+  local = _pending_signal[0] if _pending_signal else None
+  del _pending_signal[:1]
+  from jax._src import distributed as jd  # pylint: disable=g-import-not-at-top
+  if jd.global_state.preemption_sync_manager is not None:
+    if multihost_utils.reached_preemption_sync_point(int(step)):  # True on all at this step
+      stop["signal"] = "SIGTERM (JAX preemption notice)"
+      return
+  code = signal.Signals[local].value if local in signal.Signals.__members__ else 0
   codes = np.asarray(multihost_utils.process_allgather(np.int32(code))).reshape(-1)
   senders = np.flatnonzero(codes)
   if not len(senders):
-    return None
+    stop["signal"] = None
+    return
   first = int(senders[0])
-  name = signal.Signals(int(codes[first])).name if codes[first] > 0 else "stop request"
-  return f"{name} on process {first}"
+  stop["signal"] = f"{signal.Signals(int(codes[first])).name} on process {first}"
 
 
 # ---- data ------------------------------------------------------------------------------------

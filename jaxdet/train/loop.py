@@ -309,7 +309,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
           writer.write(step, "train", scalars)
           bar.set_postfix(loss=f"{scalars['loss']:.3f}", lr=f"{scalars['lr']:.2e}",
                           img_s=f"{scalars['images_per_sec']:.1f}")
-        stop["signal"] = distributed.agree_on_stop(stop["signal"])  # [distributed] all stop.
+        distributed.agree_on_stop(stop, step)  # [distributed] all processes stop together.
         stop_early = False
         if eval_every > 0 and (step % eval_every == 0 or step == total_steps):
           last_metrics = run_eval(step, final=step == total_steps)
