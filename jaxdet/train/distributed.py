@@ -175,7 +175,10 @@ def initialize(launch: Launch | None) -> None:
         coordinator_address=launch.coordinator, num_processes=launch.num_processes,
         process_id=launch.process_id, initialization_timeout=int(
             os.environ.get("JAXDET_INIT_TIMEOUT", "300")),
-        heartbeat_timeout_seconds=heartbeat, shutdown_timeout_seconds=max(2 * heartbeat, 30))
+        heartbeat_timeout_seconds=heartbeat,
+        # At a normal exit the others wait for process 0's last writes (predictions.png); after
+        # a failure `exit_after_failure` skips this barrier.
+        shutdown_timeout_seconds=300)
   except (ValueError, TypeError, RuntimeError) as e:
     where = launch.coordinator or "the auto-detected coordinator"
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -231,8 +234,7 @@ def _peer_problem(client, n: int, me: int) -> str | None:
   return None
 
 
-def _stop_now(problem: str) -> None:
-  me, n = jax.process_index(), jax.process_count()
+def _stop_now(problem: str, me: int, n: int) -> None:
   sys.stdout.flush()
   print(f"jaxdet: error: {problem}; stopping process {me} of {n}", file=sys.stderr, flush=True)
   # Skip the atexit `jax.distributed.shutdown()`: its barrier would wait for the dead process.
@@ -254,15 +256,24 @@ def start_watchdog(poll_s: float = _POLL_S) -> None:
     return
   _watchdog_started = True
   client, n, me = _client(), jax.process_count(), jax.process_index()
+  done = threading.Event()
 
   def watch():
-    while True:
-      time.sleep(poll_s)
+    while not done.wait(poll_s):
       problem = _peer_problem(client, n, me)
-      if problem:
-        _stop_now(problem)
+      if problem and not done.is_set():
+        _stop_now(problem, me, n)
 
-  threading.Thread(target=watch, name="jaxdet-watchdog", daemon=True).start()
+  thread = threading.Thread(target=watch, name="jaxdet-watchdog", daemon=True)
+  thread.start()
+
+  def stop_watching():
+    done.set()
+    thread.join(timeout=5 * poll_s)
+  import atexit  # pylint: disable=g-import-not-at-top
+  # Runs before JAX's own exit handler (registered earlier; atexit is last-in, first-out), so
+  # the thread never polls a coordination service that is shutting down.
+  atexit.register(stop_watching)
 
 
 def _is_collective_error(error: BaseException) -> bool:
@@ -286,7 +297,7 @@ def report_failure(error: BaseException, message: str | None = None) -> None:
     while time.monotonic() < deadline:
       problem = _peer_problem(client, n, me)
       if problem:
-        _stop_now(problem)
+        _stop_now(problem, me, n)
       time.sleep(_POLL_S)
   text = (message or f"{type(error).__name__}: {error}").strip().splitlines()
   try:
