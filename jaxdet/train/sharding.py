@@ -16,13 +16,14 @@ DATA_AXIS = "data"
 
 def maybe_initialize_distributed() -> None:
   """Starts multi-process JAX from `JAX_COORDINATOR_ADDRESS`/`JAX_NUM_PROCESSES`/`JAX_PROCESS_ID`
-  or a detected cluster (no-op when none is set, or when the CLI already started it).
+  (no-op when they are unset, or when the CLI already started it, cluster auto-detection
+  included: library calls never start a cluster run by themselves).
 
   Raises:
     jaxdet.train.distributed.LaunchError: incomplete or inconsistent settings.
   """
   from jaxdet.train import distributed  # pylint: disable=g-import-not-at-top
-  distributed.initialize(distributed.resolve_launch())
+  distributed.initialize(distributed.resolve_launch(cluster=None))
 
 
 def make_mesh(devices=None) -> Mesh:

@@ -10,7 +10,6 @@ compiling stays quick. Launch settings come from the JAX_* environment, as a use
 import argparse
 import json
 import os
-import signal
 import sys
 
 import numpy as np
@@ -36,14 +35,8 @@ def shapes_components(config, *, interrupt_at=None):
   components = loop.build_components(real)
   components.model, components.loss_fn = si.TinyDetector(), si.tiny_loss
   components.decode = si.tiny_decode
-  inner = components.train_batches
   if interrupt_at is not None and jax.process_index() == 0:
-    def train_batches(start_step):
-      for step, batch in enumerate(inner(start_step), start=start_step):
-        if step == interrupt_at:
-          signal.raise_signal(signal.SIGINT)
-        yield batch
-    components.train_batches = train_batches
+    si.interrupting(components, interrupt_at)
   return components
 
 
