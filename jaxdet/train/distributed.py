@@ -319,6 +319,7 @@ def exit_after_failure(code: int) -> None:
 # ---- agreement between processes -------------------------------------------------------------
 
 _pending_signal: list[str] = []
+_taken_over: list = []  # the flag of the run whose signals `agree_on_stop` routes
 
 
 def _take_over_stop_signals() -> None:
@@ -335,7 +336,7 @@ def _take_over_stop_signals() -> None:
     pass
 
 
-def agree_on_stop(stop: dict, step: int) -> None:
+def agree_on_stop(stop, step: int) -> None:
   """Sets `stop["signal"]` to the stop signal seen by any process, the same on all of them.
 
   SIGINT/SIGTERM arrive at one process (Ctrl-C on process 0); every process must stop, and
@@ -345,33 +346,43 @@ def agree_on_stop(stop: dict, step: int) -> None:
   Python does: its agreed sync point counts as SIGTERM. No-op in a single-process run.
 
   Args:
-    stop: the trainer's flag dict (`{"signal": name or None}`), updated in place.
+    stop: the trainer's flag: a dict `{"signal": name or None}` or an object with a `signal`
+      attribute (`jaxdet.train.interrupt.StopRequest`), updated in place.
     step: the step just finished (the same on every process).
   """
   if jax.process_count() < 2:
     return
   import signal  # pylint: disable=g-import-not-at-top
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  if not stop.get("_distributed"):
-    stop["_distributed"] = True
-    if stop.get("signal"):
-      _pending_signal.append(stop["signal"])
+  is_dict = isinstance(stop, dict)
+
+  def set_signal(value):
+    if is_dict:
+      stop["signal"] = value
+    else:
+      stop.signal = value
+  if not _taken_over or _taken_over[0] is not stop:  # first call of this run
+    _taken_over[:] = [stop]
+    del _pending_signal[:]
+    current = stop.get("signal") if is_dict else getattr(stop, "signal", None)
+    if current:
+      _pending_signal.append(current)
     _take_over_stop_signals()
   local = _pending_signal[0] if _pending_signal else None
   del _pending_signal[:1]
   from jax._src import distributed as jd  # pylint: disable=g-import-not-at-top
   if jd.global_state.preemption_sync_manager is not None:
     if multihost_utils.reached_preemption_sync_point(int(step)):  # True on all at this step
-      stop["signal"] = "SIGTERM (JAX preemption notice)"
+      set_signal("SIGTERM (JAX preemption notice)")
       return
   code = signal.Signals[local].value if local in signal.Signals.__members__ else 0
   codes = np.asarray(multihost_utils.process_allgather(np.int32(code))).reshape(-1)
   senders = np.flatnonzero(codes)
   if not len(senders):
-    stop["signal"] = None
+    set_signal(None)
     return
   first = int(senders[0])
-  stop["signal"] = f"{signal.Signals(int(codes[first])).name} on process {first}"
+  set_signal(f"{signal.Signals(int(codes[first])).name} on process {first}")
 
 
 # ---- data ------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny `shapes` dataset built once per test process (data, train tests)."""
+"""Shared fixtures: a tiny `shapes` dataset built once per test process."""
 
 import pytest
 
