@@ -111,11 +111,11 @@ def evaluate(*, predict: Callable, variables, batches: Iterable[dict], ground_tr
   from jaxdet import eval as jeval
   # [distributed] each process predicts its shard locally; all get every shard's detections.
   from jaxdet.eval.gather import gather_detections
-  from jaxdet.train.distributed import local_copy
+  from jaxdet.train.distributed import is_main, local_copy
   dets = gather_detections(predict_dataset(predict, local_copy(variables), batches))
   arrays = to_coco_arrays(dets, category_ids_of(ground_truth, len(class_names)))
   report = jeval.coco_evaluate(ground_truth, arrays)
-  if report_dir is not None:
+  if report_dir is not None and is_main():  # [distributed] process 0 writes the report.
     # coco_stats.json, coco_table.txt, PR / F1 curves and confusion matrices (PNG).
     from jaxdet.eval.report import write_report
     write_report(ground_truth, arrays, str(report_dir), class_names=list(class_names),

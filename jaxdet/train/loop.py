@@ -256,8 +256,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         predict=predict, variables=state_lib.eval_variables(state, use_ema=use_ema),
         batches=components.eval_batches(), ground_truth=components.ground_truth(),
         class_names=components.class_names,
-        report_dir=workdir / "eval" if (final or config.get("report_every_eval", False)) and
-        distributed.is_main() else None)  # [distributed] process 0 writes the report.
+        report_dir=workdir / "eval" if final or config.get("report_every_eval", False) else None)
     ap = metrics.get("AP", -1.)
     progress_meta["last_eval"] = metrics
     if ap > progress_meta["best_ap"]:
