@@ -32,6 +32,8 @@ ENV_PROCESS_ID = "JAX_PROCESS_ID"
 ENV_HEARTBEAT = "JAXDET_HEARTBEAT_TIMEOUT"
 DEFAULT_HEARTBEAT_S = 30
 _FAILED_DIR = "jaxdet/failed/"
+_ALIVE_DIR = "jaxdet/alive/"
+_last_beat: dict[int, tuple[str, float]] = {}  # process -> (last beat seen, when it changed)
 _POLL_S = 1.0
 # Exit status of a process stopped because another one failed.
 PEER_FAILED_EXIT = 3
@@ -225,13 +227,27 @@ def _peer_problem(client, n: int, me: int) -> str | None:
       return f"process {pid} of {n} failed: {message}"
   try:
     live = set(client.get_live_nodes(list(range(n))))
+    beats = client.key_value_dir_get(_ALIVE_DIR)
   except Exception:  # pylint: disable=broad-except
     return None
-  dead = sorted(set(range(n)) - live)
+  now = time.monotonic()
+  for key, value in beats:
+    pid = int(key.rsplit("/", 1)[-1])
+    if _last_beat.get(pid, (None,))[0] != value:
+      _last_beat[pid] = (value, now)
+  # JAX's service aborts every process as soon as its own heartbeat timeout expires, without
+  # naming anyone; the watchdog's own beats let it name the silent process a little earlier.
+  silent = {pid for pid, (_, t) in _last_beat.items() if pid != me and now - t > _silence_s()}
+  dead = sorted((set(range(n)) - live) | silent)
   if dead:
-    return (f"process {', '.join(map(str, dead))} of {n} stopped responding (killed or "
-            f"crashed; no heartbeat for {heartbeat_timeout_s()} s)")
+    return f"process {', '.join(map(str, dead))} of {n} stopped responding (killed or crashed?)"
   return None
+
+
+def _silence_s() -> float:
+  """Seconds without a watchdog beat after which a process counts as dead: well before JAX's
+  heartbeat timeout (which aborts everyone), yet long enough not to mistake a busy process."""
+  return max(0.6 * heartbeat_timeout_s(), 3.0)
 
 
 def _stop_now(problem: str, me: int, n: int) -> None:
@@ -247,9 +263,10 @@ _watchdog_started = False
 def start_watchdog(poll_s: float = _POLL_S) -> None:
   """Starts (once) a daemon thread ending this process when another one fails.
 
-  It polls every `poll_s` seconds for failure notes (`report_failure`) and for processes whose
-  heartbeats stopped (JAX's `heartbeat_timeout_seconds`), so a killed process is noticed within
-  about the heartbeat timeout and an exception within a second.
+  Every `poll_s` seconds it writes its own beat to the coordination service's key-value store
+  and reads the failure notes (`report_failure`), the others' beats and JAX's live-node list: an
+  exception elsewhere is noticed within a second, a killed process after `_silence_s()` (0.6 x
+  the heartbeat timeout, before JAX's own timeout aborts everyone without naming anyone).
   """
   global _watchdog_started
   if _watchdog_started or jax.process_count() < 2:
@@ -259,7 +276,13 @@ def start_watchdog(poll_s: float = _POLL_S) -> None:
   done = threading.Event()
 
   def watch():
+    beat = 0
     while not done.wait(poll_s):
+      beat += 1
+      try:
+        client.key_value_set(f"{_ALIVE_DIR}{me}", str(beat), allow_overwrite=True)
+      except Exception:  # pylint: disable=broad-except
+        pass  # The coordinator is gone: `_peer_problem` says so.
       problem = _peer_problem(client, n, me)
       if problem and not done.is_set():
         _stop_now(problem, me, n)

@@ -192,7 +192,7 @@ def test_two_processes_train_like_one_evaluate_identically_and_resume_exactly(
 @pytest.mark.slow
 def test_killed_process_stops_the_other_with_a_message(tmp_path, tiny_data_dir):
   procs = _launch(["train", "--workdir", str(tmp_path / "run"), "--steps", "100000",
-                   "--data-dir", tiny_data_dir], tmp_path, heartbeat=5)
+                   "--data-dir", tiny_data_dir], tmp_path, heartbeat=10)
   (p0, log0), (p1, _) = procs
   deadline = time.monotonic() + 120
   while '"step": 2' not in ((tmp_path / "run" / "metrics.jsonl").read_text()
