@@ -151,10 +151,35 @@ class _EvalFn:
     return out
 
 
+class _RowsFn:
+  """Local index ``k`` -> example ``(k // b) * B + lo + k % b`` of the global stream: rows
+  ``[lo, lo + b)`` of every global batch of ``B``."""
+
+  def __init__(self, fn, global_batch, lo, rows):
+    self.fn, self.global_batch, self.lo, self.rows = fn, global_batch, lo, rows
+
+  def __call__(self, k):
+    batch, row = divmod(int(k), self.rows)
+    return self.fn(batch * self.global_batch + self.lo + row)
+
+
+def _rows_of_batches(fn, stop, batch_size, batch_rows, *, train):
+  """``(fn, stop, rows per batch)`` reading only rows ``batch_rows`` of each global batch."""
+  lo, hi = (int(v) for v in batch_rows)
+  if not train:
+    raise ValueError("batch_rows is for training; evaluation shards by shard_index/shard_count")
+  if not 0 <= lo < hi <= batch_size:
+    raise ValueError(f"batch_rows={tuple(batch_rows)} must satisfy 0 <= start < stop <= "
+                     f"batch_size={batch_size}")
+  rows = hi - lo
+  local_stop = stop if stop == sys.maxsize else (stop // batch_size) * rows
+  return _RowsFn(fn, batch_size, lo, rows), local_stop, rows
+
+
 def input_pipeline(dataset, split, *, batch_size, image_size, max_boxes, train, seed,
                    data_dir=None, augment=None, num_epochs=None, shard_index=None,
                    shard_count=None, drop_remainder=None, start_step=0, worker_count=0,
-                   num_threads=2, prefetch=4, preprocess=None):
+                   num_threads=2, prefetch=4, preprocess=None, batch_rows=None):
   """Batches of a TFDS detection dataset with static shapes.
 
   Training streams shuffled (per-epoch permutation), augmented examples; evaluation reads the
@@ -188,6 +213,9 @@ def input_pipeline(dataset, split, *, batch_size, image_size, max_boxes, train, 
     preprocess: the model's ``config.model.preprocess`` (ConfigDict, dict, ``Preprocess`` or None
       for the defaults): normalization of every batch and the eval resize rule. A "stretch"
       model also trains on stretched base resizes (``augment.resize`` becomes "plain").
+    batch_rows: ``(start, stop)``: yield only these rows of every batch (training), so that the
+      processes of a multi-process run, each reading its own rows of the same ``batch_size``
+      global batch, together read exactly the batches of one process. Default: all rows.
 
   Returns:
     a grain ``IterDataset``; iterating yields dicts of NumPy arrays: ``image`` float32
@@ -230,6 +258,8 @@ def input_pipeline(dataset, split, *, batch_size, image_size, max_boxes, train, 
     fn = _EvalFn(records, shard, image_size=image_size, max_boxes=max_boxes, preprocess=pre)
     # Every host yields the same number of batches; positions past the shard are padding.
     stop = per if drop_remainder else -(-per // batch_size) * batch_size
+  if batch_rows is not None:
+    fn, stop, batch_size = _rows_of_batches(fn, stop, batch_size, batch_rows, train=train)
   start = min(start_step * batch_size, stop)
   ds = grain.MapDataset.range(start, stop).map(fn).batch(batch_size,
                                                         drop_remainder=drop_remainder)

@@ -29,6 +29,8 @@ def register(subparsers):
   p.add_argument("--voc07", action="store_true", help="VOC2007 11-point AP (default all-point)")
   p.add_argument("--plus-one", action="store_true",
                  help="VOC legacy '+1 pixel' box convention (width = x2 - x1 + 1)")
+  from jaxdet.train import distributed  # [distributed] for `--workdir` evaluations
+  distributed.add_launch_flags(p)
   p.set_defaults(func=run)
 
 
@@ -44,7 +46,9 @@ def _voc_table(result) -> str:
 def run(args) -> int:
   """Runs the subcommand; returns the exit code (2 with a one-line message on bad input)."""
   from jaxdet.eval import inputs, report, voc
+  from jaxdet.train import distributed
   try:
+    distributed.initialize_from_args(args)  # [distributed] no-op without settings
     if args.workdir:
       return _run_workdir(args)
     if args.split or args.checkpoint != "best":
@@ -98,8 +102,11 @@ def _run_workdir(args) -> int:
   if not os.path.isdir(args.workdir):
     raise ValueError(f"--workdir {args.workdir}: no such folder")
   from jaxdet.train.evaluate import evaluate_workdir
+  import jax  # pylint: disable=g-import-not-at-top
   _, out_dir = evaluate_workdir(args.workdir, split=args.split,
                                 checkpoint=args.checkpoint, report_dir=args.plots)
+  if jax.process_index() != 0:  # [distributed] only process 0 writes (and prints) the report.
+    return 0
   with open(os.path.join(out_dir, "coco_table.txt")) as f:
     print(f.read().rstrip("\n"))
   print(f"report: {out_dir}")

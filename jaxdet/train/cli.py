@@ -44,6 +44,8 @@ def register(subparsers) -> None:
                            "workdir's config.json)")
   parser.add_argument("--workdir", required=True, help="output folder")
   parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+  from jaxdet.train import distributed  # [distributed] --coordinator/--num-processes/--process-id
+  distributed.add_launch_flags(parser)
   parser.__class__ = _OverridesParser
   parser.set_defaults(func=_run)
 
@@ -71,6 +73,12 @@ def _run(args) -> int:
   except config_lib.ConfigError as e:
     print(f"jaxdet train: error: {e}", file=sys.stderr)
     return 2
+  from jaxdet.train import distributed  # [distributed] start before any JAX computation.
+  try:
+    distributed.initialize_from_args(args)
+  except distributed.LaunchError as e:
+    print(f"jaxdet train: error: {e}", file=sys.stderr)
+    return 2
   from jaxdet.train import interrupt
   try:
     from jaxdet.train import loop  # Heavy imports only once the arguments are valid.
@@ -79,7 +87,10 @@ def _run(args) -> int:
           "command again to start", file=sys.stderr)
     return interrupt.EXIT_CODE
   try:
-    metrics = loop.train_and_evaluate(config, workdir, progress=not args.no_progress)
+    # [distributed] a failure is reported to the other processes, which then stop.
+    metrics = distributed.run_guarded(loop.train_and_evaluate, config, workdir,
+                                      progress=not args.no_progress,
+                                      quiet=(interrupt.TrainingInterrupted,))
   except interrupt.TrainingInterrupted as e:
     print(f"jaxdet train: {e}", file=sys.stderr)
     return interrupt.EXIT_CODE

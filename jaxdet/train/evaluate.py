@@ -109,10 +109,13 @@ def evaluate(*, predict: Callable, variables, batches: Iterable[dict], ground_tr
     Scalar COCO metrics (`AP`, `AP50`, `AP75`, ...) as floats.
   """
   from jaxdet import eval as jeval
-  dets = predict_dataset(predict, variables, batches)
+  # [distributed] each process predicts its shard locally; all get every shard's detections.
+  from jaxdet.eval.gather import gather_detections
+  from jaxdet.train.distributed import is_main, local_copy
+  dets = gather_detections(predict_dataset(predict, local_copy(variables), batches))
   arrays = to_coco_arrays(dets, category_ids_of(ground_truth, len(class_names)))
   report = jeval.coco_evaluate(ground_truth, arrays)
-  if report_dir is not None:
+  if report_dir is not None and is_main():  # [distributed] process 0 writes the report.
     # coco_stats.json, coco_table.txt, PR / F1 curves and confusion matrices (PNG).
     from jaxdet.eval.report import write_report
     write_report(ground_truth, arrays, str(report_dir), class_names=list(class_names),
@@ -147,7 +150,7 @@ def evaluate_workdir(workdir: str | pathlib.Path, *, split: str | None = None,
   """
   from jaxdet import data
   from jaxdet.train import checkpoint as ckpt
-  from jaxdet.train import load as load_lib
+  from jaxdet.inference import load as load_lib
   from jaxdet.train import preflight
   step_dir = ckpt.resolve_checkpoint(workdir, checkpoint)
   detector = load_lib.load(step_dir)
@@ -163,11 +166,13 @@ def evaluate_workdir(workdir: str | pathlib.Path, *, split: str | None = None,
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in split)
     report_dir = pathlib.Path(workdir) / "evaluate" / f"{safe}-step{step_dir.name}"
   predict = make_predict_fn(detector.model, load_lib.detector_module(config).decode,
-                            image_size=detector.image_size, postprocess=detector.postprocess)
+                            image_size=detector.image_size,
+                            postprocess=detector.postprocess_args())
   batches = data.input_pipeline(
       config.dataset, split, batch_size=int(config.eval_batch_size), train=False,
       image_size=detector.image_size, max_boxes=int(config.max_boxes), seed=int(config.seed),
-      data_dir=data_dir, num_threads=int(config.get("data_threads", 2)))
+      data_dir=data_dir, num_threads=int(config.get("data_threads", 2)),
+      preprocess=config.model.get("preprocess"))  # the model's normalization and resize rule
   metrics = evaluate(predict=predict, variables=detector.variables, batches=batches,
                      ground_truth=data.coco_ground_truth(config.dataset, split, data_dir=data_dir),
                      class_names=detector.class_names, report_dir=report_dir)

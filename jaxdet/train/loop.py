@@ -13,6 +13,7 @@ import numpy as np
 from jaxdet.train import checkpoint as ckpt
 from jaxdet.train import config as config_lib
 from jaxdet.train import curves
+from jaxdet.train import distributed
 from jaxdet.train import evaluate as eval_lib
 from jaxdet.train import interrupt
 from jaxdet.train import logging as log_lib
@@ -72,12 +73,12 @@ def build_components(config: ml_collections.ConfigDict) -> Components:
   common = dict(image_size=config.image_size, max_boxes=config.max_boxes, seed=config.seed,
                 data_dir=data_dir, num_threads=config.data_threads,
                 preprocess=config.model.get("preprocess"))  # the model's normalization/resize
-  hosts = jax.process_count()  # Each host feeds its own slice of the global batch.
   evaluates = int(config.eval_every) > 0
 
   def train_batches(start_step):
+    # [distributed] each process reads its own rows of every global batch.
     return iter(data.input_pipeline(config.dataset, config.train_split,
-                                    batch_size=config.batch_size // hosts, train=True,
+                                    **distributed.train_input_args(config.batch_size), train=True,
                                     start_step=start_step, augment=config.augment,
                                     worker_count=config.data_workers, **common))
 
@@ -222,9 +223,10 @@ def _train(config, workdir, components, progress, stop):
     components = build_components(config)
   if components.preflight is not None:
     components.preflight()  # Splits, keys, ground truth: before any step or workdir file.
-  stop.raise_if_requested(f"while opening the data: {_nothing_lost(workdir)}")
+  _stop_point(stop, f"while opening the data: {_nothing_lost(workdir)}")
   workdir.mkdir(parents=True, exist_ok=True)
-  _write_config(workdir, config)
+  if distributed.is_main():  # [distributed] process 0 writes the outputs.
+    _write_config(workdir, config)
 
   tx, schedule = optimizers.build_optimizer(config.optimizer, total_steps=total_steps,
                                             freeze_patterns=components.freeze_patterns)
@@ -285,7 +287,8 @@ def _train(config, workdir, components, progress, stop):
     ckpt.save_best(best, step=step, model_variables=model_variables(),
                    meta=meta_now(step, metrics), ap=ap)
     writer.write(step, "eval", metrics)
-    curves.write_curves_png(workdir)
+    if distributed.is_main():  # [distributed]
+      curves.write_curves_png(workdir)
     bar.write(f"step {step}: " + ", ".join(
         f"{k}={metrics[k]:.4f}" for k in ("AP", "AP50", "AP75") if k in metrics))
     return metrics
@@ -308,11 +311,14 @@ def _train(config, workdir, components, progress, stop):
           f"saved at step {step} in {workdir}: fix the cause and run the same command again to "
           f"{'evaluate it' if final else 'resume'}") from e
 
-  stop.raise_if_requested(f"before the first step: {_nothing_lost(workdir)}")
-  writer = log_lib.MetricWriter(workdir, tensorboard=config.get("tensorboard", True))
+  _stop_point(stop, f"before the first step: {_nothing_lost(workdir)}")
+  # [distributed] only process 0 logs and shows the bar.
+  writer = log_lib.MetricWriter(workdir, tensorboard=config.get("tensorboard", True)) if (
+      distributed.is_main()) else distributed.NullWriter()
   step = int(jax.device_get(state.step))
   start_step = step
-  bar = log_lib.progress_bar(initial=step, total=total_steps, enabled=progress)
+  bar = log_lib.progress_bar(initial=step, total=total_steps,
+                             enabled=progress and distributed.is_main())
   last_metrics: dict[str, float] = {}
   log_every, eval_every = int(config.log_every), int(config.eval_every)
   ckpt_every = int(config.checkpoint.every)
@@ -347,6 +353,7 @@ def _train(config, workdir, components, progress, stop):
         writer.write(step, "train", scalars)
         bar.set_postfix(loss=f"{scalars['loss']:.3f}", lr=f"{scalars['lr']:.2e}",
                         img_s=f"{scalars['images_per_sec']:.1f}")
+      distributed.agree_on_stop(stop, step)  # [distributed] all processes stop together.
       saved = False
       if step == total_steps:
         save(step)  # Before the final evaluation: a failing evaluation cannot lose training.
@@ -366,9 +373,10 @@ def _train(config, workdir, components, progress, stop):
         break
     if eval_every > 0 and not stopped_early and not log_lib.has_eval_at(workdir, step):
       last_metrics = eval_keeping_state(step, final=True, saved=True)
-    if eval_every > 0 and (step > start_step or not (workdir / "predictions.png").exists()):
-      _write_predictions_png(workdir / "predictions.png", predict,
-                             state_lib.eval_variables(state, use_ema=use_ema),
+    if eval_every > 0 and distributed.is_main() and (  # [distributed] process 0 draws.
+        step > start_step or not (workdir / "predictions.png").exists()):
+      _write_predictions_png(workdir / "predictions.png", predict, distributed.local_copy(
+                             state_lib.eval_variables(state, use_ema=use_ema)),
                              components.eval_batches(), components.class_names,
                              preprocess=config.model.get("preprocess"))
   finally:
@@ -391,8 +399,17 @@ def _nothing_lost(workdir: pathlib.Path) -> str:
 def _stop_between(batches: Iterable[dict], stop: interrupt.StopRequest) -> Iterator[dict]:
   """`batches`, stopping with `TrainingInterrupted` at a batch boundary once a signal arrived."""
   for batch in batches:
-    stop.raise_if_requested("during the evaluation")
+    _stop_point(stop, "during the evaluation")
     yield batch
+
+
+def _stop_point(stop: interrupt.StopRequest, what: str) -> None:
+  """Honours a pending signal outside the step loop, in a single-process run only: a signal
+  reaches one process, and the others would wait for it in a collective. A multi-process run
+  stops at the next step boundary instead, where `distributed.agree_on_stop` makes every
+  process stop (and checkpoint) at the same step."""
+  if jax.process_count() == 1:
+    stop.raise_if_requested(what)
 
 def _postprocess_settings(config):
   from jaxdet.models.postprocess import postprocess_args

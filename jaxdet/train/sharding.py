@@ -1,11 +1,10 @@
 """Data parallelism with `jax.sharding`: a 1-D device mesh, batch sharded, state replicated.
 
-Multi-host ready: `maybe_initialize_distributed` calls `jax.distributed.initialize()` when the
-coordinator environment is set, the mesh spans `jax.devices()` (all hosts), and each host feeds
-its local slice of the batch through `jax.make_array_from_process_local_data`.
+Multi-host: `maybe_initialize_distributed` starts `jax.distributed` from the environment (see
+`jaxdet.train.distributed`), the mesh spans `jax.devices()` (all hosts), and each host feeds
+its local rows of the batch through `jax.make_array_from_process_local_data`.
 """
 
-import os
 from typing import Callable
 
 import jax
@@ -16,9 +15,15 @@ DATA_AXIS = "data"
 
 
 def maybe_initialize_distributed() -> None:
-  """Initializes multi-host JAX when `JAX_COORDINATOR_ADDRESS` is set (no-op otherwise)."""
-  if os.environ.get("JAX_COORDINATOR_ADDRESS") and not jax.distributed.is_initialized():
-    jax.distributed.initialize()
+  """Starts multi-process JAX from `JAX_COORDINATOR_ADDRESS`/`JAX_NUM_PROCESSES`/`JAX_PROCESS_ID`
+  (no-op when they are unset, or when the CLI already started it, cluster auto-detection
+  included: library calls never start a cluster run by themselves).
+
+  Raises:
+    jaxdet.train.distributed.LaunchError: incomplete or inconsistent settings.
+  """
+  from jaxdet.train import distributed  # pylint: disable=g-import-not-at-top
+  distributed.initialize(distributed.resolve_launch(cluster=None))
 
 
 def make_mesh(devices=None) -> Mesh:
@@ -54,6 +59,10 @@ def shard_batch(batch: dict, mesh: Mesh) -> dict:
 
 def replicate(tree, mesh: Mesh):
   """Copies a pytree of arrays onto every device of the mesh."""
+  if jax.process_count() > 1:
+    # [distributed] Arrays committed to this host's device (e.g. a restored state) cannot be
+    # sent to other hosts' devices; host copies can, and every process holds the same values.
+    tree = jax.device_get(tree)
   return jax.device_put(tree, replicated_sharding(mesh))
 
 

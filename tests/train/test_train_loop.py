@@ -1,7 +1,6 @@
 """`train_and_evaluate` on stand-ins: exact resume after SIGINT, NaN stop, config/metrics files."""
 
 import json
-import signal
 
 import jax
 import numpy as np
@@ -20,17 +19,7 @@ def _state_tree(workdir, step):
       (workdir / "checkpoints" / "latest" / str(step) / "state").absolute())
 
 
-def _interrupting(components, at_step):
-  """Wraps `train_batches` so SIGINT arrives while the batch of `at_step` is being fetched."""
-  inner = components.train_batches
-
-  def train_batches(start_step):
-    for step, batch in enumerate(inner(start_step), start=start_step):
-      if step == at_step:
-        signal.raise_signal(signal.SIGINT)
-      yield batch
-  components.train_batches = train_batches
-  return components
+_interrupting = si.interrupting
 
 
 def test_interrupted_and_resumed_run_is_bit_identical(tmp_path):

@@ -71,6 +71,20 @@ def make_batch(step: int, *, batch_size: int, seed: int = 0) -> dict:
   }
 
 
+def interrupting(components, at_step):
+  """Wraps `train_batches` so SIGINT arrives while the batch of `at_step` is being fetched."""
+  import signal  # pylint: disable=g-import-not-at-top
+  inner = components.train_batches
+
+  def train_batches(start_step):
+    for step, batch in enumerate(inner(start_step), start=start_step):
+      if step == at_step:
+        signal.raise_signal(signal.SIGINT)
+      yield batch
+  components.train_batches = train_batches
+  return components
+
+
 def tiny_config(**overrides) -> ml_collections.ConfigDict:
   c = config_lib.base_config()
   c.image_size = IMAGE_SIZE
