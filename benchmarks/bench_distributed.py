@@ -24,7 +24,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 def _train_args(workdir, data_dir, a):
   return [sys.executable, "-m", "jaxdet", "train", "--config",
-          str(ROOT / "experiments" / "shapes_yolo.py"), "--workdir", str(workdir),
+          str(ROOT / "experiments" / "shapes_yolo_anchor_free.py"), "--workdir", str(workdir),
           "--no-progress", "--config.dataset=shapes/tiny", f"--config.data_dir={data_dir}",
           f"--config.total_steps={a.steps}", f"--config.batch_size={a.batch}",
           f"--config.image_size={a.image_size}", "--config.model.width=0.0625",

@@ -6,7 +6,7 @@
 #   bench-ops   benchmarks/bench_ops.py      jaxdet.ops vs torchvision.ops on CUDA
 #   bench-train benchmarks/bench_train.py    RetinaNet-R18 train step, jaxdet vs torchvision CUDA
 #   bench-export benchmarks/bench_export.py  ONNX on onnxruntime-gpu vs jax.jit vs torchvision ONNX
-#   train       jaxdet train on `shapes/small` (experiments/shapes_yolo.py, 300 steps of 32)
+#   train       jaxdet train on `shapes/small` (experiments/shapes_yolo_anchor_free.py, 300 steps of 32)
 # and prints one table: step, pass/fail, seconds, key figure. Logs in $GPU_CHECK_OUT (default
 # runs/gpu_check/). The steps after the install are sized to finish in under 8 minutes together;
 # the first install (torch, jax CUDA and onnxruntime-gpu wheels, ~6 GB) comes on top.
@@ -169,7 +169,7 @@ run_step bench-train "${LIMITS[3]}" fig_train_bench "$PY" benchmarks/bench_train
 run_step bench-export "${LIMITS[4]}" fig_export "$PY" benchmarks/bench_export.py \
   --device "$DEVICE" "${EXPORT_ARGS[@]}"
 rm -rf "$OUT/train_run"
-run_step train "${LIMITS[5]}" fig_train "$PY" -m jaxdet train --config experiments/shapes_yolo.py \
+run_step train "${LIMITS[5]}" fig_train "$PY" -m jaxdet train --config experiments/shapes_yolo_anchor_free.py \
   --workdir "$OUT/train_run" --no-progress --config.data_dir="$OUT/tfds" \
   --config.tensorboard=false "${TRAIN_ARGS[@]}"
 

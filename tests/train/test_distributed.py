@@ -63,7 +63,7 @@ def test_train_cli_rejects_incomplete_settings(tmp_path, capsys, monkeypatch):
   monkeypatch.delenv("JAX_COORDINATOR_ADDRESS", raising=False)
   monkeypatch.delenv("JAX_PROCESS_ID", raising=False)
   monkeypatch.setattr(distributed, "_detected_cluster", lambda: None)
-  code = cli.main(["train", "--config", str(ROOT / "experiments" / "shapes_yolo.py"),
+  code = cli.main(["train", "--config", str(ROOT / "experiments" / "shapes_yolo_anchor_free.py"),
                    "--workdir", str(tmp_path), "--process-id", "0"])
   err = capsys.readouterr().err
   assert code == 2 and "--coordinator (or JAX_COORDINATOR_ADDRESS)" in err
