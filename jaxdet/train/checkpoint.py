@@ -83,6 +83,16 @@ def restore_state(manager: ocp.CheckpointManager, target, *, step: int | None = 
   return flax.serialization.from_state_dict(target, restored.state), restored.meta
 
 
+def weights_only_step_dir(manager: ocp.CheckpointManager) -> pathlib.Path | None:
+  """The newest step folder of `manager` when it holds model weights but no training `state`
+  (what `jaxdet convert` writes: a starting point to fine-tune, not a run to resume), else None."""
+  step = manager.latest_step()
+  if step is None:
+    return None
+  step_dir = pathlib.Path(manager.directory) / str(step)
+  return step_dir if is_step_dir(step_dir) and not (step_dir / "state").exists() else None
+
+
 def is_step_dir(path: pathlib.Path) -> bool:
   """True for a checkpoint step directory (holds `model/` and `meta/` items)."""
   return (path / "model").is_dir() and (path / "meta").is_dir()

@@ -236,9 +236,17 @@ def _train(config, workdir, components, progress, stop):
   init = config.get("init_from")
   latest = ckpt.latest_manager(workdir, keep=int(config.checkpoint.keep_latest))
   best = ckpt.best_manager(workdir, keep=int(config.checkpoint.keep_best))
-  restored, meta = ckpt.restore_state(latest, state)
+  converted = ckpt.weights_only_step_dir(latest)  # e.g. a `jaxdet convert` output folder
+  restored, meta = (None, None) if converted else ckpt.restore_state(latest, state)
   progress_meta = {"best_ap": -1., "evals_since_best": 0, "last_eval": {}}
-  if restored is not None:
+  if converted is not None:
+    # Fine-tuning a converted model in its own folder: its weights, a fresh optimizer, step 0.
+    init = ml_collections.ConfigDict({"checkpoint": str(converted), "include_regex": ""})
+    params, batch_stats = _init_from_checkpoint(state, init)
+    state = state.replace(params=params, batch_stats=batch_stats,
+                          opt_state=tx.init(params), ema_params=jax.tree.map(np.copy, params))
+    print(f"fine-tuning the weights of {converted} (no training state: starting at step 0)")
+  elif restored is not None:
     state = restored
     progress_meta.update(meta.get("progress", {}))
     log_lib.drop_records_after(workdir, int(state.step))  # Logged after the checkpoint.

@@ -3,6 +3,7 @@
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -231,3 +232,20 @@ def test_interrupt_before_the_first_step_and_during_evaluation(tmp_path, monkeyp
                                                      "checkpoint saved"):
     loop.train_and_evaluate(config, tmp_path, components=components, progress=False)
   assert ckpt.latest_manager(tmp_path).all_steps() == [2]
+
+
+def test_a_converted_weights_only_folder_fine_tunes_in_place(tmp_path):
+  """`jaxdet convert` writes weights without a training state: `jaxdet train --workdir DIR`
+  starts from those weights at step 0 (fresh optimizer) instead of failing to resume."""
+  from jaxdet.convert.checkpoint import write_checkpoint
+  config = si.tiny_config(total_steps=2, **{"optimizer.learning_rate": 0.0,
+                                            "optimizer.ema_decay": 0.0})
+  comps = si.components(config)
+  variables = comps.model.init(jax.random.PRNGKey(123),
+                               jnp.zeros((1, si.IMAGE_SIZE, si.IMAGE_SIZE, 3)), train=False)
+  variables = jax.tree.map(lambda x: np.asarray(x) + 0.25, dict(variables))  # not an init
+  write_checkpoint(tmp_path, config, variables, class_names=("a",), source={"test": True})
+  loop.train_and_evaluate(config, tmp_path, components=comps, progress=False)
+  params = _state_tree(tmp_path, 2)["params"]  # lr 0: the converted weights, unchanged
+  for got, want in zip(jax.tree.leaves(params), jax.tree.leaves(variables["params"])):
+    np.testing.assert_array_equal(got, want)
