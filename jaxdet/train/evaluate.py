@@ -147,7 +147,7 @@ def evaluate_workdir(workdir: str | pathlib.Path, *, split: str | None = None,
   """
   from jaxdet import data
   from jaxdet.train import checkpoint as ckpt
-  from jaxdet.train import load as load_lib
+  from jaxdet.inference import load as load_lib
   from jaxdet.train import preflight
   step_dir = ckpt.resolve_checkpoint(workdir, checkpoint)
   detector = load_lib.load(step_dir)
