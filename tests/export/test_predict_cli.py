@@ -55,6 +55,7 @@ def test_unreadable_files_are_skipped_or_fail(model_path, tmp_path, capsys):
                       "--out", tmp_path / "o1")
   assert rc == 0, err
   assert "skipped" in err and "broken.jpg" in err and "gone.png" in err and "1 image(s)" in out
+  assert f"skipped: cannot read image {broken}" in err  # (was "skipped cannot read image")
   assert [r["image"] for r in _records(tmp_path / "o1")] == ["good.png"]
   rc, _, err = _run(capsys, "predict", "--model", model_path, good, broken, "--out",
                     tmp_path / "o2", "--on-error", "fail")
