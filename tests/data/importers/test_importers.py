@@ -270,6 +270,7 @@ def test_annotation_without_image_is_reported(tmp_path, fmt):
   report = _import(fmt, tmp_path, items, name=f"ghost_{fmt}", log=messages.append)
   assert report["num_skipped"] == 1 and report["num_examples"] == {"train": 4}
   assert len(messages) == 1 and "ghost" in messages[0], messages
+  assert messages[0].count(str(tmp_path / "images" / "ghost")) == (fmt in ("coco", "voc")), messages
   with pytest.raises(common.DataImportError, match="ghost"):
     _import(fmt, tmp_path, items, name=f"ghost_fail_{fmt}", on_error="fail")
   assert not os.path.exists(tmp_path / "tfds" / f"ghost_fail_{fmt}")
