@@ -467,3 +467,16 @@ def test_coco_folder_with_extra_and_single_files(tmp_path):
   _write_coco(str(single), train + val, path="instances_default.json")
   report = importers.import_data("coco", annotations=str(single), name="cvat", **kw)
   assert report["num_examples"] == {"train": 3}
+
+
+@pytest.mark.parametrize("fmt", sorted(WRITERS))
+def test_missing_images_folder_is_one_error(tmp_path, fmt):
+  """A mistyped --images gave one 'image file not found' line per image, then 'no valid
+  examples'."""
+  _write_images(str(tmp_path / "images"), GOOD)
+  ann = WRITERS[fmt](str(tmp_path), GOOD, ".png")
+  messages = []
+  with pytest.raises(common.DataImportError, match=r"typo.*(no images found)|not found: .*typo"):
+    importers.import_data(fmt, images=str(tmp_path / "typo"), annotations=ann, name="typo",
+                          data_dir=str(tmp_path / "tfds"), log=messages.append)
+  assert messages == [] and not os.path.exists(tmp_path / "tfds" / "typo")
