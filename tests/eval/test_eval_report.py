@@ -93,3 +93,14 @@ def test_cjk_class_names_render_without_glyph_warnings(tmp_path):
     warnings.simplefilter("error")
     write_report(gt, dets, str(tmp_path))
   assert (tmp_path / "confusion_matrix.png").exists()
+
+
+def test_format_table_aligns_wide_class_names():
+  """CJK characters take two terminal columns: the AP column lines up under '고양이' too."""
+  from jaxdet.eval.report import display_width
+  gt, dets = _case()
+  result = coco_evaluate(gt, dets)
+  names = ["고양이", "coffee cup"] + [f"c{k}" for k in range(len(result["category_ids"]) - 2)]
+  lines = format_table(result, names).splitlines()
+  rows = [line for line in lines if "고양이" in line or "coffee cup" in line]
+  assert len(rows) == 2 and len({display_width(r) for r in rows}) == 1, rows  # numbers line up
