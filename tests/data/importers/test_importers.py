@@ -480,3 +480,17 @@ def test_missing_images_folder_is_one_error(tmp_path, fmt):
     importers.import_data(fmt, images=str(tmp_path / "typo"), annotations=ann, name="typo",
                           data_dir=str(tmp_path / "tfds"), log=messages.append)
   assert messages == [] and not os.path.exists(tmp_path / "tfds" / "typo")
+
+
+def test_report_lists_splits_in_train_validation_test_order(tmp_path):
+  """The summary printed {'validation': 6, 'train': 22} when the first image was a val one."""
+  items = _split_items("a", 3)
+  _write_images(str(tmp_path / "JPEGImages"), items)
+  ann = _write_voc(str(tmp_path), items)
+  main = tmp_path / "ImageSets" / "Main"
+  main.mkdir(parents=True)
+  (main / "val.txt").write_text(f"{items[0][0]}\n")
+  (main / "train.txt").write_text(f"{items[1][0]}\n{items[2][0]}\n")
+  report = importers.import_data("voc", images=str(tmp_path / "JPEGImages"), annotations=ann,
+                                 name="order", data_dir=str(tmp_path / "tfds"))
+  assert list(report["num_examples"].items()) == [("train", 2), ("validation", 1)]
