@@ -8,6 +8,24 @@ from . import cli_common
 _COMMAND = "export"
 
 
+def val_ap(workdir, step_dir):
+  """The validation AP of the model in `step_dir`, or None when that step was not evaluated.
+
+  A best checkpoint's metadata holds its own evaluation; a latest checkpoint's holds the last
+  evaluation *before* it (its final evaluation runs after the save), so its AP comes from the
+  evaluation that `metrics.jsonl` logged at its step.
+  """
+  from jaxdet.train import checkpoint  # pylint: disable=g-import-not-at-top
+  from jaxdet.train import logging as log_lib  # pylint: disable=g-import-not-at-top
+  step_dir = pathlib.Path(step_dir)
+  if step_dir.parent.name == checkpoint.BEST:
+    return checkpoint.read_meta(step_dir).get("metrics", {}).get(checkpoint.BEST_METRIC)
+  if not step_dir.name.isdigit():
+    return None
+  return next((r.get(checkpoint.BEST_METRIC) for r in log_lib.read_metrics(workdir)
+               if r.get("split") == "eval" and r.get("step") == int(step_dir.name)), None)
+
+
 def _export(args):
   import numpy as np  # pylint: disable=g-import-not-at-top
 
@@ -25,7 +43,7 @@ def _export(args):
   step = int(step_dir.name) if step_dir.name.isdigit() else -1
   kind = step_dir.parent.name
   kind = kind if kind in (checkpoint.BEST, checkpoint.LATEST) else ""
-  ap = checkpoint.read_meta(step_dir).get("metrics", {}).get(checkpoint.BEST_METRIC)
+  ap = val_ap(workdir, step_dir)
   print(f"exporting checkpoint step {step} ({kind}"
         + (f", val AP {ap:.4f}" if isinstance(ap, (int, float)) else "") + f"): {step_dir}")
   start = time.perf_counter()

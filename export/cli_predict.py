@@ -94,7 +94,7 @@ def _file_images(args):
 def _problem(args, message):
   if args.on_error == "fail":
     raise ValueError(f"{message} (--on-error skip goes on without it)")
-  print(f"jaxdet {_COMMAND}: skipped {message}", file=sys.stderr)
+  print(f"jaxdet {_COMMAND}: skipped: {message}", file=sys.stderr)
 
 
 def _batches(items, size):

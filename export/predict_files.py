@@ -57,7 +57,10 @@ def expand_inputs(args: list[str]) -> tuple[list[pathlib.Path], list[tuple[str, 
     if path.is_dir():
       found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in extensions)
       if not found:
-        problems.append((text, "folder has no image files"))
+        nested = any(p.is_dir() for p in path.iterdir())
+        problems.append((text, "folder has no image files" + (
+            f" (its subfolders are not searched: pass '{os.path.join(text, '**', '*')}' for "
+            f"them)" if nested else "")))
     elif any(c in text for c in _GLOB_CHARS) and not path.exists():
       found = sorted(pathlib.Path(p) for p in glob.glob(os.path.expanduser(text), recursive=True)
                      if os.path.isfile(p))

@@ -92,6 +92,7 @@ def _stats(args):
 
 def format_stats(title, gt, class_names):
   """Text summary of a COCO ground-truth dict: per-class counts, boxes/image, sizes."""
+  from jaxdet.eval.report import pad  # pylint: disable=g-import-not-at-top
   anns = gt["annotations"]
   n_img = len(gt["images"])
   per_image = np.bincount(
@@ -104,7 +105,7 @@ def format_stats(title, gt, class_names):
            f"difficult)"]
   lines.append("  boxes per class:")
   for name, count in zip(class_names, per_class):
-    lines.append(f"    {name:>16s} {count:7d}")
+    lines.append(f"    {pad(name, 16, right=True)} {count:7d}")
   if n_img:
     lines.append(f"  boxes per image: min {per_image.min()}, mean {per_image.mean():.2f}, "
                  f"max {per_image.max()}, images without boxes {(per_image == 0).sum()}")

@@ -34,6 +34,16 @@ def _orientation(im):
     return 1
 
 
+def _to_8bit(im):
+  """16-bit (and 32-bit integer) grayscale -> 8-bit ``L``: PIL's own convert clips values above
+  255 (a 16-bit photo became white). ``I`` images whose values fit 0..255 are kept as they are."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  a = np.asarray(im).astype(np.float64)
+  if im.mode.startswith("I;16") or a.max(initial=0) > 255:
+    a = a / 257.0  # 65535 -> 255
+  return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
+
+
 def open_image(path):
   """Decodes ``path`` fully into an RGB ``PIL.Image`` as displayed (EXIF transpose applied).
 
@@ -45,6 +55,8 @@ def open_image(path):
     try:
       im.load()  # decodes fully: truncated / corrupt files fail here, not later
       out = ImageOps.exif_transpose(im)
+      if out.mode.startswith("I"):
+        out = _to_8bit(out)
       if out.mode != "RGB":
         # Palette / LA images may carry transparency: go through RGBA so it is dropped cleanly.
         out = out.convert("RGBA") if out.mode in ("P", "LA", "PA") else out

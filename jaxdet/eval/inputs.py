@@ -217,6 +217,10 @@ def load_detections(detections, gt: GroundTruth) -> Detections:
     if any(not isinstance(d, dict) for d in data[:1]):
       raise ValueError("detections must be a list of dicts with image_id, category_id, bbox, "
                        "score")
+    if data and "detections" in data[0] and "category_id" not in data[0]:
+      raise ValueError("these are per-image records (`jaxdet predict`'s detections.json?); "
+                       "evaluate COCO results instead: `jaxdet predict --format coco` writes "
+                       "coco_results.json")
     img = _column(data, "image_id", "detection", np.int64)
     cats = _column(data, "category_id", "detection", np.int64)
     scores = _column(data, "score", "detection", np.float64)

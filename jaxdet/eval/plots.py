@@ -1,12 +1,43 @@
 """Metric plots as PNG files (matplotlib's Agg canvas; no pyplot global state).
 
 With many classes, per-class curves are drawn thin and grey without a legend entry, and only the
-mean curve is labelled, so 80 classes stay readable.
+mean curve is labelled, so 80 classes stay readable. Text falls back to Noto Sans CJK (the
+`noto-cjk-sans-otc` dependency, also used by `jaxdet.data.draw`) for glyphs that matplotlib's
+DejaVu Sans lacks, so class names such as `고양이` render without glyph warnings.
 """
+
+import contextlib
+import functools
 
 import numpy as np
 
 MAX_LEGEND = 12  # more classes than this: grey curves, mean only in the legend
+
+
+@functools.lru_cache(maxsize=None)
+def _fallback_families() -> tuple[str, ...]:
+  """Font families added after matplotlib's default, for glyphs it lacks (CJK)."""
+  try:
+    import noto_cjk_sans_otc  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return ()
+  from matplotlib import font_manager  # pylint: disable=g-import-not-at-top
+  font_manager.fontManager.addfont(str(noto_cjk_sans_otc.FONT_PATH))
+  return ("Noto Sans CJK KR",)
+
+
+def _cjk_fallback(plot):
+  """Runs `plot` (figure creation to savefig: tick labels are made while drawing) with the
+  fallback fonts after the default family."""
+  @functools.wraps(plot)
+  def run(*args, **kwargs):
+    import matplotlib  # pylint: disable=g-import-not-at-top
+    extra = _fallback_families()
+    families = list(matplotlib.rcParams["font.family"])
+    rc = {"font.family": families + [f for f in extra if f not in families]} if extra else {}
+    with matplotlib.rc_context(rc) if rc else contextlib.nullcontext():
+      return plot(*args, **kwargs)
+  return run
 
 
 def new_figure(size, dpi=150):
@@ -32,6 +63,7 @@ def _class_curves(ax, x, ys, names, values):
   return rows
 
 
+@_cjk_fallback
 def plot_pr_curves(result: dict, path: str, *, iou_threshold: float = 0.5, class_names=None):
   """Precision-recall curves per class and their mean (COCO interpolated, area all, 100 dets).
 
@@ -69,6 +101,7 @@ def plot_pr_curves(result: dict, path: str, *, iou_threshold: float = 0.5, class
   fig.savefig(path)
 
 
+@_cjk_fallback
 def plot_f1_curve(curve: dict, path: str, *, class_names):
   """F1 vs confidence per class and mean, marking the best mean-F1 confidence.
 
@@ -95,6 +128,7 @@ def plot_f1_curve(curve: dict, path: str, *, class_names):
   fig.savefig(path)
 
 
+@_cjk_fallback
 def plot_confusion_matrix(matrix: np.ndarray, path: str, *, class_names, normalize: bool):
   """Confusion matrix image, rows = predicted, columns = true, last = background.
 

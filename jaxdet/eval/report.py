@@ -3,6 +3,7 @@ table and the plots."""
 
 import json
 import os
+import unicodedata
 
 import numpy as np
 
@@ -25,6 +26,17 @@ _DESCRIPTIONS = {
     "ARm": "AR @[IoU=0.50:0.95 | area=medium | maxDets=100]",
     "ARl": "AR @[IoU=0.50:0.95 | area= large | maxDets=100]",
 }
+
+
+def display_width(text: str) -> int:
+  """Terminal columns of `text`: wide (CJK) characters take two, so `고양이` is 6 wide."""
+  return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def pad(text: str, width: int, *, right: bool = False) -> str:
+  """`text` padded with spaces to `width` terminal columns (`str.ljust` counts characters)."""
+  fill = " " * max(0, width - display_width(text))
+  return fill + text if right else text + fill
 
 
 def _names(result, class_names):
@@ -52,14 +64,14 @@ def format_table(result: dict, class_names=None) -> str:
   lines = [f"{'metric':<6} {'description':<47} {'value':>7}"]
   lines += [f"{k:<6} {_DESCRIPTIONS[k]:<47} {result[k]:>7.4f}" for k in STAT_NAMES]
   prec = result["precision"][:, :, :, 0, -1]  # [T, R, K]
-  width = max([5] + [len(n) for n in names])
+  width = max([5] + [display_width(n) for n in names])
   lines += ["", f"{'id':>5}  {'class':<{width}}  {'AP':>7}  {'AP50':>7}"]
   for k, name in enumerate(names):
     ap = prec[:, :, k][prec[:, :, k] > -1]
     ap50 = prec[0, :, k][prec[0, :, k] > -1]
     ap_s = f"{ap.mean():7.4f}" if ap.size else f"{-1:7d}"
     ap50_s = f"{ap50.mean():7.4f}" if ap50.size else f"{-1:7d}"
-    lines.append(f"{int(result['category_ids'][k]):>5}  {name:<{width}}  {ap_s}  {ap50_s}")
+    lines.append(f"{int(result['category_ids'][k]):>5}  {pad(name, width)}  {ap_s}  {ap50_s}")
   return "\n".join(lines)
 
 

@@ -122,3 +122,15 @@ def test_import_logs_are_quiet(tmp_path):
                 "OpenCV", "absl::InitializeLog"):
     assert noise not in logs, logs
   assert logs.strip().splitlines() == [l for l in logs.strip().splitlines() if "imported" in l]
+
+
+def test_format_stats_aligns_wide_class_names():
+  """Per-class counts line up for CJK names (2 terminal columns per character)."""
+  from jaxdet.data.cli import format_stats
+  from jaxdet.eval.report import display_width
+  gt = {"images": [{"id": 1, "height": 10, "width": 10}],
+        "annotations": [{"image_id": 1, "category_id": c, "area": 4., "iscrowd": 0,
+                         "difficult": 0} for c in (0, 1)]}
+  lines = format_stats("t", gt, ["고양이", "coffee cup"]).splitlines()
+  rows = [line for line in lines if line.rstrip().endswith(" 1")]
+  assert len(rows) == 2 and len({display_width(r) for r in rows}) == 1, rows

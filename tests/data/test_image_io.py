@@ -59,3 +59,18 @@ def test_corrupt_and_truncated_files(tmp_path):
     with pytest.raises(image_io.ImageReadError, match=path.name) as e:
       image_io.read_image(str(path))
     assert "\n" not in str(e.value)
+
+
+def test_16bit_grayscale_is_scaled_not_clipped(tmp_path):
+  """PIL's convert('RGB') clips 16-bit values at 255: a 16-bit PNG photo read as all white."""
+  values = np.random.default_rng(0).integers(0, 256, (12, 20)).astype(np.uint16)
+  path = tmp_path / "g16.png"
+  Image.fromarray(values * 257).save(path)
+  with Image.open(path) as im:
+    assert im.mode.startswith("I")
+  got = image_io.read_image(path)
+  assert got.shape == (12, 20, 3) and got.dtype == np.uint8
+  np.testing.assert_array_equal(got[..., 0], values)
+  np.testing.assert_array_equal(got[..., 2], values)
+  data, h, w = image_io.encode_for_dataset(path)
+  np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data)))[..., 1], values)

@@ -78,3 +78,29 @@ def test_class_without_ground_truth_warns_nothing(tmp_path):
     warnings.simplefilter("error")
     stats = write_report(gt, dets, str(tmp_path))
   assert stats["per_class"]["never seen"] == -1.0 and stats["AP"] == pytest.approx(1.0)
+
+
+def test_cjk_class_names_render_without_glyph_warnings(tmp_path):
+  """Class names such as '고양이' are drawn with a CJK fallback font (matplotlib's DejaVu Sans
+  alone warned 'Glyph ... missing from font(s)' for each plot)."""
+  gt = {"images": [{"id": 1, "width": 50, "height": 50}],
+        "categories": [{"id": 1, "name": "고양이"}, {"id": 2, "name": "coffee cup"}],
+        "annotations": [{"id": k, "image_id": 1, "category_id": k, "bbox": [10 * k, 0, 5, 5],
+                         "area": 25, "iscrowd": 0} for k in (1, 2)]}
+  dets = [{"image_id": 1, "category_id": 1, "bbox": [10, 0, 5, 5], "score": 0.9},
+          {"image_id": 1, "category_id": 2, "bbox": [30, 30, 5, 5], "score": 0.8}]
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    write_report(gt, dets, str(tmp_path))
+  assert (tmp_path / "confusion_matrix.png").exists()
+
+
+def test_format_table_aligns_wide_class_names():
+  """CJK characters take two terminal columns: the AP column lines up under '고양이' too."""
+  from jaxdet.eval.report import display_width
+  gt, dets = _case()
+  result = coco_evaluate(gt, dets)
+  names = ["고양이", "coffee cup"] + [f"c{k}" for k in range(len(result["category_ids"]) - 2)]
+  lines = format_table(result, names).splitlines()
+  rows = [line for line in lines if "고양이" in line or "coffee cup" in line]
+  assert len(rows) == 2 and len({display_width(r) for r in rows}) == 1, rows  # numbers line up

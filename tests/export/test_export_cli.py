@@ -142,3 +142,17 @@ def test_export_says_and_records_which_checkpoint(workdir, model_path, tmp_path,
                       "--checkpoint", which)
     assert rc == 1 and len(err.strip().splitlines()) == 1
     assert __import__("re").search(message, err), err
+
+
+def test_latest_checkpoint_reports_the_ap_of_its_own_step(tmp_path):
+  """A latest checkpoint's metadata carries the evaluation before it (the final save precedes
+  the final evaluation): `export --checkpoint latest` printed step 20's AP for step 40."""
+  from jaxdet_export import cli as export_cli
+  run = tmp_path / "run"
+  (run / "checkpoints" / "latest" / "40").mkdir(parents=True)
+  records = [{"step": 20, "split": "eval", "AP": 0.25}, {"step": 40, "split": "train", "loss": 1.},
+             {"step": 40, "split": "eval", "AP": 0.125}]
+  (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+  assert export_cli.val_ap(run, run / "checkpoints" / "latest" / "40") == 0.125
+  (run / "metrics.jsonl").write_text(json.dumps(records[0]) + "\n")
+  assert export_cli.val_ap(run, run / "checkpoints" / "latest" / "40") is None

@@ -1,6 +1,7 @@
 """Converters from user annotation formats (COCO, VOC, YOLO, KITTI) to jaxdet TFDS datasets."""
 
 import importlib
+import os
 
 FORMATS = ("coco", "voc", "yolo", "kitti")
 
@@ -35,6 +36,11 @@ def import_data(format, *, images, annotations, name, data_dir, split="train", s
     raise common.DataImportError(f"unknown format {format!r}; expected one of {FORMATS}")
   reader = importlib.import_module(f"jaxdet.data.importers.{format}")
   class_names, raw = reader.read(images, annotations, class_names=classes)
+  # (After the reader: its message about the annotations comes first.) Ultralytics' data.yaml
+  # names its own image folders.
+  uses_images = not (format == "yolo" and str(annotations).endswith((".yaml", ".yml")))
+  if uses_images and not os.path.isdir(images):
+    raise common.DataImportError(f"images folder not found: {images} (--images)")
   return common.import_dataset(class_names, raw, name=name, data_dir=data_dir, split=split,
                                split_ratios=split_ratios, on_error=on_error, log=log,
                                overwrite=overwrite)

@@ -110,9 +110,9 @@ def read(images_dir, annotations, *, class_names=None):
           continue
         boxes.append([x, y, x + w, y + h])
         crowd.append(bool(a.get("iscrowd", 0)))
-      out.append(common.raw_example(path, im.get("id", len(out)), source=f"{json_path} ({path})",
-                                    boxes=boxes, labels=labels, is_crowd=crowd,
-                                    problems=problems, split=split))
+      source = f"{json_path} (image id {im.get('id')}: {name})"  # not `path`: said twice
+      out.append(common.raw_example(path, im.get("id", len(out)), source=source, boxes=boxes,
+                                    labels=labels, is_crowd=crowd, problems=problems, split=split))
     for image_id in sorted((k for k in per_image if k not in image_ids), key=str):
       ids = [a.get("id") for a in per_image[image_id]]
       out.append(common.raw_example(

@@ -274,6 +274,8 @@ def import_dataset(class_names, raw_examples, *, name, data_dir, split="train", 
     split_datasets.setdefault(s, []).append((str(int(ex["image/id"])), ex))  # (key, example)
   features = features_lib.detection_features(class_names, with_filename=True)
   path = _write(name, data_dir, target, features, split_datasets, len(good))
-  return {"num_examples": {k: len(v) for k, v in split_datasets.items()},
+  order = {"train": 0, "validation": 1, "test": 2}  # the report lists splits in this order
+  return {"num_examples": {k: len(split_datasets[k])
+                           for k in sorted(split_datasets, key=lambda k: (order.get(k, 3), k))},
           "num_skipped": len(problems), "num_clipped": num_clipped, "problems": problems,
           "path": path}

@@ -270,6 +270,7 @@ def test_annotation_without_image_is_reported(tmp_path, fmt):
   report = _import(fmt, tmp_path, items, name=f"ghost_{fmt}", log=messages.append)
   assert report["num_skipped"] == 1 and report["num_examples"] == {"train": 4}
   assert len(messages) == 1 and "ghost" in messages[0], messages
+  assert messages[0].count(str(tmp_path / "images" / "ghost")) == (fmt in ("coco", "voc")), messages
   with pytest.raises(common.DataImportError, match="ghost"):
     _import(fmt, tmp_path, items, name=f"ghost_fail_{fmt}", on_error="fail")
   assert not os.path.exists(tmp_path / "tfds" / f"ghost_fail_{fmt}")
@@ -466,3 +467,30 @@ def test_coco_folder_with_extra_and_single_files(tmp_path):
   _write_coco(str(single), train + val, path="instances_default.json")
   report = importers.import_data("coco", annotations=str(single), name="cvat", **kw)
   assert report["num_examples"] == {"train": 3}
+
+
+@pytest.mark.parametrize("fmt", sorted(WRITERS))
+def test_missing_images_folder_is_one_error(tmp_path, fmt):
+  """A mistyped --images gave one 'image file not found' line per image, then 'no valid
+  examples'."""
+  _write_images(str(tmp_path / "images"), GOOD)
+  ann = WRITERS[fmt](str(tmp_path), GOOD, ".png")
+  messages = []
+  with pytest.raises(common.DataImportError, match=r"typo.*(no images found)|not found: .*typo"):
+    importers.import_data(fmt, images=str(tmp_path / "typo"), annotations=ann, name="typo",
+                          data_dir=str(tmp_path / "tfds"), log=messages.append)
+  assert messages == [] and not os.path.exists(tmp_path / "tfds" / "typo")
+
+
+def test_report_lists_splits_in_train_validation_test_order(tmp_path):
+  """The summary printed {'validation': 6, 'train': 22} when the first image was a val one."""
+  items = _split_items("a", 3)
+  _write_images(str(tmp_path / "JPEGImages"), items)
+  ann = _write_voc(str(tmp_path), items)
+  main = tmp_path / "ImageSets" / "Main"
+  main.mkdir(parents=True)
+  (main / "val.txt").write_text(f"{items[0][0]}\n")
+  (main / "train.txt").write_text(f"{items[1][0]}\n{items[2][0]}\n")
+  report = importers.import_data("voc", images=str(tmp_path / "JPEGImages"), annotations=ann,
+                                 name="order", data_dir=str(tmp_path / "tfds"))
+  assert list(report["num_examples"].items()) == [("train", 2), ("validation", 1)]
