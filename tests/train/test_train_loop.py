@@ -1,6 +1,7 @@
 """`train_and_evaluate` on stand-ins: exact resume after SIGINT, NaN stop, config/metrics files."""
 
 import json
+import signal
 
 import jax
 import jax.numpy as jnp
