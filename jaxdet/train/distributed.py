@@ -468,6 +468,23 @@ class NullWriter:
     pass
 
 
+def prepare_data_once(dataset: str, data_dir: str | None) -> None:
+  """Builds an embedded dataset (`shapes`) on process 0 only, then lets the others go on.
+
+  Every process opens the dataset; without this, all of them would build `shapes` into the same
+  (shared) data dir at once and race on its final rename. A process whose machine has its own
+  data dir still builds its copy after the barrier, when it opens the data. No-op with one
+  process.
+  """
+  if jax.process_count() < 2:
+    return
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  if is_main():
+    from jaxdet.data import sources  # pylint: disable=g-import-not-at-top
+    sources.builder(dataset, data_dir)  # builds `shapes` when absent; opens anything else
+  multihost_utils.sync_global_devices("jaxdet: dataset prepared by process 0")
+
+
 def local_copy(tree):
   """`tree` with arrays that span several processes copied onto this process's first device.
 

@@ -220,6 +220,8 @@ def _train(config, workdir, components, progress, stop):
   sharding.check_batch_size(config.batch_size, mesh)
   if components is None:
     preflight.check_dataset(config)
+    # [distributed] process 0 builds `shapes` (if needed) before the others open it.
+    distributed.prepare_data_once(config.dataset, config.get("data_dir") or None)
     components = build_components(config)
   if components.preflight is not None:
     components.preflight()  # Splits, keys, ground truth: before any step or workdir file.
