@@ -246,8 +246,12 @@ def _peer_problem(client, n: int, me: int) -> str | None:
 
 def _silence_s() -> float:
   """Seconds without a watchdog beat after which a process counts as dead: well before JAX's
-  heartbeat timeout (which aborts everyone), yet long enough not to mistake a busy process."""
-  return max(0.6 * heartbeat_timeout_s(), 3.0)
+  heartbeat timeout (which aborts everyone), yet long enough not to mistake a busy process.
+
+  JAX's service can declare a process dead before its full timeout has passed since the kill
+  (its last heartbeat came earlier): at 0.6 x the timeout, CI once saw JAX's anonymous abort win
+  the race. 0.3 x stays below half the timeout."""
+  return max(0.3 * heartbeat_timeout_s(), 3.0)
 
 
 def _stop_now(problem: str, me: int, n: int) -> None:
@@ -265,7 +269,7 @@ def start_watchdog(poll_s: float = _POLL_S) -> None:
 
   Every `poll_s` seconds it writes its own beat to the coordination service's key-value store
   and reads the failure notes (`report_failure`), the others' beats and JAX's live-node list: an
-  exception elsewhere is noticed within a second, a killed process after `_silence_s()` (0.6 x
+  exception elsewhere is noticed within a second, a killed process after `_silence_s()` (0.3 x
   the heartbeat timeout, before JAX's own timeout aborts everyone without naming anyone).
   """
   global _watchdog_started

@@ -4,6 +4,7 @@ localhost: same parameters as one process, identical AP, exact resume, bounded f
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import socket
@@ -192,7 +193,7 @@ def test_two_processes_train_like_one_evaluate_identically_and_resume_exactly(
 @pytest.mark.slow
 def test_killed_process_stops_the_other_with_a_message(tmp_path, tiny_data_dir):
   procs = _launch(["train", "--workdir", str(tmp_path / "run"), "--steps", "100000",
-                   "--data-dir", tiny_data_dir], tmp_path, heartbeat=10)
+                   "--data-dir", tiny_data_dir], tmp_path, heartbeat=20)
   (p0, log0), (p1, _) = procs
   deadline = time.monotonic() + 120
   while '"step": 2' not in ((tmp_path / "run" / "metrics.jsonl").read_text()
@@ -207,6 +208,13 @@ def test_killed_process_stops_the_other_with_a_message(tmp_path, tiny_data_dir):
     p0.kill()
     pytest.fail("process 0 still running 45 s after process 1 was killed")
   out = log0.read_text()
-  assert code == distributed.PEER_FAILED_EXIT, out[-3000:]
-  assert "process 1 of 2 stopped responding" in out, out[-3000:]
+  # Two detectors race, and which wins depends on when the dead process's last heartbeat reached
+  # JAX's coordination service: jaxdet's watchdog (exit 3, "process 1 of 2 stopped responding")
+  # or JAX's own service (abort, "The following tasks are unhealthy ...: 1"). Both name process 1
+  # and end process 0 within the bound; anything else (a hang, another exit) fails.
+  named_by_jaxdet = code == distributed.PEER_FAILED_EXIT and (
+      "process 1 of 2 stopped responding" in out)
+  named_by_jax = code == -signal.SIGABRT and re.search(
+      r"tasks are unhealthy \(stopped sending heartbeats\):\s*1\b", out) is not None
+  assert named_by_jaxdet or named_by_jax, (code, out[-3000:])
   assert time.monotonic() - killed < 45
