@@ -7,7 +7,11 @@ before their first Linear, GoogLeNet's BatchNorm epsilon is 1e-3 (in the model).
 loader is `jaxdet.convert.loader`.
 """
 
+import dataclasses
+import functools
+import importlib
 import pathlib
+import pkgutil
 import re
 from typing import Any, Callable, Mapping
 
@@ -121,10 +125,48 @@ def classifier_archs() -> tuple[str, ...]:
   return tuple(a for a in backbones.BACKBONES if _name_map(a) is not None)
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelConverter:
+  """How one torchvision model family (beyond the classifiers) converts.
+
+  A module `jaxdet/convert/torchvision_<family>.py` defines one as `CONVERTER`; `converters()`
+  discovers it, so adding a family touches no other converter file.
+
+  Attributes:
+    archs: the torchvision architecture names it converts.
+    config: `(arch, state_dict, *, image_size: int | None) -> (config, class_names)`: the resolved
+      training config (`base_config()` + the family's model, preprocess and postprocess settings;
+      `image_size=None`: the family's default), with the number of classes read from the state
+      dict; `class_names` a list of str, one per class index.
+    convert: `(arch, state_dict, *, config) -> (module, variables)` for that config (strict:
+      a missing/unexpected/mis-shaped key raises `ConversionError` naming it).
+    prepare: optional `state_dict -> state_dict` applied first (legacy key names).
+  """
+  archs: tuple[str, ...]
+  config: Callable
+  convert: Callable
+  prepare: Callable = lambda state_dict: dict(state_dict)
+
+
+@functools.cache
+def converters() -> dict[str, ModelConverter]:
+  """arch -> `ModelConverter` of every `jaxdet/convert/torchvision_*.py` module's `CONVERTER`."""
+  import jaxdet.convert
+  found = {}
+  for info in sorted(pkgutil.iter_modules(jaxdet.convert.__path__), key=lambda i: i.name):
+    if not info.name.startswith("torchvision_"):
+      continue
+    converter = importlib.import_module(f"jaxdet.convert.{info.name}").CONVERTER
+    for arch in converter.archs:
+      if arch in found:
+        raise ValueError(f"torchvision arch {arch!r} is registered by two converter modules")
+      found[arch] = converter
+  return found
+
+
 def archs() -> tuple[str, ...]:
-  """Every architecture `from_torchvision` converts (classifiers and detectors)."""
-  from jaxdet.convert import torchvision_detection as det
-  return classifier_archs() + tuple(det.RETINANET_VARIANTS)
+  """Every architecture `from_torchvision` converts (classifiers and the `converters()`)."""
+  return classifier_archs() + tuple(converters())
 
 
 def _fold_conv_bias_into_bn(state_dict: dict, conv_prefixes) -> dict:
@@ -171,9 +213,11 @@ def from_torchvision(arch: str, state_dict: Mapping[str, Any], *, num_classes: i
     arch: torchvision architecture name (`archs()`: alexnet, vgg11..vgg19[_bn], googlenet,
       resnet18..resnet152, densenet121..densenet201, retinanet_resnet50_fpn[_v2]).
     state_dict: torchvision `state_dict()` (key -> NumPy array or torch tensor).
-    num_classes: logits per image; default: read from the state dict's last Linear layer.
-    config: optional model ConfigDict with backbone options (GoogLeNet: `transform_input`,
-      default True as torchvision's pretrained GoogLeNet).
+    num_classes: classifiers: logits per image; default: read from the state dict's last Linear
+      layer (other families read it from the state dict).
+    config: classifiers: optional model ConfigDict with backbone options (GoogLeNet:
+      `transform_input`, default True as torchvision's pretrained GoogLeNet); other families:
+      optional resolved config (default: the family's `ModelConverter.config`).
 
   Returns:
     `(module, variables)`: `module.apply(variables, images, train=False)` maps float32 NHWC
@@ -184,11 +228,12 @@ def from_torchvision(arch: str, state_dict: Mapping[str, Any], *, num_classes: i
     ConversionError: unknown arch, or a missing/unexpected/mis-shaped key.
   """
   from jaxdet.models import backbones
-  from jaxdet.convert import torchvision_detection as det
-  if arch in det.RETINANET_VARIANTS:
-    module, variables, _ = det.from_torchvision_retinanet(arch, state_dict,
-                                                          num_classes=num_classes, config=config)
-    return module, variables
+  if arch in converters():
+    converter = converters()[arch]
+    sd = converter.prepare(state_dict)
+    if config is None:
+      config, _ = converter.config(arch, sd, image_size=None)
+    return converter.convert(arch, sd, config=config)
   if _name_map(arch) is None:
     raise ConversionError(f"unknown torchvision arch {arch!r}; expected one of {archs()}")
   sd = _prepare(arch, state_dict)
@@ -233,7 +278,6 @@ def convert_file(arch: str, weights, output, *, image_size: int | None = None,
   Returns:
     The step folder written.
   """
-  from jaxdet.convert import torchvision_detection as det
   from jaxdet.convert.checkpoint import write_checkpoint
   from jaxdet.train import config as config_lib
   if arch not in archs():
@@ -241,15 +285,12 @@ def convert_file(arch: str, weights, output, *, image_size: int | None = None,
   sd = read_weights(weights)
   parse = lambda c: config_lib.apply_overrides(c, config_lib.parse_override_args(list(overrides)))
   source = {"framework": "torchvision", "arch": arch, "weights": pathlib.Path(weights).name}
-  if arch in det.RETINANET_VARIANTS:
-    sd = det.upgrade_legacy_keys(sd)
-    key = "head.classification_head.cls_logits.bias"
-    num_classes = int(sd[key].shape[0]) // 9 if key in sd else 91
-    config = parse(det.retinanet_config(arch, num_classes=num_classes,
-                                        image_size=image_size or 800))
-    _, variables, _ = det.from_torchvision_retinanet(arch, sd, num_classes=num_classes,
-                                                     config=config)
-    names = det.COCO_CATEGORIES if num_classes == len(det.COCO_CATEGORIES) else range(num_classes)
+  if arch in converters():
+    converter = converters()[arch]
+    sd = converter.prepare(sd)
+    config, names = converter.config(arch, sd, image_size=image_size)
+    config = parse(config)
+    _, variables = converter.convert(arch, sd, config=config)
   else:
     logits_key = _LOGITS_KEY[_family(arch)]
     num_classes = int(sd[logits_key].shape[0]) if logits_key in sd else 1000

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jaxdet.convert import torchvision as tv_convert
-from jaxdet.convert import torchvision_detection as det
+from jaxdet.convert import torchvision_retinanet as det
 from tests import testing_torch
 
 SIZE = 128  # P3..P7 = 16..1 pixels

@@ -1,4 +1,4 @@
-"""torchvision detectors -> jaxdet: `retinanet_resnet50_fpn` (v1) and `_v2` onto jaxdet's RetinaNet.
+"""torchvision RetinaNet -> jaxdet: `retinanet_resnet50_fpn` (v1) and `_v2` onto jaxdet's RetinaNet.
 
 The name map covers backbone (`backbone.body.*`, ResNet-50), FPN (`backbone.fpn.*`) and the two
 heads (`head.{classification,regression}_head.*`); the loader is `convert_variables` of
@@ -78,6 +78,19 @@ def upgrade_legacy_keys(state_dict):
   return out
 
 
+def _num_classes(state_dict) -> int:
+  key = "head.classification_head.cls_logits.bias"
+  if key not in state_dict:
+    raise tv.ConversionError(f"missing key {key!r} in the state dict")
+  return int(to_numpy(state_dict[key]).shape[0]) // _NUM_ANCHORS
+
+
+def class_names(num_classes: int) -> list[str]:
+  """torchvision's COCO names for a 91-class model, else the indices as strings."""
+  return list(COCO_CATEGORIES) if num_classes == len(COCO_CATEGORIES) else [
+      str(i) for i in range(num_classes)]
+
+
 def retinanet_config(arch: str, *, num_classes: int, image_size: int = 800):
   """The resolved training config of a converted torchvision RetinaNet (`base_config()` plus the
   variant's model settings, preprocessing and postprocess settings)."""
@@ -98,30 +111,24 @@ def retinanet_config(arch: str, *, num_classes: int, image_size: int = 800):
   return config
 
 
-def from_torchvision_retinanet(arch: str, state_dict, *, num_classes=None, config=None):
-  """`(module, variables, config)` of a torchvision RetinaNet state dict.
+def _config(arch, state_dict, *, image_size=None):
+  num_classes = _num_classes(state_dict)
+  return (retinanet_config(arch, num_classes=num_classes, image_size=image_size or 800),
+          class_names(num_classes))
 
-  Args:
-    arch: "retinanet_resnet50_fpn" or "retinanet_resnet50_fpn_v2".
-    state_dict: torchvision `state_dict()` (NumPy arrays or torch tensors; legacy key names of
-      the published files are accepted).
-    num_classes: default read from `head.classification_head.cls_logits.bias` (91 for COCO).
-    config: optional resolved config (else `retinanet_config(arch, ...)`).
 
-  Returns:
-    `module.apply(variables, images, train=False)` gives the raw prediction dict (`cls_logits`
-    `[B,A,C]`, `box_deltas` `[B,A,4]`, `anchors`), in torchvision's anchor order.
-  """
+def _convert(arch, state_dict, *, config):
+  """`(module, variables)` of a torchvision RetinaNet state dict (legacy names upgraded) for a
+  resolved `config`: `module.apply(variables, images, train=False)` gives the raw prediction dict
+  (`cls_logits` `[B,A,C]`, `box_deltas` `[B,A,4]`, `anchors`), in torchvision's anchor order."""
   from jaxdet import models
   sd = upgrade_legacy_keys(dict(state_dict))
-  if num_classes is None:
-    key = "head.classification_head.cls_logits.bias"
-    if key not in sd:
-      raise tv.ConversionError(f"missing key {key!r} in the state dict")
-    num_classes = int(to_numpy(sd[key]).shape[0]) // _NUM_ANCHORS
-  config = config or retinanet_config(arch, num_classes=num_classes)
-  module = models.build(config.model, num_classes=num_classes)
+  module = models.build(config.model, num_classes=_num_classes(sd))
   abstract = jax.eval_shape(lambda: module.init(
       jax.random.key(0), jnp.zeros((1, 128, 128, 3), jnp.float32), train=False))
   variables = tv.convert_variables(_retinanet, abstract, sd)
-  return module, jax.tree.map(jnp.asarray, variables), config
+  return module, jax.tree.map(jnp.asarray, variables)
+
+
+CONVERTER = tv.ModelConverter(archs=tuple(RETINANET_VARIANTS), config=_config, convert=_convert,
+                              prepare=upgrade_legacy_keys)
