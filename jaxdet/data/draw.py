@@ -178,3 +178,60 @@ def save_grid(images, path, *, columns=None, pad=2, tile_size=TILE_SIZE):
     grid[y:y + im.shape[0], x:x + im.shape[1]] = im[..., :3]
   save_image(grid, path)
   return grid
+
+
+def _voc_colour_map():
+  """Pascal VOC's 256-entry palette (the devkit's ``labelcolormap``: the bits of the index spread
+  over R, G, B from the high bit down); entry 255 (ignore) is white here."""
+  cmap = np.zeros((256, 3), np.uint8)
+  for i in range(256):
+    c, rgb = i, [0, 0, 0]
+    for j in range(8):
+      for ch in range(3):
+        rgb[ch] |= ((c >> ch) & 1) << (7 - j)
+      c >>= 3
+    cmap[i] = rgb
+  cmap[255] = 255
+  return cmap
+
+
+MASK_PALETTE = _voc_colour_map()  # [256, 3] uint8: 0 black (background), 1 dark red, ...
+
+
+def colorize_mask(mask):
+  """Colours a class-id mask with VOC's palette (0 background black, 255 ignore white).
+
+  Args:
+    mask: ``[H, W]`` int class ids (values are taken modulo 256; 255 = ignore).
+
+  Returns:
+    ``[H, W, 3]`` uint8.
+  """
+  m = np.asarray(mask)
+  if m.ndim != 2:
+    raise ValueError(f"mask must be [H, W], got shape {m.shape}")
+  return MASK_PALETTE[m.astype(np.int64) % 256]
+
+
+def overlay_mask(image_uint8, mask, alpha=0.5):
+  """Blends the coloured mask over an image where the mask is not background (0).
+
+  Args:
+    image_uint8: ``[H, W, 3]`` uint8.
+    mask: ``[H, W]`` int class ids (255 = ignore, drawn white).
+    alpha: weight of the mask colour in ``[0, 1]``.
+
+  Returns:
+    ``[H, W, 3]`` uint8.
+
+  Raises:
+    ValueError: the mask is not the image's size.
+  """
+  image = np.asarray(image_uint8, np.uint8)
+  m = np.asarray(mask)
+  if image.ndim != 3 or image.shape[-1] != 3 or m.shape != image.shape[:2]:
+    raise ValueError(f"overlay_mask needs image [H, W, 3] and mask [H, W] of the same size, got "
+                     f"{image.shape} and {m.shape}")
+  blend = image.astype(np.float32) * (1 - alpha) + colorize_mask(m).astype(np.float32) * alpha
+  out = np.where((m != 0)[..., None], np.round(blend), image)
+  return out.astype(np.uint8)
