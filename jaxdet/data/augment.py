@@ -8,12 +8,18 @@ boxes move with the pixels; boxes are clipped to what stays visible and dropped 
 
 Ops: horizontal flip, scale jitter with random crop/pad (letterbox or plain resize), photometric
 jitter (one 3x3 colour matrix: brightness, contrast, saturation, hue), mosaic, mixup, CutMix.
+
+An example may also hold ``mask`` uint8 ``[H, W]`` (semantic class ids, 255 = ignore): every
+geometric op moves it with the pixels (the same source window, nearest neighbour; padding 255).
+Mixup keeps the mask of the image with the larger weight; CutMix pastes the mask with the patch.
 """
 
 import dataclasses
 
 import numpy as np
 from PIL import Image
+
+from jaxdet.data import masks as masks_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,17 +90,23 @@ def make_config(augment):
   return cfg
 
 
-def _resized_window(image, sx, sy, ox, oy, x0, y0, x1, y1):
-  """Pixels ``[y0:y1, x0:x1]`` of the canvas onto which ``image`` lands after
+def _source_box(image, sx, sy, ox, oy, x0, y0, x1, y1):
+  """The source box of the canvas window ``[y0:y1, x0:x1]`` onto which ``image`` lands after
   ``x -> x * sx + ox``, ``y -> y * sy + oy``; the caller guarantees the window is inside it."""
   h, w = image.shape[:2]
-  box = (max((x0 - ox) / sx, 0.0), max((y0 - oy) / sy, 0.0),
-         min((x1 - ox) / sx, float(w)), min((y1 - oy) / sy, float(h)))  # clamp float round-off
+  return (max((x0 - ox) / sx, 0.0), max((y0 - oy) / sy, 0.0),
+          min((x1 - ox) / sx, float(w)), min((y1 - oy) / sy, float(h)))  # clamp float round-off
+
+
+def _resized_window(image, sx, sy, ox, oy, x0, y0, x1, y1):
+  """Pixels ``[y0:y1, x0:x1]`` of the canvas onto which ``image`` lands (bilinear)."""
+  box = _source_box(image, sx, sy, ox, oy, x0, y0, x1, y1)
   pil = Image.fromarray(np.ascontiguousarray(image))
   return np.asarray(pil.resize((x1 - x0, y1 - y0), Image.BILINEAR, box=box))
 
 
-def place(canvas, image, boxes, sx, sy, ox, oy, region, *, min_visible, min_size):
+def place(canvas, image, boxes, sx, sy, ox, oy, region, *, min_visible, min_size, mask=None,
+          mask_canvas=None):
   """Resizes ``image`` by (sx, sy), shifts it by integer (ox, oy) and draws it inside ``region``.
 
   Args:
@@ -105,6 +117,8 @@ def place(canvas, image, boxes, sx, sy, ox, oy, region, *, min_visible, min_size
     region: (x0, y0, x1, y1) integer canvas window that may be written (clipping window).
     min_visible: minimum visible area fraction of a kept box.
     min_size: minimum side in pixels of a kept box.
+    mask: optional ``[H, W]`` uint8 mask of ``image``, drawn into ``mask_canvas``.
+    mask_canvas: ``[S, S]`` uint8, written in place (the same window, nearest neighbour).
 
   Returns:
     ``(boxes [n', 4] float32 canvas pixels, keep [n] bool)``.
@@ -117,6 +131,9 @@ def place(canvas, image, boxes, sx, sy, ox, oy, region, *, min_visible, min_size
   y1 = min(ry1, oy + int(np.floor(h * sy + 1e-6)))
   if x1 > x0 and y1 > y0:
     canvas[y0:y1, x0:x1] = _resized_window(image, sx, sy, ox, oy, x0, y0, x1, y1)
+    if mask is not None:
+      mask_canvas[y0:y1, x0:x1] = masks_lib.resize_mask_window(
+          mask, (y1 - y0, x1 - x0), _source_box(image, sx, sy, ox, oy, x0, y0, x1, y1))
   moved = boxes * np.array([sx, sy, sx, sy], np.float32) + np.array([ox, oy, ox, oy], np.float32)
   # The visible part is bounded by both the region and the resized image itself.
   lo = np.array([max(rx0, ox), max(ry0, oy)] * 2, np.float32)
@@ -163,9 +180,15 @@ def scale_jitter(rng, example, size, cfg):
   ox = int(rng.integers(min(0, int(np.floor(size - nw))), max(0, int(np.floor(size - nw))) + 1))
   oy = int(rng.integers(min(0, int(np.floor(size - nh))), max(0, int(np.floor(size - nh))) + 1))
   canvas = np.full((size, size, 3), cfg.fill, np.uint8)
+  mask = example.get("mask")
+  mask_canvas = None if mask is None else np.full((size, size), masks_lib.IGNORE, np.uint8)
   new_boxes, keep = place(canvas, image, boxes, sx, sy, ox, oy, (0, 0, size, size),
-                          min_visible=cfg.min_visible, min_size=cfg.min_size)
-  return dict(example, image=canvas, boxes=new_boxes, classes=example["classes"][keep])
+                          min_visible=cfg.min_visible, min_size=cfg.min_size, mask=mask,
+                          mask_canvas=mask_canvas)
+  out = dict(example, image=canvas, boxes=new_boxes, classes=example["classes"][keep])
+  if mask is not None:
+    out["mask"] = mask_canvas
+  return out
 
 
 def hflip(example):
@@ -180,7 +203,10 @@ def hflip(example):
   w = example["image"].shape[1]
   b = example["boxes"]
   flipped = np.stack([w - b[:, 2], b[:, 1], w - b[:, 0], b[:, 3]], axis=1).astype(np.float32)
-  return dict(example, image=example["image"][:, ::-1], boxes=flipped.reshape(-1, 4))
+  out = dict(example, image=example["image"][:, ::-1], boxes=flipped.reshape(-1, 4))
+  if "mask" in example:
+    out["mask"] = example["mask"][:, ::-1]
+  return out
 
 
 def photometric(rng, image, cfg):
@@ -251,6 +277,8 @@ def mosaic(rng, examples, size, cfg):
     example dict with ``image`` ``[S, S, 3]`` uint8.
   """
   canvas = np.full((size, size, 3), cfg.fill, np.uint8)
+  with_masks = "mask" in examples[0]
+  mask_canvas = np.full((size, size), masks_lib.IGNORE, np.uint8) if with_masks else None
   xc = int(rng.integers(size // 4, 3 * size // 4 + 1))
   yc = int(rng.integers(size // 4, 3 * size // 4 + 1))
   all_boxes, all_classes = [], []
@@ -264,11 +292,15 @@ def mosaic(rng, examples, size, cfg):
     oy = yc if bottom else yc - nh
     region = (xc if right else 0, yc if bottom else 0, size if right else xc, size if bottom else yc)
     boxes, keep = place(canvas, ex["image"], ex["boxes"], sx, sy, ox, oy, region,
-                        min_visible=cfg.min_visible, min_size=cfg.min_size)
+                        min_visible=cfg.min_visible, min_size=cfg.min_size,
+                        mask=ex["mask"] if with_masks else None, mask_canvas=mask_canvas)
     all_boxes.append(boxes)
     all_classes.append(ex["classes"][keep])
-  return dict(examples[0], image=canvas, boxes=np.concatenate(all_boxes).reshape(-1, 4),
-              classes=np.concatenate(all_classes))
+  out = dict(examples[0], image=canvas, boxes=np.concatenate(all_boxes).reshape(-1, 4),
+             classes=np.concatenate(all_classes))
+  if with_masks:
+    out["mask"] = mask_canvas
+  return out
 
 
 def mixup(rng, a, b, cfg):
@@ -285,9 +317,12 @@ def mixup(rng, a, b, cfg):
   """
   lam = np.float32(rng.beta(cfg.mixup_alpha, cfg.mixup_alpha))
   image = a["image"].astype(np.float32) * lam + b["image"].astype(np.float32) * (1 - lam)
-  return dict(a, image=np.clip(np.round(image), 0, 255).astype(np.uint8),
-              boxes=np.concatenate([a["boxes"], b["boxes"]]).reshape(-1, 4),
-              classes=np.concatenate([a["classes"], b["classes"]]))
+  out = dict(a, image=np.clip(np.round(image), 0, 255).astype(np.uint8),
+             boxes=np.concatenate([a["boxes"], b["boxes"]]).reshape(-1, 4),
+             classes=np.concatenate([a["classes"], b["classes"]]))
+  if "mask" in a:  # a pixel has one class: the one of the image that dominates the blend
+    out["mask"] = a["mask"] if lam >= 0.5 else b["mask"]
+  return out
 
 
 def cutmix(rng, a, b, cfg):
@@ -313,6 +348,10 @@ def cutmix(rng, a, b, cfg):
   px, py = int(rng.integers(0, size_w - pw + 1)), int(rng.integers(0, size_h - ph + 1))
   image = a["image"].copy()
   image[py:py + ph, px:px + pw] = b["image"][py:py + ph, px:px + pw]
+  mask = None
+  if "mask" in a:
+    mask = np.array(a["mask"])
+    mask[py:py + ph, px:px + pw] = b["mask"][py:py + ph, px:px + pw]
   patch = np.array([px, py, px + pw, py + ph], np.float32)
 
   bb = b["boxes"]
@@ -332,9 +371,12 @@ def cutmix(rng, a, b, cfg):
   wh = shrunk[:, 2:] - shrunk[:, :2]
   keep_a = ((visible >= cfg.min_visible * np.maximum(_area(ab), 1e-9))
             & np.all(wh >= cfg.min_size, axis=1))
-  return dict(a, image=image,
-              boxes=np.concatenate([shrunk[keep_a], clipped[keep_b]]).astype(np.float32).reshape(-1, 4),
-              classes=np.concatenate([a["classes"][keep_a], b["classes"][keep_b]]))
+  out = dict(a, image=image,
+             boxes=np.concatenate([shrunk[keep_a], clipped[keep_b]]).astype(np.float32).reshape(-1, 4),
+             classes=np.concatenate([a["classes"][keep_a], b["classes"][keep_b]]))
+  if mask is not None:
+    out["mask"] = mask
+  return out
 
 
 def augment(rng, load, index, size, cfg, num_records):

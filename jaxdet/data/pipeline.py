@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 
 from jaxdet.data import augment as augment_lib
+from jaxdet.data import masks as masks_lib
 from jaxdet.data import preprocess as preprocess_lib
 from jaxdet.data import sources
 from jaxdet.data import tfds_maps
@@ -27,9 +28,11 @@ class _Records:
   never build, download or depend on dataset registration.
   """
 
-  def __init__(self, dataset, split, data_dir):
-    self.dataset, self.split = dataset, split
+  def __init__(self, dataset, split, data_dir, masks=False):
+    self.dataset, self.split, self.masks = dataset, split, masks
     self._source, b = sources.open_split(dataset, split, data_dir)
+    if masks:
+      sources.require_masks(b, dataset)
     self.path = str(b.data_dir)
     self.size = len(self._source)
 
@@ -44,7 +47,7 @@ class _Records:
       import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
       self._source = tfds.builder_from_directory(self.path).as_data_source(split=self.split)
     record = tfds_maps.to_jaxdet_record(self._source[int(index)], int(index))
-    return sources.record_to_example(record)
+    return sources.record_to_example(record, masks=self.masks)
 
 
 def _finalize(example, *, max_boxes, scale, example_mask, preprocess=preprocess_lib.DEFAULT):
@@ -66,7 +69,7 @@ def _finalize(example, *, max_boxes, scale, example_mask, preprocess=preprocess_
   padded_boxes = np.zeros((max_boxes, 4), np.float32)
   padded_classes = np.zeros((max_boxes,), np.int32)
   padded_boxes[:n], padded_classes[:n] = boxes[:n], classes[:n]
-  return {
+  out = {
       "image": preprocess_lib.normalize_image(example["image"], preprocess),
       "boxes": padded_boxes,
       "classes": padded_classes,
@@ -76,17 +79,24 @@ def _finalize(example, *, max_boxes, scale, example_mask, preprocess=preprocess_
       "scale": np.asarray(scale, np.float32),
       "example_mask": np.bool_(example_mask),
   }
+  if "mask" in example:
+    out["mask"] = np.asarray(example["mask"], np.int32)
+  return out
 
 
 def eval_example(example, *, image_size, max_boxes, example_mask=True,
                  preprocess=preprocess_lib.DEFAULT):
   """One example resized by the model's rule (top-left letterbox or stretch), no randomness
-  (boxes scaled with the pixels), normalized as the model says (``preprocess``: a
+  (boxes scaled with the pixels; a ``mask`` uint8 ``[H, W]`` resized by nearest neighbour and
+  padded with 255), normalized as the model says (``preprocess``: a
   ``jaxdet.data.preprocess.Preprocess`` or None for the defaults)."""
   pre = preprocess_lib.settings(preprocess)
   image, (sx, sy) = preprocess_lib.resize_to_input(example["image"], image_size, pre.resize)
   boxes = example["boxes"] * np.array([sx, sy, sx, sy], np.float32)
-  return _finalize(dict(example, image=image, boxes=boxes), max_boxes=max_boxes,
+  example = dict(example, image=image, boxes=boxes)
+  if "mask" in example:  # nearest neighbour, the letterbox padding ignored (255)
+    example["mask"] = masks_lib.mask_to_input(example["mask"], image_size, pre.resize)
+  return _finalize(example, max_boxes=max_boxes,
                    scale=(sx, sy), example_mask=example_mask, preprocess=pre)
 
 
@@ -131,8 +141,8 @@ def _shard_indices(n, shard_index, shard_count, *, pad):
 class _EvalFn:
   """Position -> letterboxed example; positions past the shard give ``example_mask=False``."""
 
-  def __init__(self, records, shard, *, image_size, max_boxes, preprocess):
-    self.records, self.shard = records, shard
+  def __init__(self, records, shard, *, image_size, max_boxes, preprocess, masks=False):
+    self.records, self.shard, self.masks = records, shard, masks
     self.image_size, self.max_boxes, self.preprocess = image_size, max_boxes, preprocess
 
   def __call__(self, pos):
@@ -143,6 +153,8 @@ class _EvalFn:
       example = {"image": np.zeros((s, s, 3), np.uint8), "boxes": np.zeros((0, 4), np.float32),
                  "classes": np.zeros((0,), np.int32), "image_id": np.int64(-1),
                  "orig_size": np.array([s, s], np.int32)}
+      if self.masks:
+        example["mask"] = np.full((s, s), masks_lib.IGNORE, np.uint8)
     out = eval_example(example, image_size=self.image_size, max_boxes=self.max_boxes,
                        example_mask=valid, preprocess=self.preprocess)
     if not valid:
@@ -179,7 +191,7 @@ def _rows_of_batches(fn, stop, batch_size, batch_rows, *, train):
 def input_pipeline(dataset, split, *, batch_size, image_size, max_boxes, train, seed,
                    data_dir=None, augment=None, num_epochs=None, shard_index=None,
                    shard_count=None, drop_remainder=None, start_step=0, worker_count=0,
-                   num_threads=2, prefetch=4, preprocess=None, batch_rows=None):
+                   num_threads=2, prefetch=4, preprocess=None, batch_rows=None, masks=False):
   """Batches of a TFDS detection dataset with static shapes.
 
   Training streams shuffled (per-epoch permutation), augmented examples; evaluation reads the
@@ -216,16 +228,22 @@ def input_pipeline(dataset, split, *, batch_size, image_size, max_boxes, train, 
     batch_rows: ``(start, stop)``: yield only these rows of every batch (training), so that the
       processes of a multi-process run, each reading its own rows of the same ``batch_size``
       global batch, together read exactly the batches of one process. Default: all rows.
+    masks: also yield ``mask`` (the dataset's ``segmentation/mask``), moved with the image by
+      every geometric step (resize, letterbox, flip, crop, mosaic, cutmix; nearest neighbour;
+      padding 255 = ignore; with mixup, the mask of the image of larger weight).
 
   Returns:
     a grain ``IterDataset``; iterating yields dicts of NumPy arrays: ``image`` float32
     ``[B,S,S,3]`` normalized, ``boxes`` float32 ``[B,max_boxes,4]`` xyxy input pixels,
     ``classes`` int32 ``[B,max_boxes]``, ``box_mask`` bool ``[B,max_boxes]``, ``image_id`` int64
     ``[B]``, ``orig_size`` int32 ``[B,2]`` (h, w), ``scale`` float32 ``[B,2]`` (sx, sy) with
-    ``boxes_orig = boxes / [sx, sy, sx, sy]`` (eval), ``example_mask`` bool ``[B]``.
+    ``boxes_orig = boxes / [sx, sy, sx, sy]`` (eval), ``example_mask`` bool ``[B]``; with
+    ``masks``, ``mask`` int32 ``[B,S,S]`` class ids in network-input pixels (0 background,
+    label + 1, 255 ignore).
 
   Raises:
-    ValueError: bad arguments or an unknown dataset/split.
+    ValueError: bad arguments, an unknown dataset/split, or ``masks=True`` on a dataset without
+      the ``segmentation/mask`` feature (named, with the dataset).
   """
   import grain  # pylint: disable=g-import-not-at-top
   for name, value in (("batch_size", batch_size), ("image_size", image_size),
@@ -239,7 +257,7 @@ def input_pipeline(dataset, split, *, batch_size, image_size, max_boxes, train, 
     shard_index = jax.process_index() if shard_index is None else shard_index
     shard_count = jax.process_count() if shard_count is None else shard_count
   pre = preprocess_lib.settings(preprocess)
-  records = _Records(dataset, split, data_dir)
+  records = _Records(dataset, split, data_dir, masks=masks)
   if drop_remainder is None:
     drop_remainder = train
   if train:
@@ -255,7 +273,8 @@ def input_pipeline(dataset, split, *, batch_size, image_size, max_boxes, train, 
     stop = sys.maxsize if num_epochs is None else int(num_epochs) * len(shard)
   else:
     shard, per = _shard_indices(len(records), shard_index, shard_count, pad=True)
-    fn = _EvalFn(records, shard, image_size=image_size, max_boxes=max_boxes, preprocess=pre)
+    fn = _EvalFn(records, shard, image_size=image_size, max_boxes=max_boxes, preprocess=pre,
+                 masks=masks)
     # Every host yields the same number of batches; positions past the shard are padding.
     stop = per if drop_remainder else -(-per // batch_size) * batch_size
   if batch_rows is not None:

@@ -2,6 +2,8 @@
 
 Configs: ``shapes`` (= ``shapes/default``, 8000/1000/1000 images), ``shapes/small`` (800/100/100)
 and ``shapes/tiny`` (32/8/8, for tests). Any size: ``Shapes(config=ShapesConfig(...))``.
+From version 2.0.0 every example has ``segmentation/mask`` (uint8, 0 = background, label + 1
+where a shape is visible; a later shape drawn over an earlier one, as in the image).
 Images are rendered (and JPEG-encoded) in parallel worker processes; see ``shapes_render.py``.
 """
 
@@ -33,9 +35,11 @@ class ShapesConfig(tfds.core.BuilderConfig):
 class Shapes(tfds.core.GeneratorBasedBuilder):
   """Coloured shapes (circle, square, triangle, star, hexagon, cross) on cluttered backgrounds."""
 
-  VERSION = tfds.core.Version("1.1.0")
+  VERSION = tfds.core.Version("2.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release.",
-                   "1.1.0": "Objects at least 16 px, at least 70% visible (easier to learn)."}
+                   "1.1.0": "Objects at least 16 px, at least 70% visible (easier to learn).",
+                   "2.0.0": "`segmentation/mask`: per-pixel class ids (0 background, label + 1; "
+                            "same images and boxes as 1.1.0)."}
   BUILDER_CONFIGS = [
       ShapesConfig(name="default", description="8000/1000/1000 images, 256x256."),
       ShapesConfig(name="small", description="800/100/100 images, 256x256.",
@@ -57,7 +61,7 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
         builder=self,
         description=__doc__,
         features=features_lib.detection_features(shapes_render.CLASS_NAMES,
-                                                 encoding_format="jpeg"),
+                                                 encoding_format="jpeg", with_masks=True),
         # Examples are already in random order (procedural); skipping TFDS's shuffle step
         # saves a write + read pass over the data.
         disable_shuffling=True,
@@ -103,9 +107,15 @@ def build(config="default", *, data_dir=None):
   return builder
 
 
-def render_split_image(index, *, split="train", config="default"):
-  """Re-renders one image without TFDS, e.g. for tests: ``(image, boxes_xyxy, labels)``."""
+def render_split_image(index, *, split="train", config="default", with_mask=False):
+  """Re-renders one image without TFDS, e.g. for tests: ``(image, boxes_xyxy, labels)``, plus
+  the ``[S, S]`` uint8 semantic mask with ``with_mask``."""
   cfg = next(c for c in Shapes.BUILDER_CONFIGS if c.name == config)
-  return shapes_render.render([cfg.seed, _SPLITS.index(split), index], image_size=cfg.image_size)
+  out = shapes_render.render([cfg.seed, _SPLITS.index(split), index], image_size=cfg.image_size,
+                             return_owner=with_mask)
+  if with_mask:
+    image, boxes, labels, owner = out
+    return image, boxes, labels, shapes_render.semantic_mask(owner, labels)
+  return out
 
 

@@ -85,6 +85,21 @@ def _draw_clutter(rng, draw, size):
       draw.rectangle([x - r, y - r, x + r, y + r], outline=(grey,) * 3, width=1)
 
 
+def semantic_mask(owner, labels):
+  """Per-pixel class ids of a rendered image: 0 background, ``label + 1`` where a shape is visible.
+
+  Args:
+    owner: ``[S, S]`` int32, which object owns each pixel (-1: background), as ``render`` draws
+      them (a later shape over an earlier one).
+    labels: ``[n]`` int class ids of the objects.
+
+  Returns:
+    ``[S, S]`` uint8.
+  """
+  lut = np.concatenate([np.asarray(labels, np.int64).reshape(-1) + 1, [0]])
+  return lut[owner].astype(np.uint8)  # owner -1 indexes the trailing 0
+
+
 def render(seed, *, image_size=256, return_owner=False):
   """Renders one image from an integer seed sequence.
 
@@ -154,10 +169,12 @@ def render(seed, *, image_size=256, return_owner=False):
 def render_example(args):
   """Worker entry point: ``(seed, image_size, image_id) -> (image_id, tfds example dict)``.
 
-  The image is JPEG-encoded here (quality 95) so that encoding runs in parallel workers.
+  The image is JPEG-encoded here (quality 95), the ``segmentation/mask`` PNG-encoded, so that
+  encoding runs in parallel workers.
   """
+  from jaxdet.data import masks  # pylint: disable=g-import-not-at-top  (NumPy + PIL only)
   seed, image_size, image_id = args
-  image, boxes, labels = render(seed, image_size=image_size)
+  image, boxes, labels, owner = render(seed, image_size=image_size, return_owner=True)
   buf = io.BytesIO()
   Image.fromarray(image).save(buf, format="JPEG", quality=95)
   n = len(labels)
@@ -165,6 +182,7 @@ def render_example(args):
   return image_id, {
       "image": buf.getvalue(),
       "image/id": image_id,
+      masks.MASK_FEATURE: masks.encode_mask(semantic_mask(owner, labels)),
       "objects": {
           "bbox": bbox.reshape(n, 4),
           "label": labels,

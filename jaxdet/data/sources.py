@@ -161,7 +161,30 @@ def open_split(dataset, split, data_dir=None, *, decode_image=True):
   return source, b
 
 
-def record_to_example(record, *, drop_crowd=True):
+def has_masks(b):
+  """Whether a prepared builder's examples have the ``segmentation/mask`` feature."""
+  from jaxdet.data.masks import MASK_FEATURE  # pylint: disable=g-import-not-at-top
+  return MASK_FEATURE in b.info.features
+
+
+def require_masks(b, dataset):
+  """Raises a one-line ValueError naming ``segmentation/mask`` and ``dataset`` when the builder
+  ``b`` has no masks (an old `shapes` build: says to rebuild it)."""
+  from jaxdet.data.masks import MASK_FEATURE  # pylint: disable=g-import-not-at-top
+  if has_masks(b):
+    return
+  version = str(b.info.version)
+  if _is_shapes(dataset):
+    hint = (f"; it is an old build (version {version}): `shapes` has masks from version 2.0.0, "
+            f"rebuild it with `jaxdet data build {dataset.split(':')[0]}`")
+  else:
+    hint = ("; import masks with `jaxdet data import --masks` (VOC SegmentationClass PNGs, COCO "
+            "polygons/RLE)")
+  raise ValueError(f"dataset {dataset!r} (version {version}) has no {MASK_FEATURE!r} feature, "
+                   f"which masks=True / a segmentation model needs{hint}")
+
+
+def record_to_example(record, *, drop_crowd=True, masks=False):
   """Converts a TFDS record (our features, after ``tfds_maps``) into a NumPy example.
 
   Boxes are sanitized: non-finite boxes are dropped, inverted corners sorted, boxes clipped to
@@ -172,10 +195,15 @@ def record_to_example(record, *, drop_crowd=True):
       ``objects`` with ``bbox`` ``[n, 4]`` TFDS (ymin, xmin, ymax, xmax) normalized, ``label``
       ``[n]``, ``is_crowd`` ``[n]`` (optional), ``is_difficult`` ``[n]`` (optional).
     drop_crowd: drop ``is_crowd`` boxes (they are ignore regions, not targets).
+    masks: also return the record's ``segmentation/mask`` as ``mask``.
 
   Returns:
     dict ``image`` uint8 ``[H, W, 3]``, ``boxes`` float32 ``[n', 4]`` xyxy pixels, ``classes``
-    int32 ``[n']``, ``image_id`` int64, ``orig_size`` int32 ``[2]`` (h, w).
+    int32 ``[n']``, ``image_id`` int64, ``orig_size`` int32 ``[2]`` (h, w); with ``masks``,
+    ``mask`` uint8 ``[H, W]``.
+
+  Raises:
+    ValueError: with ``masks``, a record without a mask, or a mask of another size than its image.
   """
   image = np.asarray(record["image"])
   if image.ndim == 2:
@@ -201,13 +229,20 @@ def record_to_example(record, *, drop_crowd=True):
   keep = finite & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
   if drop_crowd:
     keep &= ~crowd
-  return {
+  out = {
       "image": image.astype(np.uint8, copy=False),
       "boxes": boxes[keep].reshape(-1, 4),
       "classes": labels[keep].astype(np.int32),
       "image_id": np.int64(record.get("image/id", -1)),
       "orig_size": np.array([h, w], np.int32),
   }
+  if masks:
+    from jaxdet.data import masks as masks_lib  # pylint: disable=g-import-not-at-top
+    if masks_lib.MASK_FEATURE not in record:
+      raise ValueError(f"image id {int(out['image_id'])} has no {masks_lib.MASK_FEATURE!r}")
+    out["mask"] = masks_lib.check_mask(record[masks_lib.MASK_FEATURE], image.shape,
+                                       where=f"image id {int(out['image_id'])}")
+  return out
 
 
 def image_size_from_bytes(data):

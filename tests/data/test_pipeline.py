@@ -263,3 +263,28 @@ def test_record_to_example_sanitizes_random_records(seed):
     if x1 > x0 and y1 > y0:
       expected.append([x0, y0, x1, y1])
   np.testing.assert_allclose(b, np.array(expected, np.float32).reshape(-1, 4), rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_masks_move_with_the_images(tiny_data_dir, train):
+  from jaxdet.data import shapes
+  kw = dict(batch_size=3, image_size=64, max_boxes=16, train=train, seed=1,
+            data_dir=tiny_data_dir, shard_index=0, shard_count=1, masks=True,
+            augment={"photometric": 0.0, "scale_range": (0.5, 0.8)})  # padded, fill colour kept
+  (b,) = _batches(pipeline.input_pipeline("shapes/tiny", "validation", **kw), 1)
+  chex.assert_shape(b["mask"], (3, 64, 64))
+  chex.assert_type(b["mask"], np.int32)
+  assert set(np.unique(b["mask"])) <= set(range(7)) | {255}
+  if not train:  # eval: the rendered mask resized by the model's rule (nearest)
+    from jaxdet.data import masks
+    for i in range(3):
+      *_, mask = shapes.render_split_image(int(b["image_id"][i]) % 10_000_000, split="validation",
+                                           config="tiny", with_mask=True)
+      np.testing.assert_array_equal(b["mask"][i], masks.mask_to_input(mask, 64, "letterbox"))
+  else:  # padding only where the image is the fill value
+    image = preprocess.denormalize_image(b["image"])
+    assert (b["mask"] == 255).any() and np.all(image[b["mask"] == 255] == 0)
+  (plain,) = _batches(pipeline.input_pipeline("shapes/tiny", "validation", **dict(kw, masks=False)),
+                      1)
+  assert "mask" not in plain
+  np.testing.assert_array_equal(plain["image"], b["image"])  # masks change no other output

@@ -70,3 +70,27 @@ def test_tfds_build_and_read(tiny_data_dir):
     np.testing.assert_allclose(bbox, boxes[:, [1, 0, 3, 2]] / 256, atol=1e-6)
     np.testing.assert_array_equal(np.asarray(rec["objects"]["label"]).reshape(-1), labels)
   assert len(ids) == 8
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_semantic_mask_is_label_plus_one_of_the_visible_shape(index):
+  image, _, labels, owner = shapes_render.render([5, 1, index], image_size=96, return_owner=True)
+  mask = shapes_render.semantic_mask(owner, labels)
+  assert mask.shape == (96, 96) and mask.dtype == np.uint8
+  for y in range(0, 96, 3):  # loop oracle on a pixel lattice
+    for x in range(0, 96, 3):
+      k = owner[y, x]
+      assert mask[y, x] == (0 if k < 0 else labels[k] + 1)
+
+
+def test_tfds_masks_read_back_equal_the_renderer(tiny_data_dir):
+  import tensorflow_datasets as tfds
+  from jaxdet.data import shapes
+  b = tfds.builder("shapes/tiny", data_dir=tiny_data_dir)
+  assert str(b.info.version) == "2.0.0" and "segmentation/mask" in b.info.features
+  source = tfds.data_source("shapes/tiny", split="validation", data_dir=tiny_data_dir)
+  for i in range(3):
+    rec = source[i]
+    *_, mask = shapes.render_split_image(int(rec["image/id"]) % 10_000_000, split="validation",
+                                         config="tiny", with_mask=True)
+    np.testing.assert_array_equal(np.asarray(rec["segmentation/mask"])[..., 0], mask)
