@@ -40,10 +40,12 @@ def _import(args):
   report = importers.import_data(
       args.format, images=args.images, annotations=args.annotations, name=args.name,
       data_dir=args.data_dir, split=args.split, split_ratios=ratios, classes=classes,
-      on_error=args.on_error, overwrite=args.overwrite)
+      on_error=args.on_error, overwrite=args.overwrite, masks=args.masks)
+  masks = (f"; masks: {report['num_mask_out_of_range']} pixel(s) outside the classes set to 255"
+           if args.masks else "")
   print(f"imported {args.name}: {report['num_examples']} -> {report['path']}; "
         f"skipped {report['num_skipped']} bad image(s); clipped {report['num_clipped']} box(es) "
-        f"partly outside their image")
+        f"partly outside their image{masks}")
   return 0
 
 
@@ -54,23 +56,28 @@ def _show(args):
   from jaxdet.data import tfds_maps  # pylint: disable=g-import-not-at-top
   source, b = sources.open_split(args.name, args.split, args.data_dir)
   names = sources.class_names(b)
+  with_masks = sources.has_masks(b)  # drawn as a colour overlay under the boxes
+  overlay = lambda image, mask: draw.overlay_mask(image, mask) if with_masks else image
   images = []
   if args.augmented:
     from jaxdet.data import pipeline  # pylint: disable=g-import-not-at-top
     it = pipeline.input_pipeline(args.name, args.split, batch_size=args.num, image_size=args.size,
                                  max_boxes=100, train=True, seed=args.seed, data_dir=args.data_dir,
-                                 augment=args.augment, shard_index=0, shard_count=1)
+                                 augment=args.augment, shard_index=0, shard_count=1,
+                                 masks=with_masks)
     batch = next(iter(it))
     pixels = batch["image"] * np.float32(preprocess.STD_RGB) + np.float32(preprocess.MEAN_RGB)
     for i in range(len(pixels)):
-      images.append(draw.draw_detections(np.clip(np.round(pixels[i]), 0, 255).astype(np.uint8),
+      image = np.clip(np.round(pixels[i]), 0, 255).astype(np.uint8)
+      images.append(draw.draw_detections(overlay(image, batch.get("mask", [None] * len(pixels))[i]),
                                          batch["boxes"][i], batch["classes"][i],
                                          class_names=names, mask=batch["box_mask"][i]))
   else:
     for i in range(min(args.num, len(source))):
-      ex = sources.record_to_example(tfds_maps.to_jaxdet_record(source[i], i), drop_crowd=False)
-      images.append(draw.draw_detections(ex["image"], ex["boxes"], ex["classes"],
-                                         class_names=names))
+      ex = sources.record_to_example(tfds_maps.to_jaxdet_record(source[i], i), drop_crowd=False,
+                                     masks=with_masks)
+      images.append(draw.draw_detections(overlay(ex["image"], ex.get("mask")), ex["boxes"],
+                                         ex["classes"], class_names=names))
   if not images:
     return _error(f"{args.name}:{args.split} is empty")
   draw.save_grid(images, args.out)
@@ -148,12 +155,16 @@ def register(subparsers):
   p.add_argument("--classes", default=None, help="comma-separated class names (order = ids)")
   p.add_argument("--on-error", default="skip", choices=("skip", "fail"),
                  help="skip bad images and report the count, or stop at the first")
+  p.add_argument("--masks", action="store_true",
+                 help="also import semantic masks (voc: SegmentationClass PNGs; coco: instance "
+                      "polygons/RLE rasterized with pycocotools)")
   p.add_argument("--overwrite", action="store_true",
                  help="replace an existing dataset of the same --name (it is removed only once "
                       "the new one is written)")
   p.set_defaults(func=_guarded(_import))
 
-  p = sub.add_parser("show", help="draw a grid of images with their boxes and class names")
+  p = sub.add_parser("show", help="draw a grid of images with their boxes and class names (and "
+                                  "masks as a colour overlay, when the dataset has them)")
   p.add_argument("name")
   p.add_argument("--split", default="train")
   p.add_argument("--out", required=True, help="output PNG")

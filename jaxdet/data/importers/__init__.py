@@ -4,11 +4,12 @@ import importlib
 import os
 
 FORMATS = ("coco", "voc", "yolo", "kitti")
+MASK_FORMATS = ("voc", "coco")  # formats with semantic masks (`masks=True`)
 
 
 def import_data(format, *, images, annotations, name, data_dir, split="train", split_ratios=None,
                 classes=None, on_error="skip", log=None,
-                overwrite=False):  # pylint: disable=redefined-builtin
+                overwrite=False, masks=False):  # pylint: disable=redefined-builtin
   """Reads ``annotations`` in ``format`` and writes the TFDS dataset ``name`` into ``data_dir``.
 
   Args:
@@ -24,6 +25,9 @@ def import_data(format, *, images, annotations, name, data_dir, split="train", s
     on_error: ``"skip"`` or ``"fail"``.
     log: ``print``-like function for per-file messages.
     overwrite: replace an existing dataset ``name`` in ``data_dir``.
+    masks: also import semantic masks as ``segmentation/mask`` (``voc``: the
+      ``SegmentationClass`` palette PNGs; ``coco``: instance polygons / RLE rasterized with
+      pycocotools). See the README for the conventions.
 
   Returns:
     the report dict of ``common.import_dataset``.
@@ -34,8 +38,12 @@ def import_data(format, *, images, annotations, name, data_dir, split="train", s
   from jaxdet.data.importers import common  # pylint: disable=g-import-not-at-top
   if format not in FORMATS:
     raise common.DataImportError(f"unknown format {format!r}; expected one of {FORMATS}")
+  if masks and format not in MASK_FORMATS:
+    raise common.DataImportError(f"--masks works with --format {' or '.join(MASK_FORMATS)}, not "
+                                 f"{format!r}")
   reader = importlib.import_module(f"jaxdet.data.importers.{format}")
-  class_names, raw = reader.read(images, annotations, class_names=classes)
+  kw = {"masks": True} if masks else {}
+  class_names, raw = reader.read(images, annotations, class_names=classes, **kw)
   # (After the reader: its message about the annotations comes first.) Ultralytics' data.yaml
   # names its own image folders.
   uses_images = not (format == "yolo" and str(annotations).endswith((".yaml", ".yml")))
@@ -43,4 +51,4 @@ def import_data(format, *, images, annotations, name, data_dir, split="train", s
     raise common.DataImportError(f"images folder not found: {images} (--images)")
   return common.import_dataset(class_names, raw, name=name, data_dir=data_dir, split=split,
                                split_ratios=split_ratios, on_error=on_error, log=log,
-                               overwrite=overwrite)
+                               overwrite=overwrite, masks=masks)

@@ -6,11 +6,21 @@ Already-split data: ``annotations`` may be a folder of per-split json files name
 split (``instances_train2017.json``, ``instances_val2017.json``; or ``train.json``, ``val.json``),
 or of split sub-folders holding one json each (``train/_annotations.coco.json``, ``valid/...``).
 A split's images are looked up in the matching sub-folder of ``images_dir`` (``train2017``),
-in the json's own folder, then in ``images_dir``."""
+in the json's own folder, then in ``images_dir``.
+
+Masks (``masks=True``): each image's instance ``segmentation`` (polygons, or RLE, compressed or
+not) is rasterized with pycocotools into one semantic mask: 0 background, class k -> k + 1, in
+annotation order; a pixel covered by two or more instances is 255 (ignore), as torchvision's
+segmentation reference (``ConvertCocoPolysToMask``) does; ``iscrowd`` regions are 255 (ignore),
+as COCO's evaluation ignores crowds; an annotation without ``segmentation`` ignores its box. An
+RLE whose ``size`` is not the image's is reported as a mask of another size.
+"""
 
 import glob
 import json
 import os
+
+import numpy as np
 
 from jaxdet.data.importers import common
 
@@ -69,7 +79,60 @@ def _image_dirs(images_dir, json_path, split):
   return [os.path.dirname(d) for d in subs] + [os.path.dirname(json_path), images_dir]
 
 
-def read(images_dir, annotations, *, class_names=None):
+def _pycocotools_mask():
+  try:
+    from pycocotools import mask as mask_utils  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise common.DataImportError("--masks with --format coco rasterizes polygons with "
+                                 "pycocotools: pip install pycocotools") from e
+  return mask_utils
+
+
+def _instance_mask(mask_utils, ann, h, w):
+  """One annotation's ``[h, w]`` bool mask (None: no segmentation)."""
+  segm = ann.get("segmentation")
+  if not segm:
+    return None
+  if isinstance(segm, list):  # polygons [[x0, y0, x1, y1, ...], ...]
+    polys = [p for p in segm if len(p) >= 6]
+    if not polys:
+      return np.zeros((h, w), bool)
+    rle = mask_utils.merge(mask_utils.frPyObjects(polys, h, w))
+  else:
+    size = [int(v) for v in segm.get("size", (h, w))]
+    if size != [h, w]:
+      raise ValueError(f"annotation {ann.get('id')}: RLE mask of size {size[1]}x{size[0]} "
+                       f"(w x h) but its image is {w}x{h}")
+    rle = mask_utils.frPyObjects(segm, h, w) if isinstance(segm.get("counts"), list) else segm
+  return mask_utils.decode(rle).astype(bool)
+
+
+def semantic_mask_fn(anns, categories):
+  """The raw example's ``mask`` callable: ``(h, w, class_to_id) -> (uint8 [h, w], 0)``
+  rasterizing ``anns`` (COCO annotation dicts of one image; ``categories``: id -> name) as the
+  module docstring says."""
+  def rasterize(h, w, class_to_id):
+    mask_utils = _pycocotools_mask()
+    out = np.zeros((h, w), np.uint8)
+    count = np.zeros((h, w), np.int32)
+    ignore = np.zeros((h, w), bool)
+    for a in anns:
+      name = categories.get(int(a.get("category_id", -1)))
+      m = _instance_mask(mask_utils, a, h, w)
+      if m is None:  # box only: its pixels are unknown
+        x, y, bw, bh = (float(v) for v in a["bbox"])
+        ignore[max(int(y), 0):int(np.ceil(y + bh)), max(int(x), 0):int(np.ceil(x + bw))] = True
+      elif a.get("iscrowd", 0) or name not in class_to_id:
+        ignore |= m
+      else:
+        out[m] = class_to_id[name] + 1
+        count += m
+    out[(count > 1) | ignore] = 255
+    return out, 0
+  return rasterize
+
+
+def read(images_dir, annotations, *, class_names=None, masks=False):
   """Reads COCO annotations: one json file, or a folder of per-split json files.
 
   Args:
@@ -77,6 +140,7 @@ def read(images_dir, annotations, *, class_names=None):
       sub-folders.
     annotations: path of the COCO json file, or a folder of per-split json files.
     class_names: optional class list (order = label ids); others are unknown classes.
+    masks: attach a rasterizer of each image's instance masks (see the module docstring).
 
   Returns:
     ``(class_names tuple, raw examples list)``; already-split data sets each example's split.
@@ -84,6 +148,8 @@ def read(images_dir, annotations, *, class_names=None):
   Raises:
     common.DataImportError: unreadable or malformed json, or inconsistent split files.
   """
+  if masks:
+    _pycocotools_mask()  # fail now, not once per image
   categories, out, files = {}, [], _split_files(annotations)
   for json_path, split in files:
     images, anns, cats = _load(json_path)
@@ -111,8 +177,10 @@ def read(images_dir, annotations, *, class_names=None):
         boxes.append([x, y, x + w, y + h])
         crowd.append(bool(a.get("iscrowd", 0)))
       source = f"{json_path} (image id {im.get('id')}: {name})"  # not `path`: said twice
+      mask = semantic_mask_fn(per_image.get(im.get("id"), []), cats) if masks else None
       out.append(common.raw_example(path, im.get("id", len(out)), source=source, boxes=boxes,
-                                    labels=labels, is_crowd=crowd, problems=problems, split=split))
+                                    labels=labels, is_crowd=crowd, problems=problems, split=split,
+                                    mask=mask))
     for image_id in sorted((k for k in per_image if k not in image_ids), key=str):
       ids = [a.get("id") for a in per_image[image_id]]
       out.append(common.raw_example(

@@ -4,7 +4,9 @@ Each format reader returns ``(class_names, raw_examples)``; a raw example is a d
 ``image_path`` (str), ``image_id`` (int), ``boxes`` float64 ``[n, 4]`` xyxy pixel edges,
 ``labels`` (class names, str), ``is_difficult`` / ``is_crowd`` bool ``[n]``, ``source`` (the
 annotation file, for messages), ``problems`` (parse errors found by the reader) and ``split``
-(the split of data that is already split, else None).
+(the split of data that is already split, else None), and ``mask`` (None, the path of a
+palette / grayscale PNG of class ids, or a callable ``(h, w, class_to_id) -> (uint8 [h, w], n)``
+that rasterizes one, ``n`` counting the pixels it mapped to ignore).
 ``import_dataset`` validates every example (image decodes, boxes finite, non-degenerate, not
 entirely outside the image as displayed, known classes), clips boxes partly outside to the
 image, then writes a TFDS ArrayRecord dataset that ``tfds.builder_from_directory`` /
@@ -17,6 +19,7 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 
 import numpy as np
 
@@ -31,7 +34,7 @@ class DataImportError(ValueError):
 
 
 def raw_example(image_path, image_id, *, source, boxes=(), labels=(), is_difficult=None,
-                is_crowd=None, problems=(), split=None):
+                is_crowd=None, problems=(), split=None, mask=None):
   """Builds a raw example dict (see module docstring)."""
   boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
   n = len(boxes)
@@ -40,18 +43,48 @@ def raw_example(image_path, image_id, *, source, boxes=(), labels=(), is_difficu
       "boxes": boxes, "labels": [str(l) for l in labels],
       "is_difficult": np.zeros(n, bool) if is_difficult is None else np.asarray(is_difficult, bool),
       "is_crowd": np.zeros(n, bool) if is_crowd is None else np.asarray(is_crowd, bool),
-      "problems": list(problems), "split": split,
+      "problems": list(problems), "split": split, "mask": mask,
   }
 
 
-def validate(example, class_to_id):
+def read_mask(example, h, w, class_to_id):
+  """The semantic mask of a raw example, checked against its image (``h`` x ``w`` as displayed).
+
+  Palette indices ``0..C`` are class ids (index k + 1 is class k of the dataset's class list),
+  255 is ignore; any other value becomes 255 and is counted.
+
+  Returns:
+    ``(mask [h, w] uint8, num_out_of_range, None)`` or ``(None, 0, problem)``.
+  """
+  from jaxdet.data import masks  # pylint: disable=g-import-not-at-top
+  src = example.get("mask")
+  if src is None:
+    return None, 0, f"{example['source']}: no mask for {example['image_path']}"
+  try:
+    if callable(src):
+      mask, bad = src(h, w, class_to_id)
+      where = example["source"]
+    else:
+      mask, bad = masks.class_index_mask(masks.read_index_png(src), len(class_to_id))
+      where = src
+    if mask.shape != (h, w):
+      return None, 0, (f"{where}: mask of size {mask.shape[1]}x{mask.shape[0]} (w x h) but its "
+                       f"image {example['image_path']} is {w}x{h}")
+  except ValueError as e:
+    return None, 0, str(e)
+  return mask, bad, None
+
+
+def validate(example, class_to_id, *, masks=False):
   """Checks one raw example.
 
   A box partly outside the image (as displayed, after the EXIF transpose) is clipped to it; a box
-  entirely outside, or degenerate (before or after clipping), is a problem.
+  entirely outside, or degenerate (before or after clipping), is a problem. With ``masks``, a
+  missing mask or one of another size than its image is a problem too.
 
   Returns:
-    ``(tfds example dict, None, num_clipped)`` or ``(None, problem, 0)``.
+    ``(tfds example dict, None, num_clipped)`` or ``(None, problem, 0)``; with ``masks`` the
+    example dict holds ``_mask_out_of_range`` (pixels mapped to ignore), removed before writing.
   """
   path = example["image_path"]
   if example["problems"]:
@@ -82,9 +115,17 @@ def validate(example, class_to_id):
   tol = EDGE_TOLERANCE_PX
   num_clipped = int(np.sum(np.any((boxes[:, :2] < -tol) | (boxes[:, 2:] > np.array([w, h]) + tol),
                                   axis=1)))
+  extra = {}
+  if masks:
+    from jaxdet.data import masks as masks_lib  # pylint: disable=g-import-not-at-top
+    mask, bad, problem = read_mask(example, h, w, class_to_id)
+    if problem is not None:
+      return None, problem, 0
+    extra = {masks_lib.MASK_FEATURE: masks_lib.encode_mask(mask), "_mask_out_of_range": bad}
   boxes = clipped
   bbox = np.stack([boxes[:, 1] / h, boxes[:, 0] / w, boxes[:, 3] / h, boxes[:, 2] / w], 1)
   return {
+      **extra,
       "image": data,
       "image/id": np.int64(example["image_id"]),
       "image/filename": os.path.basename(path),
@@ -210,7 +251,7 @@ def _write(name, data_dir, target, features, split_datasets, num_images):
 
 
 def import_dataset(class_names, raw_examples, *, name, data_dir, split="train", split_ratios=None,
-                   on_error="skip", log=None, overwrite=False):
+                   on_error="skip", log=None, overwrite=False, masks=False):
   """Validates raw examples and writes the TFDS dataset ``name`` into ``data_dir``.
 
   Args:
@@ -224,10 +265,14 @@ def import_dataset(class_names, raw_examples, *, name, data_dir, split="train", 
     on_error: ``"skip"`` (report and drop a bad image) or ``"fail"`` (raise on the first).
     log: a ``print``-like function for per-file messages (stderr by default).
     overwrite: replace an existing dataset ``name`` in ``data_dir`` (else that is an error).
+    masks: write the ``segmentation/mask`` feature from each raw example's ``mask`` (an image
+      without one, or with one of another size, is a problem).
 
   Returns:
     dict ``num_examples`` (per split), ``num_skipped``, ``num_clipped`` (boxes clipped to their
-    image), ``problems`` (list of str), ``path``.
+    image), ``problems`` (list of str), ``path``; with ``masks``, ``num_mask_out_of_range``
+    (mask pixels whose value was outside the classes and 255, written as 255) and
+    ``num_masks_out_of_range`` (the images that had any; a warning says both).
 
   Raises:
     DataImportError: bad data with ``on_error="fail"``, bad arguments, an existing dataset
@@ -251,8 +296,12 @@ def import_dataset(class_names, raw_examples, *, name, data_dir, split="train", 
     raise DataImportError(f"duplicate class names in {list(class_names)}")
   class_to_id = {c: i for i, c in enumerate(class_names)}
   good, good_splits, problems, num_clipped = [], [], [], 0
+  bad_pixels, bad_masks = 0, 0
   for ex in raw_examples:
-    tf_example, problem, clipped = validate(ex, class_to_id)
+    tf_example, problem, clipped = validate(ex, class_to_id, masks=masks)
+    if problem is None and masks:
+      bad = tf_example.pop("_mask_out_of_range")
+      bad_pixels, bad_masks = bad_pixels + bad, bad_masks + (bad > 0)
     if problem is None:
       good.append(tf_example)
       good_splits.append(ex.get("split"))
@@ -272,10 +321,18 @@ def import_dataset(class_names, raw_examples, *, name, data_dir, split="train", 
   split_datasets = {}
   for ex, s in zip(good, splits):
     split_datasets.setdefault(s, []).append((str(int(ex["image/id"])), ex))  # (key, example)
-  features = features_lib.detection_features(class_names, with_filename=True)
+  if bad_pixels:
+    msg = (f"{bad_pixels} mask pixel(s) in {bad_masks} image(s) had values outside the class "
+           f"ids 0..{len(class_names)} and 255; written as 255 (ignore)")
+    warnings.warn(msg, stacklevel=2)
+    log(f"warning: {msg}")
+  features = features_lib.detection_features(class_names, with_filename=True, with_masks=masks)
   path = _write(name, data_dir, target, features, split_datasets, len(good))
   order = {"train": 0, "validation": 1, "test": 2}  # the report lists splits in this order
-  return {"num_examples": {k: len(split_datasets[k])
-                           for k in sorted(split_datasets, key=lambda k: (order.get(k, 3), k))},
-          "num_skipped": len(problems), "num_clipped": num_clipped, "problems": problems,
-          "path": path}
+  report = {"num_examples": {k: len(split_datasets[k])
+                             for k in sorted(split_datasets, key=lambda k: (order.get(k, 3), k))},
+            "num_skipped": len(problems), "num_clipped": num_clipped, "problems": problems,
+            "path": path}
+  if masks:
+    report.update(num_mask_out_of_range=bad_pixels, num_masks_out_of_range=bad_masks)
+  return report

@@ -6,7 +6,13 @@ else the running index.
 
 Already-split data: when ``ImageSets/Main/{train,val,test}.txt`` (or ``trainval.txt``) sit next to
 the ``Annotations`` folder, each listed file goes to that split; an annotation file listed in none
-of them is reported and not imported, and so is a listed name without an annotation file."""
+of them is reported and not imported, and so is a listed name without an annotation file.
+
+Masks (``masks=True``): ``SegmentationClass/<stem>.png`` next to ``Annotations``, palette PNGs
+whose index is the class id (index k + 1 = class k of the class list, which sorted VOC names
+make VOC's own palette order; 0 background, 255 the object boundaries = ignore). The split
+lists come from ``ImageSets/Segmentation`` when it exists (else ``ImageSets/Main``); an image
+without its PNG is reported and not imported."""
 
 import glob
 import os
@@ -23,10 +29,13 @@ def _text(node, tag, default=None):
   return default if child is None or child.text is None else child.text.strip()
 
 
-def _image_sets(annotations):
-  """``(stem -> split, list files)`` from ``ImageSets/Main`` next to ``annotations``, or
-  ``(None, [])`` when there is none."""
-  main = os.path.join(os.path.dirname(os.path.normpath(annotations)), "ImageSets", "Main")
+def _image_sets(annotations, masks=False):
+  """``(stem -> split, list files)`` from ``ImageSets/Main`` (``ImageSets/Segmentation`` for
+  masks, when there is one) next to ``annotations``, or ``(None, [])`` when there is none."""
+  sets = os.path.join(os.path.dirname(os.path.normpath(annotations)), "ImageSets")
+  main = os.path.join(sets, "Main")
+  if masks and os.path.isdir(os.path.join(sets, "Segmentation")):
+    main = os.path.join(sets, "Segmentation")
   lists = [(os.path.join(main, f + ".txt"), s) for f, s in _SPLIT_FILES
            if os.path.isfile(os.path.join(main, f + ".txt"))]
   if not any(s in ("train", "validation") for _, s in lists) and os.path.isfile(
@@ -47,13 +56,14 @@ def _image_sets(annotations):
   return stem_split, [p for p, _ in lists]
 
 
-def read(images_dir, annotations, *, class_names=None):
+def read(images_dir, annotations, *, class_names=None, masks=False):
   """Reads a folder of VOC XML files.
 
   Args:
     images_dir: folder holding the images (``<filename>`` is relative to it).
     annotations: the ``Annotations`` folder.
     class_names: optional class list; default: sorted names found in the XML files.
+    masks: attach each image's ``SegmentationClass`` PNG (see the module docstring).
 
   Returns:
     ``(class_names tuple, raw examples list)``; with ``ImageSets/Main`` lists each example has
@@ -62,7 +72,11 @@ def read(images_dir, annotations, *, class_names=None):
   files = sorted(glob.glob(os.path.join(annotations, "*.xml")))
   if not files:
     raise common.DataImportError(f"{annotations}: no .xml files found")
-  stem_split, lists = _image_sets(annotations)
+  stem_split, lists = _image_sets(annotations, masks)
+  seg_dir = os.path.join(os.path.dirname(os.path.normpath(annotations)), "SegmentationClass")
+  if masks and not os.path.isdir(seg_dir):
+    raise common.DataImportError(f"--masks: no SegmentationClass folder next to {annotations} "
+                                 f"(expected {seg_dir})")
   shown_lists = ", ".join(lists)
   out, found = [], set()
   for index, xml_path in enumerate(files):
@@ -87,11 +101,16 @@ def read(images_dir, annotations, *, class_names=None):
       split = stem_split.get(stem)
       if split is None:
         problems.append(f"{xml_path}: not listed in {shown_lists}; not imported")
+    mask = None
+    if masks:
+      mask = os.path.join(seg_dir, stem + ".png")
+      if not os.path.isfile(mask) and not problems:
+        problems.append(f"{xml_path}: no mask {mask}; not imported")
     digits = re.sub(r"\D", "", stem)
     out.append(common.raw_example(
         os.path.join(images_dir, filename), int(digits[-18:]) if digits else index + 1,
         source=xml_path, boxes=boxes, labels=labels, is_difficult=difficult, problems=problems,
-        split=split))
+        split=split, mask=mask))
   stems = {os.path.splitext(os.path.basename(f))[0] for f in files}
   for stem, split in (stem_split or {}).items():
     if stem not in stems:

@@ -494,3 +494,112 @@ def test_report_lists_splits_in_train_validation_test_order(tmp_path):
   report = importers.import_data("voc", images=str(tmp_path / "JPEGImages"), annotations=ann,
                                  name="order", data_dir=str(tmp_path / "tfds"))
   assert list(report["num_examples"].items()) == [("train", 2), ("validation", 1)]
+
+
+def _palette_png(path, values):
+  """A VOC-style palette PNG whose indices are ``values``."""
+  from jaxdet.data import draw
+  im = Image.fromarray(np.asarray(values, np.uint8), mode="P")
+  im.putpalette(draw.MASK_PALETTE.reshape(-1).tolist())
+  im.save(path)
+
+
+def _read_masks(data_dir, name):
+  return {stem: np.asarray(r["segmentation/mask"])[..., 0]
+          for stem, r in _read_back(data_dir, name).items()}
+
+
+def test_voc_segmentation_class_masks(tmp_path):
+  items = GOOD[:3]
+  images = str(tmp_path / "images")
+  _write_images(images, items)
+  ann = _write_voc(str(tmp_path), items + [("no_mask", (20, 20), [])])
+  _write_images(images, [("no_mask", (20, 20), [])])
+  seg = tmp_path / "SegmentationClass"
+  seg.mkdir()
+  expected = {}
+  for k, (stem, (h, w), _) in enumerate(items):
+    values = np.random.default_rng(k).integers(0, 4, (h, w))  # ids 0..3 = background + 3 classes
+    values[0, :3] = 255  # VOC boundary
+    if k == 0:
+      values[1, :5] = [4, 9, 21, 200, 254]  # outside 0..3 and 255: ignored and counted
+    expected[stem] = np.where(values > 3, 255, values)
+    _palette_png(seg / f"{stem}.png", values if k != 2 else values[:-1])  # last: wrong size
+  data_dir = str(tmp_path / "tfds")
+  messages = []
+  with pytest.warns(UserWarning, match="5 mask pixel.* in 1 image"):
+    report = importers.import_data("voc", images=images, annotations=ann, name="voc_seg",
+                                   data_dir=data_dir, masks=True, log=messages.append)
+  assert report["num_mask_out_of_range"] == 5 and report["num_examples"] == {"train": 2}
+  joined = "\n".join(messages)
+  assert "no_mask" in joined and "img_003.png: mask of size 70x29 (w x h)" in joined
+  got = _read_masks(data_dir, "voc_seg")
+  assert sorted(got) == ["img_001", "img_002"]
+  for stem, mask in got.items():
+    np.testing.assert_array_equal(mask, expected[stem])
+
+
+def test_coco_polygons_and_rle_rasterized(tmp_path):
+  mask_utils = pytest.importorskip("pycocotools.mask")
+  h, w = 30, 40
+  images = str(tmp_path / "images")
+  _write_images(images, [("a", (h, w), [])])
+  dog = np.zeros((h, w), np.uint8)
+  dog[2:12, 20:38] = 1
+  crowd = np.zeros((h, w), np.uint8)
+  crowd[20:28, 30:40] = 1
+  rle = mask_utils.encode(np.asfortranarray(dog))
+  rle["counts"] = rle["counts"].decode()
+  anns = [
+      {"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 2, 14, 20], "iscrowd": 0,
+       "segmentation": [[2, 2, 16, 2, 16, 22, 2, 22]]},  # cat: polygon
+      {"id": 2, "image_id": 1, "category_id": 2, "bbox": [20, 2, 18, 10], "iscrowd": 0,
+       "segmentation": rle},  # dog: compressed RLE
+      {"id": 3, "image_id": 1, "category_id": 3, "bbox": [10, 15, 10, 5], "iscrowd": 0,
+       "segmentation": [[10, 15, 20, 15, 20, 20, 10, 20]]},  # bird, overlaps the cat
+  ]
+  uncompressed = []  # crowd as uncompressed RLE (column-major run lengths, from background)
+  run, value = 0, 0
+  for v in crowd.reshape(-1, order="F"):
+    if v != value:
+      uncompressed.append(run)
+      run, value = 0, v
+    run += 1
+  uncompressed.append(run)
+  anns.append({"id": 4, "image_id": 1, "category_id": 1, "bbox": [30, 20, 10, 8], "iscrowd": 1,
+               "segmentation": {"size": [h, w], "counts": uncompressed}})
+  ann = tmp_path / "instances.json"
+  ann.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.png", "height": h, "width": w}],
+                             "annotations": anns,
+                             "categories": [{"id": i + 1, "name": c}
+                                            for i, c in enumerate(CLASSES)]}))
+  data_dir = str(tmp_path / "tfds")
+  importers.import_data("coco", images=images, annotations=str(ann), name="coco_seg",
+                        data_dir=data_dir, masks=True)
+  mask = _read_masks(data_dir, "coco_seg")["a"]
+  np.testing.assert_array_equal(mask[2:12, 20:38], 2)  # dog (RLE: exact)
+  assert (mask[5:14, 4:9] == 1).all()  # inside the cat polygon, away from the bird
+  assert (mask[16:19, 11:15] == 255).all()  # cat and bird overlap: ignored
+  assert (mask[16:19, 17:19] == 3).all()  # bird only
+  np.testing.assert_array_equal(mask[crowd == 1], 255)  # crowd: ignored
+  assert (mask[:, :1] == 0).all() and (mask[25:, :25] == 0).all()
+
+
+def test_masks_missing_or_unsupported_are_clear_errors(tmp_path):
+  from jaxdet.data import pipeline
+  images = str(tmp_path / "images")
+  _write_images(images, GOOD[:1])
+  ann = _write_coco(str(tmp_path), GOOD[:1])
+  data_dir = str(tmp_path / "tfds")
+  importers.import_data("coco", images=images, annotations=ann, name="boxes_only",
+                        data_dir=data_dir)
+  with pytest.raises(ValueError, match="'boxes_only'.*no 'segmentation/mask' feature"):
+    pipeline.input_pipeline("boxes_only", "train", batch_size=1, image_size=32, max_boxes=4,
+                            train=False, seed=0, data_dir=data_dir, shard_index=0, shard_count=1,
+                            masks=True)
+  with pytest.raises(common.DataImportError, match="--masks works with --format voc or coco"):
+    importers.import_data("yolo", images=images, annotations=str(tmp_path), name="y",
+                          data_dir=data_dir, masks=True)
+  with pytest.raises(common.DataImportError, match="no SegmentationClass folder"):
+    importers.import_data("voc", images=images, annotations=_write_voc(str(tmp_path), GOOD[:1]),
+                          name="v", data_dir=data_dir, masks=True)
