@@ -15,7 +15,12 @@ def _run(capsys, *argv):
   return rc, out.out, out.err
 
 
-def test_stats_and_show(tiny_data_dir, tmp_path, capsys):
+def test_stats_and_show(tiny_data_dir, tmp_path, capsys, monkeypatch):
+  from jaxdet.data import draw
+  overlays = []  # shapes has masks: `show` draws them as an overlay
+  real_overlay = draw.overlay_mask
+  monkeypatch.setattr(draw, "overlay_mask", lambda im, m: overlays.append(m.shape) or
+                      real_overlay(im, m))
   rc, out, err = _run(capsys, "stats", "shapes/tiny", "--data-dir", tiny_data_dir, "--split",
                       "validation")
   assert rc == 0, err
@@ -25,9 +30,11 @@ def test_stats_and_show(tiny_data_dir, tmp_path, capsys):
                       "--num", "4", "--data-dir", tiny_data_dir)
   assert rc == 0, err
   assert Image.open(path).size == (2 * 258 + 2, 2 * 258 + 2)
+  assert overlays == [(256, 256)] * 4
   rc, _, err = _run(capsys, "show", "shapes/tiny", "--augmented", "--augment", "full", "--out",
                     path, "--num", "2", "--size", "64", "--data-dir", tiny_data_dir)
   assert rc == 0, err
+  assert overlays[4:] == [(64, 64)] * 2
 
 
 def test_import_and_errors(tmp_path, capsys):

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from jaxdet.data import draw
 
@@ -72,3 +73,18 @@ def test_korean_class_names_render_with_real_glyphs():
     other = draw.draw_detections(image, boxes, [0], class_names=["양고이"])
   # Missing glyphs all draw the same box: different syllables must give different pixels.
   assert not np.array_equal(one, other)
+
+
+def test_colorize_and_overlay_mask():
+  mask = np.array([[0, 1, 2], [15, 255, 0]])
+  colours = draw.colorize_mask(mask)
+  assert colours.shape == (2, 3, 3) and colours.dtype == np.uint8
+  # VOC's palette: background black, 1 (128, 0, 0), 2 (0, 128, 0), 15 (192, 128, 128); ignore white.
+  np.testing.assert_array_equal(colours[0], [[0, 0, 0], [128, 0, 0], [0, 128, 0]])
+  np.testing.assert_array_equal(colours[1], [[192, 128, 128], [255, 255, 255], [0, 0, 0]])
+  image = np.full((2, 3, 3), 100, np.uint8)
+  out = draw.overlay_mask(image, mask, alpha=0.5)
+  np.testing.assert_array_equal(out[mask == 0], 100)  # background keeps the image
+  np.testing.assert_array_equal(out[0, 1], [114, 50, 50])
+  with pytest.raises(ValueError, match="same size"):
+    draw.overlay_mask(image, mask[:, :2])

@@ -47,3 +47,22 @@ def test_misspelled_name(data_dir, tmp_path):
   with pytest.raises(ValueError, match="datasets there: none"):
     sources.check_dataset("my_fotos", missing)
   assert not os.path.exists(missing)  # nothing created
+
+
+def test_masks_required_and_checked(data_dir):
+  import types
+  from jaxdet.data import shapes  # noqa: F401  (registers the builder for the old-build hint)
+  b = sources.builder("my_photos", data_dir)
+  assert not sources.has_masks(b)
+  with pytest.raises(ValueError, match=r"'my_photos' \(version 1.0.0\) has no 'segmentation/mask'"):
+    sources.require_masks(b, "my_photos")
+  old = types.SimpleNamespace(info=types.SimpleNamespace(version="1.1.0", features={}))
+  with pytest.raises(ValueError, match=r"old build .*version 1.1.0.*jaxdet data build shapes/tiny"):
+    sources.require_masks(old, "shapes/tiny")
+  record = {"image": np.zeros((4, 6, 3), np.uint8), "image/id": 7,
+            "segmentation/mask": np.zeros((4, 5, 1), np.uint8)}
+  with pytest.raises(ValueError, match="image id 7: mask of size 5x4 .* image is 6x4"):
+    sources.record_to_example(record, masks=True)
+  ex = sources.record_to_example(dict(record, **{"segmentation/mask": np.ones((4, 6, 1))}),
+                                 masks=True)
+  assert ex["mask"].shape == (4, 6) and ex["mask"].dtype == np.uint8
