@@ -54,12 +54,14 @@ def coco_ground_truth(dataset, split, data_dir=None):
     dict with ``images`` [{id, width, height}], ``annotations`` [{id, image_id, category_id,
     bbox [x, y, w, h], area, iscrowd, ignore, difficult}], ``categories`` [{id, name}].
   """
-  source, b = sources.open_split(dataset, split, data_dir, decode_image=False)
+  source, b = sources.open_split(dataset, split, data_dir, decode_image=False,
+                                 decode_mask=False)
   try:
     if len(source):
       source[0]
   except ValueError:  # e.g. tfds.testing.mock_data cannot serialize its own random records
-    source, b = sources.open_split(dataset, split, data_dir, decode_image=True)
+    source, b = sources.open_split(dataset, split, data_dir, decode_image=True,
+                                   decode_mask=False)
   images, annotations = [], []
   for index in range(len(source)):
     record = tfds_maps.to_jaxdet_record(source[index], index)

@@ -30,7 +30,7 @@ class _Records:
 
   def __init__(self, dataset, split, data_dir, masks=False):
     self.dataset, self.split, self.masks = dataset, split, masks
-    self._source, b = sources.open_split(dataset, split, data_dir)
+    self._source, b = sources.open_split(dataset, split, data_dir, decode_mask=masks)
     if masks:
       sources.require_masks(b, dataset)
     self.path = str(b.data_dir)
@@ -45,7 +45,9 @@ class _Records:
   def __getitem__(self, index):
     if self._source is None:
       import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-      self._source = tfds.builder_from_directory(self.path).as_data_source(split=self.split)
+      b = tfds.builder_from_directory(self.path)
+      self._source = b.as_data_source(split=self.split,
+                                      decoders=sources.decoders(b, decode_mask=self.masks))
     record = tfds_maps.to_jaxdet_record(self._source[int(index)], int(index))
     return sources.record_to_example(record, masks=self.masks)
 

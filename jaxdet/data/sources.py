@@ -134,8 +134,19 @@ def class_names(b):
   return tuple(b.info.features["objects"]["label"].names)
 
 
-def open_split(dataset, split, data_dir=None, *, decode_image=True):
-  """Random-access source of one split (``tfds.data_source`` over ArrayRecord).
+def decoders(b, *, decode_image=True, decode_mask=True):
+  """TFDS ``decoders`` that leave the image and/or the ``segmentation/mask`` encoded (bytes):
+  a detection pipeline skips decoding the mask PNG. None when everything is decoded."""
+  from jaxdet.data.masks import MASK_FEATURE  # pylint: disable=g-import-not-at-top
+  skip = [] if decode_image else ["image"]
+  if not decode_mask and MASK_FEATURE in b.info.features:
+    skip.append(MASK_FEATURE)
+  return {k: _tfds().decode.SkipDecoding() for k in skip} or None
+
+
+def open_split(dataset, split, data_dir=None, *, decode_image=True, decode_mask=True):
+  """Random-access source of one split (``tfds.data_source`` over ArrayRecord); the image and the
+  mask stay encoded bytes when not decoded.
 
   Returns:
     ``(source, b)``: ``source[i]`` is the TFDS record dict, ``len(source)`` its size; ``b`` the
@@ -147,11 +158,11 @@ def open_split(dataset, split, data_dir=None, *, decode_image=True):
   if b.info.splits and base_split not in b.info.splits:
     raise ValueError(f"dataset {dataset!r} has no split {split!r}; splits: "
                      f"{sorted(b.info.splits)}")
-  decoders = None if decode_image else {"image": tfds.decode.SkipDecoding()}
   try:
     # download=False: never fetch a public dataset implicitly (`shapes` was built above).
-    source = tfds.data_source(dataset, split=split, data_dir=data_dir, decoders=decoders,
-                              download=False)
+    source = tfds.data_source(dataset, split=split, data_dir=data_dir, download=False,
+                              decoders=decoders(b, decode_image=decode_image,
+                                                decode_mask=decode_mask))
   except NotImplementedError as e:
     raise ValueError(f"dataset {dataset!r} is not stored as array_record, which random access "
                      f"needs; rebuild it with file_format='array_record'") from e
@@ -175,8 +186,8 @@ def require_masks(b, dataset):
     return
   version = str(b.info.version)
   if _is_shapes(dataset):
-    hint = (f"; it is an old build (version {version}): `shapes` has masks from version 2.0.0, "
-            f"rebuild it with `jaxdet data build {dataset.split(':')[0]}`")
+    hint = (f"; it is an old build: `shapes` has masks from version 2.0.0, build it with "
+            f"`jaxdet data build {dataset.split(':')[0]}`")
   else:
     hint = ("; import masks with `jaxdet data import --masks` (VOC SegmentationClass PNGs, COCO "
             "polygons/RLE)")

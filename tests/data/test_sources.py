@@ -57,7 +57,8 @@ def test_masks_required_and_checked(data_dir):
   with pytest.raises(ValueError, match=r"'my_photos' \(version 1.0.0\) has no 'segmentation/mask'"):
     sources.require_masks(b, "my_photos")
   old = types.SimpleNamespace(info=types.SimpleNamespace(version="1.1.0", features={}))
-  with pytest.raises(ValueError, match=r"old build .*version 1.1.0.*jaxdet data build shapes/tiny"):
+  hint = r"\(version 1.1.0\).*old build.*2.0.0.*jaxdet data build shapes/tiny`"
+  with pytest.raises(ValueError, match=hint):
     sources.require_masks(old, "shapes/tiny")
   record = {"image": np.zeros((4, 6, 3), np.uint8), "image/id": 7,
             "segmentation/mask": np.zeros((4, 5, 1), np.uint8)}
