@@ -93,3 +93,28 @@ def coco_ground_truth(dataset, split, data_dir=None):
       })
   categories = [{"id": i, "name": n} for i, n in enumerate(sources.class_names(b))]
   return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def mask_examples(dataset, split, data_dir=None, *, limit=None):
+  """The images and masks of a split at their original size, in split order: what a
+  segmentation evaluation at original resolution compares predictions with.
+
+  Args:
+    dataset: TFDS name of a dataset with ``segmentation/mask``.
+    split: split name.
+    data_dir: TFDS data dir (TFDS default when None).
+    limit: read at most this many examples.
+
+  Yields:
+    dicts ``image`` uint8 ``[H, W, 3]``, ``mask`` uint8 ``[H, W]`` (0 background, label + 1, 255
+    ignore), ``image_id`` int64.
+
+  Raises:
+    ValueError: the dataset has no ``segmentation/mask`` (named).
+  """
+  source, b = sources.open_split(dataset, split, data_dir)
+  sources.require_masks(b, dataset)
+  n = len(source) if limit is None else min(int(limit), len(source))
+  for index in range(n):
+    ex = sources.record_to_example(tfds_maps.to_jaxdet_record(source[index], index), masks=True)
+    yield {"image": ex["image"], "mask": ex["mask"], "image_id": ex["image_id"]}

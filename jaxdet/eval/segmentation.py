@@ -253,3 +253,49 @@ def plot_masks(images, pred, target, path, **kwargs):
   """See ``jaxdet.eval.segmentation_plots.plot_masks``."""
   from jaxdet.eval import segmentation_plots  # pylint: disable=g-import-not-at-top
   return segmentation_plots.plot_masks(images, pred, target, path, **kwargs)
+
+
+def _same_size_groups(examples, batch_size):
+  """Consecutive examples of one image size, at most ``batch_size`` per group."""
+  group = []
+  for ex in examples:
+    if group and (len(group) == batch_size or group[0]["image"].shape != ex["image"].shape):
+      yield group
+      group = []
+    group.append(ex)
+  if group:
+    yield group
+
+
+def evaluate_predictions(predict, examples, *, num_classes, batch_size=8,
+                         ignore_index=IGNORE_INDEX, keep=0):
+  """Confusion matrix of a predictor over examples at their original resolution, in one pass.
+
+  Args:
+    predict: ``predict(images uint8 [N, H, W, 3]) -> {"masks": int [N, H, W]}`` (as
+      ``jaxdet.load(DIR).predict`` of a segmentation model) or a function returning the masks.
+    examples: iterable of dicts with ``image`` uint8 ``[H, W, 3]`` and ``mask`` int ``[H, W]``
+      (``jaxdet.data.ground_truth.mask_examples``); consecutive same-size images are batched.
+    num_classes: ``K`` (background included).
+    batch_size: images per ``predict`` call at most.
+    ignore_index: target value that does not count.
+    keep: also return the first ``keep`` ``(image, pred, target)`` triples (for ``plot_masks``).
+
+  Returns:
+    ``(confusion [K, K] int64, kept list of (image, pred, target))``.
+  """
+  total = np.zeros((int(num_classes),) * 2, np.int64)
+  kept = []
+  for group in _same_size_groups(examples, int(batch_size)):
+    images = np.stack([ex["image"] for ex in group])
+    targets = np.stack([np.asarray(ex["mask"]) for ex in group])
+    out = predict(images)
+    pred = np.asarray(out["masks"] if isinstance(out, dict) else out)
+    if pred.shape != targets.shape:
+      raise ValueError(f"predict returned masks of shape {pred.shape} for images "
+                       f"{images.shape}; expected {targets.shape} (the input resolution)")
+    total = update_confusion(total, pred, targets, ignore_index=ignore_index)
+    for i in range(len(group)):
+      if len(kept) < keep:
+        kept.append((images[i], pred[i], targets[i]))
+  return total, kept

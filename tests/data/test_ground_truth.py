@@ -36,3 +36,14 @@ def test_coco_ground_truth_matches_records(tiny_data_dir):
   assert len({a["id"] for a in gt["annotations"]}) == len(gt["annotations"])
   import json
   json.dumps(gt)  # plain Python types only
+
+
+def test_mask_examples_at_original_size(tiny_data_dir):
+  from jaxdet.data import shapes
+  examples = list(ground_truth.mask_examples("shapes/tiny", "validation", tiny_data_dir, limit=2))
+  assert len(examples) == 2
+  for ex in examples:
+    *_, mask = shapes.render_split_image(int(ex["image_id"]) % 10_000_000, split="validation",
+                                         config="tiny", with_mask=True)
+    np.testing.assert_array_equal(ex["mask"], mask)
+    assert ex["image"].shape == (256, 256, 3)

@@ -122,3 +122,24 @@ def test_report_json_table_and_plots(tmp_path):
   for name in ("confusion_matrix.png", "masks.png"):
     with Image.open(tmp_path / name) as im:
       assert im.format == "PNG" and min(im.size) > 150
+
+
+def test_evaluate_predictions_batches_same_size_images():
+  rng = np.random.default_rng(3)
+  examples = [{"image": rng.integers(0, 255, (h, w, 3), dtype=np.uint8),
+               "mask": rng.integers(0, 3, (h, w))} for h, w in [(5, 6), (5, 6), (7, 4), (5, 6)]]
+  calls = []
+
+  def predict(images):  # predicts class 1 everywhere
+    calls.append(images.shape)
+    return {"masks": np.ones(images.shape[:3], np.int32)}
+
+  cm, kept = seg.evaluate_predictions(predict, examples, num_classes=3, batch_size=2, keep=3)
+  assert calls == [(2, 5, 6, 3), (1, 7, 4, 3), (1, 5, 6, 3)]
+  expected = seg.confusion_matrix(np.concatenate([np.ones(e["mask"].size, int) for e in examples]),
+                                  np.concatenate([e["mask"].ravel() for e in examples]),
+                                  num_classes=3)
+  np.testing.assert_array_equal(cm, expected)
+  assert len(kept) == 3 and kept[2][0].shape == (7, 4, 3)
+  with pytest.raises(ValueError, match="input resolution"):
+    seg.evaluate_predictions(lambda im: np.zeros((1, 2, 2), int), examples[:1], num_classes=3)
