@@ -162,6 +162,8 @@ class _EvalFn:
     if not valid:
       out["box_mask"][:] = False
       out["image_id"] = np.int64(-1)
+      if "mask" in out:  # a padding row never counts, even where example_mask is not read
+        out["mask"][:] = masks_lib.IGNORE
     return out
 
 

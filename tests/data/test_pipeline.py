@@ -287,4 +287,7 @@ def test_masks_move_with_the_images(tiny_data_dir, train):
   (plain,) = _batches(pipeline.input_pipeline("shapes/tiny", "validation", **dict(kw, masks=False)),
                       1)
   assert "mask" not in plain
+  if not train:  # 8 examples: the last batch's padding row is all ignore
+    last = list(pipeline.input_pipeline("shapes/tiny", "validation", **kw))[-1]
+    assert not last["example_mask"][-1] and (last["mask"][-1] == 255).all()
   np.testing.assert_array_equal(plain["image"], b["image"])  # masks change no other output
