@@ -94,7 +94,26 @@ def _stats(args):
   for split in splits:
     gt = ground_truth.coco_ground_truth(args.name, split, args.data_dir)
     print(format_stats(f"{args.name}:{split}", gt, names))
+    if sources.has_masks(b):
+      counts = np.zeros(256, np.int64)
+      for ex in ground_truth.mask_examples(args.name, split, args.data_dir):
+        counts += np.bincount(ex["mask"].reshape(-1), minlength=256)
+      print(format_mask_stats(counts, names))
   return 0
+
+
+def format_mask_stats(counts, class_names):
+  """Text lines: the fraction of mask pixels per class id (0 background, k + 1 class k, 255
+  ignore, other values counted as such) from ``counts`` ``[256]`` int."""
+  from jaxdet.eval.report import pad  # pylint: disable=g-import-not-at-top
+  total = max(int(counts.sum()), 1)
+  names = {0: "background", 255: "ignore (255)"}
+  names.update({k + 1: str(n) for k, n in enumerate(class_names)})
+  lines = [f"  mask pixels per class ({int(counts.sum())} pixels):"]
+  for v in np.flatnonzero(counts):
+    name = names.get(int(v), f"id {v} (no class)")
+    lines.append(f"    {pad(name, 16, right=True)} {100 * counts[v] / total:6.2f} %")
+  return "\n".join(lines)
 
 
 def format_stats(title, gt, class_names):

@@ -25,6 +25,7 @@ def test_stats_and_show(tiny_data_dir, tmp_path, capsys, monkeypatch):
                       "validation")
   assert rc == 0, err
   assert "shapes/tiny:validation: 8 images" in out and "circle" in out and "small" in out
+  assert "mask pixels per class" in out and "background" in out  # shapes has masks
   path = str(tmp_path / "grid.png")
   rc, out, err = _run(capsys, "show", "shapes/tiny", "--split", "validation", "--out", path,
                       "--num", "4", "--data-dir", tiny_data_dir)
