@@ -65,6 +65,8 @@ def test_import_and_errors(tmp_path, capsys):
     (["build", "mnist"], "only the embedded"),
     (["import", "--format", "voc", "--images", "{tmp}/missing", "--annotations", "{tmp}/missing",
       "--name", "x", "--data-dir", "{tmp}/tfds"], "no .xml files"),
+    (["import", "--format", "yolo", "--images", "{tmp}", "--annotations", "{tmp}", "--name", "x",
+      "--data-dir", "{tmp}/tfds", "--masks"], "--masks works with --format voc or coco"),
 ])
 def test_errors_are_one_line(argv, needle, capsys, tmp_path):
   rc, _, err = _run(capsys, *[a.format(tmp=tmp_path) for a in argv])
