@@ -11,8 +11,8 @@ of them is reported and not imported, and so is a listed name without an annotat
 Masks (``masks=True``): ``SegmentationClass/<stem>.png`` next to ``Annotations``, palette PNGs
 whose index is the class id (index k + 1 = class k of the class list, which sorted VOC names
 make VOC's own palette order; 0 background, 255 the object boundaries = ignore). The split
-lists come from ``ImageSets/Segmentation`` when it exists (else ``ImageSets/Main``); an image
-without its PNG is reported and not imported."""
+lists come from ``ImageSets/Segmentation`` when it exists (else ``ImageSets/Main``), and then
+only the images listed there are read; an image without its PNG is reported and not imported."""
 
 import glob
 import os
@@ -73,6 +73,9 @@ def read(images_dir, annotations, *, class_names=None, masks=False):
   if not files:
     raise common.DataImportError(f"{annotations}: no .xml files found")
   stem_split, lists = _image_sets(annotations, masks)
+  if masks and lists and os.path.basename(os.path.dirname(lists[0])) == "Segmentation":
+    # VOC segments a subset of its images: the others are simply not part of this import.
+    files = [f for f in files if os.path.splitext(os.path.basename(f))[0] in stem_split]
   seg_dir = os.path.join(os.path.dirname(os.path.normpath(annotations)), "SegmentationClass")
   if masks and not os.path.isdir(seg_dir):
     raise common.DataImportError(f"--masks: no SegmentationClass folder next to {annotations} "

@@ -537,6 +537,18 @@ def test_voc_segmentation_class_masks(tmp_path):
   assert sorted(got) == ["img_001", "img_002"]
   for stem, mask in got.items():
     np.testing.assert_array_equal(mask, expected[stem])
+  # ImageSets/Segmentation: its lists give the splits; unlisted images are not read (no message).
+  sets = tmp_path / "ImageSets" / "Segmentation"
+  sets.mkdir(parents=True)
+  (sets / "train.txt").write_text("img_001\n")
+  (sets / "val.txt").write_text("img_002\n")
+  messages.clear()
+  with pytest.warns(UserWarning, match="5 mask pixel"):
+    report = importers.import_data("voc", images=images, annotations=ann, name="voc_seg_sets",
+                                   data_dir=data_dir, masks=True, log=messages.append)
+  assert report["num_examples"] == {"train": 1, "validation": 1} and report["num_skipped"] == 0
+  np.testing.assert_array_equal(_read_masks(data_dir, "voc_seg_sets")["img_001"],
+                                expected["img_001"])
 
 
 def test_coco_polygons_and_rle_rasterized(tmp_path):
