@@ -183,7 +183,8 @@ def register(subparsers):
   p.add_argument("--num", type=int, default=16, help="number of images")
   p.add_argument("--data-dir", default=None)
   p.add_argument("--augmented", action="store_true", help="show training batches (augmented)")
-  p.add_argument("--augment", default="default", help="augment preset with --augmented: none, default, full, ssd, mosaic")
+  p.add_argument("--augment", default="default",
+                 help="augment preset with --augmented: none, default, full, ssd, mosaic")
   p.add_argument("--size", type=int, default=256, help="image size with --augmented")
   p.add_argument("--seed", type=int, default=0)
   p.set_defaults(func=_guarded(_show))

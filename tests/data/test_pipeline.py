@@ -274,7 +274,8 @@ def test_augment_presets_static_and_reproducible(tiny_data_dir, preset, resize):
   _assert_equal_batches(a[1:], _batches(pipeline.input_pipeline("shapes/tiny", "train",
                                                                  start_step=1, **kw), 1))
   for b in a:
-    chex.assert_shape([b["image"], b["boxes"], b["box_mask"]], [(2, 64, 64, 3), (2, 48, 4), (2, 48)])
+    chex.assert_shape([b["image"], b["boxes"], b["box_mask"]],
+                      [(2, 64, 64, 3), (2, 48, 4), (2, 48)])
     boxes = b["boxes"][b["box_mask"]]
     assert len(boxes) and np.all(boxes[:, 2:] > boxes[:, :2])
     assert boxes.min() >= 0 and boxes.max() <= 64
