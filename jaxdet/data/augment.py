@@ -201,7 +201,7 @@ def scale_jitter(rng, example, size, cfg):
   # Offset of the resized image in the canvas: negative crops, positive pads.
   ox = int(rng.integers(min(0, int(np.floor(size - nw))), max(0, int(np.floor(size - nw))) + 1))
   oy = int(rng.integers(min(0, int(np.floor(size - nh))), max(0, int(np.floor(size - nh))) + 1))
-  canvas = np.full((size, size, 3), cfg.fill, np.uint8)
+  canvas = augment_ssd.filled(size, size, cfg.fill)
   new_boxes, keep = place(canvas, image, boxes, sx, sy, ox, oy, (0, 0, size, size),
                           min_visible=cfg.min_visible, min_size=cfg.min_size)
   return dict(example, image=canvas, boxes=new_boxes, classes=example["classes"][keep])
