@@ -7,11 +7,17 @@ boxes move with the pixels; boxes are clipped to what stays visible and dropped 
 ``min_visible`` of their area (or a side under ``min_size`` px) remains.
 
 Ops: horizontal flip, scale jitter with random crop/pad (letterbox or plain resize), photometric
-jitter (one 3x3 colour matrix: brightness, contrast, saturation, hue), mosaic, mixup, CutMix.
+jitter (one 3x3 colour matrix: brightness, contrast, saturation, hue, channel swap), mosaic,
+mixup, CutMix, and SSD's zoom-out and IoU-constrained crop (``augment_ssd``).
 
 An example may also hold ``mask`` uint8 ``[H, W]`` (semantic class ids, 255 = ignore): every
 geometric op moves it with the pixels (the same source window, nearest neighbour; padding 255).
 Mixup keeps the mask of the image with the larger weight; CutMix pastes the mask with the patch.
+
+Presets (``config.augment``): ``none``, ``default``, ``full`` (mosaic 0.5, mixup, CutMix),
+``ssd`` (the SSD paper's recipe: photometric distortion, zoom-out up to 4x onto the mean colour,
+IoU crop, flip; ``SSD_AUGMENT``) and ``mosaic`` (YOLOv4: every example a 4-image mosaic, then
+flip and colour jitter; ``MOSAIC_AUGMENT``).
 """
 
 import dataclasses
@@ -19,6 +25,7 @@ import dataclasses
 import numpy as np
 from PIL import Image
 
+from jaxdet.data import augment_ssd
 from jaxdet.data import masks as masks_lib
 
 
@@ -34,6 +41,9 @@ class AugmentConfig:
     brightness, contrast, saturation: max relative change (0 disables).
     hue: max hue rotation as a fraction of the colour circle.
     photometric: probability of applying the colour jitter.
+    photometric_op_prob: probability of each of brightness, contrast, saturation and hue inside
+      one colour jitter (1: all of them, the default; SSD: 0.5 each).
+    channel_swap: probability of a random permutation of the RGB channels inside the jitter.
     mosaic: probability of a 4-image mosaic.
     mixup: probability of blending with a second example (weight ~ Beta(mixup_alpha, same)).
     mixup_alpha: Beta parameter of the mixup weight.
@@ -41,7 +51,16 @@ class AugmentConfig:
     cutmix_area: (lo, hi) area fraction of the pasted rectangle.
     min_visible: drop a box when less than this fraction of its area stays visible.
     min_size: drop a box when its width or height falls under this many pixels.
-    fill: uint8 value of padded pixels.
+    fill: uint8 value of padded pixels, or an (r, g, b) triple.
+    zoom_out: probability of SSD's zoom-out (0 disables the SSD ops; see ``augment_ssd``). With
+      it or ``iou_crop``, an example is jittered in SSD's order: colour, zoom-out, IoU crop, then
+      the base resize (``scale_range``) and the flip.
+    zoom_out_range: (lo, hi) canvas side / image side of the zoom-out.
+    iou_crop: probability of SSD's IoU-constrained crop.
+    iou_crop_min_ious: minimum IoUs drawn uniformly; 0: any window holding a box centre, >= 1:
+      keep the whole image.
+    iou_crop_scale: (lo, hi) crop side / image side, drawn per side.
+    iou_crop_aspect: (lo, hi) allowed crop aspect ratio (w / h).
   """
   hflip: float = 0.5
   scale_range: tuple = (0.5, 1.5)
@@ -58,11 +77,28 @@ class AugmentConfig:
   cutmix_area: tuple = (0.1, 0.4)
   min_visible: float = 0.3
   min_size: float = 2.0
-  fill: int = 0
+  fill: int | tuple = 0
+  photometric_op_prob: float = 1.0
+  channel_swap: float = 0.0
+  zoom_out: float = 0.0
+  zoom_out_range: tuple = (1.0, 4.0)
+  iou_crop: float = 0.0
+  iou_crop_min_ious: tuple = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
+  iou_crop_scale: tuple = (0.3, 1.0)
+  iou_crop_aspect: tuple = (0.5, 2.0)
 
 
 NO_AUGMENT = AugmentConfig(hflip=0.0, scale_range=(1.0, 1.0), photometric=0.0)
 FULL_AUGMENT = AugmentConfig(mosaic=0.5, mixup=0.15, cutmix=0.15)
+# torchvision's SSD reference recipe (RandomPhotometricDistort, RandomZoomOut with the mean as
+# fill, RandomIoUCrop, RandomHorizontalFlip); the base resize follows the model (stretch for SSD).
+SSD_AUGMENT = AugmentConfig(
+    hflip=0.5, scale_range=(1.0, 1.0), brightness=0.125, contrast=0.5, saturation=0.5, hue=0.05,
+    photometric=1.0, photometric_op_prob=0.5, channel_swap=0.5, fill=(123, 117, 104),
+    zoom_out=0.5, iou_crop=1.0)
+MOSAIC_AUGMENT = AugmentConfig(mosaic=1.0)
+PRESETS = {"none": NO_AUGMENT, "default": AugmentConfig(), "full": FULL_AUGMENT,
+           "ssd": SSD_AUGMENT, "mosaic": MOSAIC_AUGMENT}
 
 
 def make_config(augment):
@@ -72,18 +108,20 @@ def make_config(augment):
   if isinstance(augment, AugmentConfig):
     return augment
   if isinstance(augment, str):
-    presets = {"none": NO_AUGMENT, "default": AugmentConfig(), "full": FULL_AUGMENT}
-    if augment not in presets:
-      raise ValueError(f"unknown augment preset {augment!r}; expected one of {sorted(presets)}")
-    return presets[augment]
+    if augment not in PRESETS:
+      raise ValueError(f"unknown augment preset {augment!r}; expected one of {sorted(PRESETS)}")
+    return PRESETS[augment]
   values = dict(augment.to_dict() if hasattr(augment, "to_dict") else augment)
   known = {f.name for f in dataclasses.fields(AugmentConfig)}
   unknown = set(values) - known
   if unknown:
     raise ValueError(f"unknown augment options {sorted(unknown)}; known: {sorted(known)}")
-  for key in ("scale_range", "cutmix_area"):
+  for key in ("scale_range", "cutmix_area", "zoom_out_range", "iou_crop_min_ious",
+              "iou_crop_scale", "iou_crop_aspect"):
     if key in values:
       values[key] = tuple(values[key])
+  if isinstance(values.get("fill"), (list, tuple)):
+    values["fill"] = tuple(int(v) for v in values["fill"])
   cfg = AugmentConfig(**values)
   if cfg.resize not in ("letterbox", "plain"):
     raise ValueError(f"augment.resize must be 'letterbox' or 'plain', got {cfg.resize!r}")
@@ -179,7 +217,7 @@ def scale_jitter(rng, example, size, cfg):
   # Offset of the resized image in the canvas: negative crops, positive pads.
   ox = int(rng.integers(min(0, int(np.floor(size - nw))), max(0, int(np.floor(size - nw))) + 1))
   oy = int(rng.integers(min(0, int(np.floor(size - nh))), max(0, int(np.floor(size - nh))) + 1))
-  canvas = np.full((size, size, 3), cfg.fill, np.uint8)
+  canvas = augment_ssd.filled(size, size, cfg.fill)
   mask = example.get("mask")
   mask_canvas = None if mask is None else np.full((size, size), masks_lib.IGNORE, np.uint8)
   new_boxes, keep = place(canvas, image, boxes, sx, sy, ox, oy, (0, 0, size, size),
@@ -210,7 +248,12 @@ def hflip(example):
 
 
 def photometric(rng, image, cfg):
-  """Brightness, contrast, saturation and hue jitter as one affine colour map (boxes unchanged).
+  """Brightness, contrast, saturation, hue jitter and channel swap as one affine colour map
+  (boxes unchanged).
+
+  The ops are linear, and contrast (towards the mean luma) commutes with the chroma ops, so the
+  order torchvision's SSD distortion draws (contrast before or after saturation and hue) only
+  changes its intermediate clipping; it is not modelled.
 
   Args:
     rng: ``np.random.Generator``.
@@ -226,10 +269,15 @@ def photometric(rng, image, cfg):
   c = 1 + rng.uniform(-cfg.contrast, cfg.contrast)
   s = 1 + rng.uniform(-cfg.saturation, cfg.saturation)
   t = 2 * np.pi * rng.uniform(-cfg.hue, cfg.hue)
+  if cfg.photometric_op_prob < 1:  # each op on its own coin (SSD); else no extra draws
+    skip = rng.uniform(size=4) >= cfg.photometric_op_prob
+    b, c, s, t = (v0 if off else v for v, v0, off in zip((b, c, s, t), (1, 1, 1, 0), skip))
   chroma = s * np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
   m_yiq = np.eye(3)
   m_yiq[1:, 1:] = chroma
   m = np.linalg.inv(to_yiq) @ m_yiq @ to_yiq * (b * c)
+  if cfg.channel_swap > 0 and rng.uniform() < cfg.channel_swap:
+    m = m[rng.permutation(3)]  # channel i of the output = jittered channel perm[i]
   # Contrast pulls towards the mean luma (computed on a subsample: cheap, deterministic).
   mean_luma = float(image[::8, ::8].reshape(-1, 3).mean(0) @ to_yiq[0]) * b
   offset = (1 - c) * mean_luma
@@ -241,7 +289,8 @@ def photometric(rng, image, cfg):
 
 
 def single(rng, example, size, cfg):
-  """Scale jitter + crop/pad, flip and colour jitter of one example.
+  """Scale jitter + crop/pad, flip and colour jitter of one example (with the SSD ops on:
+  colour, zoom-out, IoU crop, base resize, flip).
 
   Args:
     rng: ``np.random.Generator``.
@@ -253,6 +302,12 @@ def single(rng, example, size, cfg):
   Returns:
     example with ``image`` uint8 ``[S, S, 3]`` and its boxes/classes.
   """
+  if cfg.zoom_out > 0 or cfg.iou_crop > 0:
+    # SSD's order: colour first (so the zoom-out fill stays the mean colour), then geometry.
+    if cfg.photometric > 0 and rng.uniform() < cfg.photometric:
+      example = dict(example, image=photometric(rng, example["image"], cfg))
+    out = scale_jitter(rng, augment_ssd.zoom_out_and_crop(rng, example, cfg), size, cfg)
+    return hflip(out) if rng.uniform() < cfg.hflip else out
   out = scale_jitter(rng, example, size, cfg)
   if rng.uniform() < cfg.hflip:
     out = hflip(out)

@@ -1,4 +1,5 @@
-"""``jaxdet data {build,import,show,stats}``: prepare, import, look at and summarize datasets."""
+"""``jaxdet data {build,import,show,stats,anchors}``: prepare, import, look at and summarize
+datasets, and cluster their boxes into anchors."""
 
 import sys
 import time
@@ -116,6 +117,28 @@ def format_mask_stats(counts, class_names):
   return "\n".join(lines)
 
 
+def _anchors(args):
+  from jaxdet.data import anchors  # pylint: disable=g-import-not-at-top
+  from jaxdet.data import ground_truth  # pylint: disable=g-import-not-at-top
+  if args.image_size <= 0:
+    raise ValueError(f"--image-size must be positive, got {args.image_size}")
+  gt = ground_truth.coco_ground_truth(args.name, args.split, args.data_dir)
+  wh = anchors.input_box_wh(gt, args.image_size, args.resize)
+  if len(wh) < args.num:
+    raise ValueError(f"{args.name}:{args.split} has {len(wh)} boxes, fewer than --num "
+                     f"{args.num} anchors")
+  found, mean_iou = anchors.kmeans_anchors(wh, k=args.num, seed=args.seed)
+  # Everything is computed before the first line is printed: an error leaves no output.
+  print(f"{args.name}:{args.split}: {len(wh)} boxes at {args.image_size} px ({args.resize}), "
+        f"k-means (1 - IoU), {args.num} anchors, seed {args.seed}")
+  print("  anchor       w       h")
+  for i, (w, h) in enumerate(found):
+    print(f"  {i:6d} {w:7.1f} {h:7.1f}")
+  print(f"mean best IoU: {mean_iou:.4f}")
+  print(anchors.config_line(found))
+  return 0
+
+
 def format_stats(title, gt, class_names):
   """Text summary of a COCO ground-truth dict: per-class counts, boxes/image, sizes."""
   from jaxdet.eval.report import pad  # pylint: disable=g-import-not-at-top
@@ -190,7 +213,8 @@ def register(subparsers):
   p.add_argument("--num", type=int, default=16, help="number of images")
   p.add_argument("--data-dir", default=None)
   p.add_argument("--augmented", action="store_true", help="show training batches (augmented)")
-  p.add_argument("--augment", default="default", help="augment preset with --augmented")
+  p.add_argument("--augment", default="default",
+                 help="augment preset with --augmented: none, default, full, ssd, mosaic")
   p.add_argument("--size", type=int, default=256, help="image size with --augmented")
   p.add_argument("--seed", type=int, default=0)
   p.set_defaults(func=_guarded(_show))
@@ -200,6 +224,18 @@ def register(subparsers):
   p.add_argument("--split", default=None, help="one split (default: all)")
   p.add_argument("--data-dir", default=None)
   p.set_defaults(func=_guarded(_stats))
+
+  p = sub.add_parser("anchors", help="k-means anchors (1 - IoU distance) from a split's boxes")
+  p.add_argument("name")
+  p.add_argument("--num", type=int, default=9, help="number of anchors")
+  p.add_argument("--image-size", type=int, default=416,
+                 help="network input side S: boxes are measured after the model's resize to S")
+  p.add_argument("--resize", default="letterbox", choices=("letterbox", "stretch"),
+                 help="the model's resize rule (config.model.preprocess.resize)")
+  p.add_argument("--split", default="train")
+  p.add_argument("--data-dir", default=None)
+  p.add_argument("--seed", type=int, default=0)
+  p.set_defaults(func=_guarded(_anchors))
   return parser
 
 

@@ -215,7 +215,10 @@ def input_pipeline(dataset, split, *, batch_size, image_size, max_boxes, train, 
     seed: int seed of the shuffle and the augmentation.
     data_dir: TFDS data dir (TFDS default when None).
     augment: ``AugmentConfig``, dict/ConfigDict of its fields, a preset name (``"none"``,
-      ``"default"``, ``"full"``) or None (defaults). Ignored when ``train=False``.
+      ``"default"``, ``"full"``, ``"ssd"``, ``"mosaic"``; ``augment.PRESETS``) or None
+      (defaults). Ignored when ``train=False``. Mosaic's three extra images are records drawn
+      by index from the example's own seeded generator (random access), so a mosaic batch is
+      still a pure function of ``(seed, step)``.
     num_epochs: training epochs (None: infinite). Evaluation always reads one epoch.
     shard_index: this host's shard (default ``jax.process_index()``).
     shard_count: number of shards (default ``jax.process_count()``).

@@ -219,7 +219,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_split = "validation"
   c.image_size = 256  # S, square network input
   c.max_boxes = 32
-  c.augment = "default"  # jaxdet.data augmentation preset: none | default | full
+  c.augment = "default"  # jaxdet.data augmentation preset: none | default | full | ssd | mosaic
   c.data_workers = 0  # grain worker processes (0: threads)
   c.data_threads = 2
   c.batch_size = 16

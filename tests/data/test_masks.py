@@ -108,3 +108,18 @@ def test_no_augment_keeps_mask_identical_at_native_size():
   out = augment.scale_jitter(np.random.default_rng(0), ex, s, augment.NO_AUGMENT)
   np.testing.assert_array_equal(out["mask"], ex["mask"])
   np.testing.assert_array_equal(out["image"], ex["image"])
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_mask_stays_aligned_through_the_ssd_zoom_out_and_crop(seed):
+  import dataclasses
+  cfg = dataclasses.replace(augment.SSD_AUGMENT, photometric=0.0, channel_swap=0.0, fill=0,
+                            zoom_out=1.0)  # black fill: the colour test's padding
+  def example(i):
+    ex = _example(seed + i)
+    h, w = ex["mask"].shape
+    quarter = np.array([[w / 4, h / 4, 3 * w / 4, 3 * h / 4]], np.float32)  # something to crop
+    return dict(ex, boxes=quarter, classes=np.zeros((1,), np.int32))
+  out = augment.augment(np.random.default_rng(seed), example, 0, 48, cfg, num_records=5)
+  _assert_aligned(out)

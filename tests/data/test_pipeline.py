@@ -291,3 +291,20 @@ def test_masks_move_with_the_images(tiny_data_dir, train):
     last = list(pipeline.input_pipeline("shapes/tiny", "validation", **kw))[-1]
     assert not last["example_mask"][-1] and (last["mask"][-1] == 255).all()
   np.testing.assert_array_equal(plain["image"], b["image"])  # masks change no other output
+
+
+@pytest.mark.parametrize("preset,resize", [("ssd", "stretch"), ("mosaic", "letterbox")])
+def test_augment_presets_static_and_reproducible(tiny_data_dir, preset, resize):
+  kw = dict(batch_size=2, image_size=64, max_boxes=48, train=True, seed=3, data_dir=tiny_data_dir,
+            augment=preset, shard_index=0, shard_count=1, preprocess={"resize": resize})
+  a = _batches(pipeline.input_pipeline("shapes/tiny", "train", **kw), 2)
+  _assert_equal_batches(a, _batches(pipeline.input_pipeline("shapes/tiny", "train", **kw), 2))
+  _assert_equal_batches(a[1:], _batches(pipeline.input_pipeline("shapes/tiny", "train",
+                                                                 start_step=1, **kw), 1))
+  for b in a:
+    chex.assert_shape([b["image"], b["boxes"], b["box_mask"]],
+                      [(2, 64, 64, 3), (2, 48, 4), (2, 48)])
+    boxes = b["boxes"][b["box_mask"]]
+    assert len(boxes) and np.all(boxes[:, 2:] > boxes[:, :2])
+    assert boxes.min() >= 0 and boxes.max() <= 64
+    assert np.all(b["boxes"][~b["box_mask"]] == 0)
