@@ -131,9 +131,13 @@ def build_detector(config: ml_collections.ConfigDict, variables: dict | None,
     class_names: sequence of str, one per class.
 
   Returns:
-    A `Detector`.
+    A `Detector` (a `jaxdet.inference.segment.Segmenter` for a segmentation config).
   """
   from jaxdet import models
+  from jaxdet.models import segmentation
+  if segmentation.is_segmentation(config.get("model")):
+    from jaxdet.inference.segment import build_segmenter
+    return build_segmenter(config, variables, class_names)
   class_names = tuple(str(c) for c in class_names)
   if not class_names:
     raise ValueError("class_names must not be empty")
@@ -151,7 +155,8 @@ def build_detector(config: ml_collections.ConfigDict, variables: dict | None,
 
 
 def load(path: str | pathlib.Path) -> Detector:
-  """Loads a trained detector.
+  """Loads a trained detector (or segmentation model: a `Segmenter`, see
+  `jaxdet.inference.segment`).
 
   Args:
     path: a workdir (its best checkpoint by val AP, else its latest), a `checkpoints/best` or

@@ -12,11 +12,15 @@ from tests import testing_torch
 SIZE = 72  # not a multiple of 8: the bilinear upsampling's edges and the dilated convs' padding
 
 
-def test_fcn_resnet50_logits_match_torchvision():
+def test_fcn_resnet50_logits_match_torchvision(tmp_path):
+  import jaxdet
+  from safetensors.numpy import save_file
+  from jaxdet import cli
+  from jaxdet.data import preprocess
   model = testing_torch.torchvision_model("fcn_resnet50", image_size=SIZE, weights_backbone=None,
                                           aux_loss=True, num_classes=5)
-  module, variables = tv_convert.from_torchvision(
-      "fcn_resnet50", testing_torch.numpy_state_dict(model))
+  sd = testing_torch.numpy_state_dict(model)
+  module, variables = tv_convert.from_torchvision("fcn_resnet50", sd)
   images = testing_torch.random_images(1, SIZE)
   out = jax.jit(lambda v, x: module.apply(v, x, train=False))(variables, images)
   ref = testing_torch.torch_forward(model, images)
@@ -24,6 +28,20 @@ def test_fcn_resnet50_logits_match_torchvision():
   for key in ("out", "aux"):
     assert out[key].shape == (1, SIZE, SIZE, 5)
     testing_torch.assert_relative_close(out[key], ref[key])
+
+  # `jaxdet convert` -> `jaxdet.load` -> predict: torchvision's masks on torchvision's input.
+  save_file(sd, str(tmp_path / "fcn.safetensors"))
+  assert cli.main(["convert", "torchvision", "--arch", "fcn_resnet50", "--weights",
+                   str(tmp_path / "fcn.safetensors"), "--output", str(tmp_path / "out"),
+                   "--image-size", str(SIZE)]) == 0
+  segmenter = jaxdet.load(tmp_path / "out")
+  assert segmenter.task == "segmentation" and segmenter.class_names[0] == "background"
+  pixels = np.random.default_rng(1).integers(0, 256, (2, SIZE, SIZE, 3), dtype=np.uint8)
+  masks = segmenter.predict(pixels)["masks"]
+  ref = testing_torch.torch_forward(model, preprocess.normalize_image(
+      pixels, preprocess.settings(torchvision_fcn.fcn_config("fcn_resnet50").model.preprocess)))
+  assert masks.dtype == np.int32 and masks.shape == (2, SIZE, SIZE)
+  assert np.mean(masks == ref["out"].argmax(-1)) > 0.999  # float32 near-ties may differ
 
 
 def test_fcn_resnet101_names_cover_the_state_dict():
