@@ -36,17 +36,27 @@ def workdir(tmp_path_factory):
   return path
 
 
+@pytest.fixture(scope="module")
+def onnx_path(workdir):
+  """The workdir exported by `jaxdet export --probabilities` (one export for the module)."""
+  from jaxdet import cli
+  path = workdir.parent / "seg.onnx"
+  assert cli.main(["export", "--workdir", str(workdir), "--output", str(path),
+                   "--probabilities"]) == 0
+  return path
+
+
 def _images(n, size=SIZE, seed=0):
   return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
 
 
-def test_onnx_masks_equal_predict_at_batch_1_and_4(workdir, tmp_path):
+def test_onnx_masks_equal_predict_at_batch_1_and_4(workdir, onnx_path):
   import jaxdet
   from jaxdet_export import segmentation as seg_export
   segmenter = jaxdet.load(workdir)
-  seg_export.export_segmentation_onnx(segmenter, tmp_path / "m.onnx", probabilities=True)
-  served = seg_export.Segmenter(tmp_path / "m.onnx")
+  served = seg_export.Segmenter(onnx_path)
   assert served.class_names == NAMES and served.image_size == SIZE
+  assert served.metadata.probabilities and served.metadata.checkpoint_kind == "latest"
   for n in (1, 4):
     images = _images(n, seed=n)
     ours = segmenter.predict(images, probabilities=True)
@@ -55,22 +65,21 @@ def test_onnx_masks_equal_predict_at_batch_1_and_4(workdir, tmp_path):
     np.testing.assert_array_equal(theirs["masks"], ours["masks"])
     np.testing.assert_allclose(theirs["probabilities"], ours["probabilities"], atol=1e-3)
     assert len(np.unique(ours["masks"])) > 1  # the seeded model is not constant
-  # Other sizes: masks at the input's resolution.
-  odd = segmenter.predict([_images(1, 50)[0], _images(1, 90)[0]], probabilities=True)
-  assert [m.shape for m in odd["masks"]] == [(50, 50), (90, 90)]
+  # Other sizes (4 images: predict's compiled batch above): masks at each input's resolution.
+  sizes = (50, 90, SIZE, 30)
+  odd = segmenter.predict([_images(1, n)[0] for n in sizes], probabilities=True)
+  assert [m.shape for m in odd["masks"]] == [(n, n) for n in sizes]
   np.testing.assert_allclose(odd["probabilities"][1].sum(-1), 1.0, atol=1e-5)
   assert served.predict(_images(2, 90))["masks"].shape == (2, 90, 90)
 
 
-def test_cli_export_and_predict_write_overlays(workdir, tmp_path):
+def test_cli_predict_writes_overlays(workdir, onnx_path, tmp_path):
   from PIL import Image
   from jaxdet import cli
   image_dir = tmp_path / "images"
   image_dir.mkdir()
   for i, image in enumerate(_images(2, 48)):
     Image.fromarray(image).save(image_dir / f"p{i}.png")
-  onnx_path = tmp_path / "seg.onnx"
-  assert cli.main(["export", "--workdir", str(workdir), "--output", str(onnx_path)]) == 0
   for model in (str(onnx_path), str(workdir)):
     out = tmp_path / ("onnx" if model.endswith(".onnx") else "jax")
     assert cli.main(["predict", "--model", model, str(image_dir), "--out", str(out)]) == 0
@@ -82,3 +91,5 @@ def test_cli_export_and_predict_write_overlays(workdir, tmp_path):
       mask = np.asarray(Image.open(out / r["mask"]))
       assert mask.shape == (48, 48) and mask.max() < len(NAMES)
     assert (out / "predictions.png").exists()
+  assert cli.main(["export", "--workdir", str(workdir), "--output", str(tmp_path / "x.onnx"),
+                   "--fp16"]) != 0  # detection-only option: one error line
