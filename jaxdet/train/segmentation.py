@@ -31,7 +31,7 @@ def build_components(config):
   Batches come from `jaxdet.data.input_pipeline(..., masks=True)` (its `mask` int32 `[B,S,S]`,
   255 = ignore); the loss is the family's `loss_fn`; evaluation is `evaluate` below.
   """
-  from jaxdet import data
+  from jaxdet import data, models
   from jaxdet.models import segmentation
   from jaxdet.train import distributed, preflight
   from jaxdet.train.loop import Components
@@ -66,8 +66,7 @@ def build_components(config):
       class_names=class_names, model=model,
       loss_fn=functools.partial(family.loss_fn, config=config.model), decode=None,
       train_batches=train_batches, eval_batches=eval_batches, ground_truth=lambda: None,
-      freeze_patterns=(r"^backbone/(.*/)?bn/(scale|bias)$",) if config.model.get(
-          "frozen_bn", False) else (),
+      freeze_patterns=tuple(models.frozen_param_patterns(config.model)),
       preflight=check,
       evaluate=functools.partial(evaluate, predict, class_names=class_names),
       best_metric=BEST_METRIC,

@@ -1,7 +1,7 @@
 """FCN (Long, Shelhamer & Darrell 2015): fully convolutional networks for semantic segmentation.
 
 Two bodies, chosen by `config.backbone`:
-- `vgg16`: the paper's FCN-32s / 16s / 8s (`config.variant`). VGG-16's fc6/fc7 become a 7x7 and
+- `vgg16` (or `vgg16_bn`, with BatchNorm): the paper's FCN-32s / 16s / 8s (`config.variant`). VGG-16's fc6/fc7 become a 7x7 and
   a 1x1 convolution, `score_*` 1x1 layers (zero-initialized, as the paper's net surgery) score
   pool5 (through fc7), pool4 and pool3; transposed convolutions (kernel 2f, stride f, no bias,
   initialized to bilinear interpolation on the class diagonal) upsample by 2 and fuse by sum with
@@ -44,7 +44,9 @@ def default_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.name = name
   c.task = "segmentation"
-  c.backbone = "resnet50"  # "vgg16" (the paper's FCN) | "resnet50" | "resnet101" | "resnet152"
+  # "vgg16" (the paper's FCN), "vgg16_bn" (its BatchNorm variant: trains from scratch), or
+  # "resnet50" | "resnet101" | "resnet152" (torchvision's fcn_resnet*)
+  c.backbone = "resnet50"
   c.frozen_bn = False
   c.backbone_width = 64  # ResNet first-stage channels (64 standard)
   c.aux = True  # ResNet: auxiliary FCNHead on layer3 (torchvision `aux_loss=True`)
@@ -154,6 +156,8 @@ class FCNVGG(nn.Module):
   fc_dropout: float = 0.5
   paper_padding: bool = True
   learn_upsampling: bool = True
+  use_bn: bool = False
+  frozen_bn: bool = False
 
   @nn.compact
   def __call__(self, images, *, train=False, targets=None):
@@ -166,7 +170,8 @@ class FCNVGG(nn.Module):
     if not self.paper_padding:  # same-padded net: a multiple of 32 keeps every crop inside
       x = jnp.pad(x, ((0, 0), (0, -h % 32), (0, -w % 32), (0, 0)))
     first_padding = 100 if self.paper_padding else 1
-    feats = VGG(depth=16, width_divisor=self.width_divisor, first_padding=first_padding,
+    feats = VGG(depth=16, use_bn=self.use_bn, frozen_bn=self.frozen_bn,
+                width_divisor=self.width_divisor, first_padding=first_padding,
                 name="backbone")(x, train=train)
     grid = _Grid(1.0, 0.0).conv(3, first_padding)  # after conv1_1; later convs keep it
     grids = {}
@@ -245,8 +250,9 @@ class FCNResNet(nn.Module):
 def build(config, *, num_classes: int) -> nn.Module:
   """The FCN of `config` (`config.model`) for K = `num_classes` classes (background included)."""
   backbone = config.get("backbone", "resnet50")
-  if backbone == "vgg16":
-    return FCNVGG(num_classes=num_classes, variant=config.get("variant", "8s"),
+  if backbone in ("vgg16", "vgg16_bn"):
+    return FCNVGG(use_bn=backbone == "vgg16_bn", frozen_bn=config.get("frozen_bn", False),
+                  num_classes=num_classes, variant=config.get("variant", "8s"),
                   width_divisor=config.get("width_divisor", 1),
                   fc_width=config.get("fc_width", 4096), fc_dropout=config.get("fc_dropout", 0.5),
                   paper_padding=config.get("paper_padding", True),
@@ -256,8 +262,8 @@ def build(config, *, num_classes: int) -> nn.Module:
                      width=config.get("backbone_width", 64),
                      frozen_bn=config.get("frozen_bn", False), aux=config.get("aux", True),
                      head_dropout=config.get("head_dropout", 0.1))
-  raise ValueError(f"FCN backbone must be 'vgg16', 'resnet50', 'resnet101' or 'resnet152', "
-                   f"got {backbone!r}")
+  raise ValueError(f"FCN backbone must be 'vgg16', 'vgg16_bn', 'resnet50', 'resnet101' or "
+                   f"'resnet152', got {backbone!r}")
 
 
 def pixel_cross_entropy(logits, mask):
