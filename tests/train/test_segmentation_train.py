@@ -134,3 +134,13 @@ def test_train_evaluates_segmentation_and_loads(fake_data, tmp_path):
   assert segmenter.task == "segmentation" and segmenter.class_names == components.class_names
   assert segmenter.predict(np.zeros((1, SIZE, SIZE, 3), np.uint8))["masks"].shape == (1, SIZE,
                                                                                       SIZE)
+
+  # `jaxdet evaluate --workdir` evaluates it the same way (best = highest mean IoU).
+  from jaxdet import cli
+  from jaxdet.train.evaluate import evaluate_workdir
+  again, report = evaluate_workdir(tmp_path, checkpoint="best")
+  assert again == pytest.approx(metrics)
+  assert (report / "segmentation_stats.json").exists()
+  assert cli.main(["evaluate", "--workdir", str(tmp_path), "--json",
+                   str(tmp_path / "s.json")]) == 0
+  assert (tmp_path / "s.json").exists()
