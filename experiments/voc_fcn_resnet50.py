@@ -9,12 +9,9 @@ fine-tunes in its own folder: `jaxdet train --workdir runs/fcn50 --config.datase
 
 import ml_collections
 
+from jaxdet.convert.torchvision import IMAGENET_PREPROCESS
 from jaxdet.models import segmentation
 from jaxdet.train.config import base_config
-
-# torchvision's ImageNet normalization (pixels / 255): ImageNet weights expect it.
-IMAGENET = {"value_range": 1.0, "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
-            "resize": "letterbox"}
 
 
 def get_config():
@@ -37,5 +34,5 @@ def get_config():
   c.model.backbone = "resnet50"
   c.model.aux = True
   c.model.aux_weight = 0.5
-  c.model.preprocess = ml_collections.ConfigDict(IMAGENET)
+  c.model.preprocess = ml_collections.ConfigDict(IMAGENET_PREPROCESS)  # ImageNet weights'
   return c

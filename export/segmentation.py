@@ -49,11 +49,6 @@ def is_segmentation_props(props: dict[str, str]) -> bool:
   return props.get("task") == json.dumps(TASK)
 
 
-def _to_props(meta):
-  return {k: json.dumps(list(v) if isinstance(v, tuple) else v)
-          for k, v in dataclasses.asdict(meta).items()}
-
-
 def _from_props(props):
   try:
     values = {f.name: json.loads(props[f.name]) for f in dataclasses.fields(SegmentationMetadata)
@@ -82,7 +77,6 @@ def export_segmentation_onnx(segmenter, path, *, image_size=None, opset=None,
   """
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  import onnx  # pylint: disable=g-import-not-at-top
   from jax2onnx import to_onnx  # pylint: disable=g-import-not-at-top
   from . import onnx_export  # pylint: disable=g-import-not-at-top
 
@@ -122,13 +116,7 @@ def export_segmentation_onnx(segmenter, path, *, image_size=None, opset=None,
       jaxdet_version=onnx_export._jaxdet_version(),  # pylint: disable=protected-access
       checkpoint_step=-1 if checkpoint_step is None else int(checkpoint_step),
       checkpoint_kind=checkpoint_kind or "")
-  onnx.helper.set_model_props(model, _to_props(meta))
-  onnx.checker.check_model(model, full_check=True)
-  if path is not None:
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(model, str(path))
-  return model
+  return onnx_export.finish_model(model, meta, path)
 
 
 class Segmenter:

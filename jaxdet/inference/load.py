@@ -121,6 +121,19 @@ def postprocess_settings(config: ml_collections.ConfigDict) -> dict:
   return settings(config.get("postprocess"))
 
 
+def model_variables(model, variables: dict | None, config) -> dict:
+  """`{"params", "batch_stats"}` as JAX arrays; None: a random init from `config.seed` at
+  `config.image_size`."""
+  if variables is None:
+    size = int(config.image_size)
+    # Jitted init: eager init of a CSP-Darknet dispatches thousands of small ops (~10x slower).
+    variables = jax.jit(lambda key: model.init(key, jnp.zeros((1, size, size, 3), jnp.float32),
+                                               train=False))(
+                                                   jax.random.PRNGKey(int(config.get("seed", 0))))
+  return {"params": jax.tree.map(jnp.asarray, dict(variables["params"])),
+          "batch_stats": jax.tree.map(jnp.asarray, dict(variables.get("batch_stats", {})))}
+
+
 def build_detector(config: ml_collections.ConfigDict, variables: dict | None,
                    class_names) -> Detector:
   """Builds a `Detector` from a config and variables.
@@ -143,13 +156,7 @@ def build_detector(config: ml_collections.ConfigDict, variables: dict | None,
     raise ValueError("class_names must not be empty")
   model = models.build(config.model, num_classes=len(class_names))
   size = int(config.image_size)
-  if variables is None:
-    # Jitted init: eager init of a CSP-Darknet dispatches thousands of small ops (~10x slower).
-    variables = jax.jit(lambda key: model.init(key, jnp.zeros((1, size, size, 3), jnp.float32),
-                                               train=False))(
-                                                   jax.random.PRNGKey(int(config.get("seed", 0))))
-  variables = {"params": jax.tree.map(jnp.asarray, dict(variables["params"])),
-               "batch_stats": jax.tree.map(jnp.asarray, dict(variables.get("batch_stats", {})))}
+  variables = model_variables(model, variables, config)
   return Detector(model=model, variables=variables, config=config, class_names=class_names,
                   image_size=size, postprocess=postprocess_settings(config))
 

@@ -114,18 +114,12 @@ def build_segmenter(config: ml_collections.ConfigDict, variables: dict | None,
                     class_names) -> Segmenter:
   """A `Segmenter` from a config (`model.task == "segmentation"`) and variables (None: random
   init from `config.seed`); `class_names`: K names, background first."""
+  from jaxdet.inference.load import model_variables
   from jaxdet.models import segmentation
   class_names = tuple(str(c) for c in class_names)
   model = segmentation.build(config.model, num_classes=len(class_names))
-  size = int(config.image_size)
-  if variables is None:
-    variables = jax.jit(lambda key: model.init(key, jnp.zeros((1, size, size, 3), jnp.float32),
-                                               train=False))(
-                                                   jax.random.PRNGKey(int(config.get("seed", 0))))
-  variables = {"params": jax.tree.map(jnp.asarray, dict(variables["params"])),
-               "batch_stats": jax.tree.map(jnp.asarray, dict(variables.get("batch_stats", {})))}
-  return Segmenter(model=model, variables=variables, config=config, class_names=class_names,
-                   image_size=size)
+  return Segmenter(model=model, variables=model_variables(model, variables, config),
+                   config=config, class_names=class_names, image_size=int(config.image_size))
 
 
 def overlay(image_uint8, mask, alpha=0.5):

@@ -83,21 +83,8 @@ def build_components(config: ml_collections.ConfigDict) -> Components:
   info = data.dataset_info(config.dataset, data_dir=data_dir)
   class_names = tuple(info.class_names)
   detector = models.get_detector(config.model.name)
-  common = dict(image_size=config.image_size, max_boxes=config.max_boxes, seed=config.seed,
-                data_dir=data_dir, num_threads=config.data_threads,
-                preprocess=config.model.get("preprocess"))  # the model's normalization/resize
   evaluates = int(config.eval_every) > 0
-
-  def train_batches(start_step):
-    # [distributed] each process reads its own rows of every global batch.
-    return iter(data.input_pipeline(config.dataset, config.train_split,
-                                    **distributed.train_input_args(config.batch_size), train=True,
-                                    start_step=start_step, augment=config.augment,
-                                    worker_count=config.data_workers, **common))
-
-  def eval_batches():
-    return data.input_pipeline(config.dataset, config.eval_split,
-                               batch_size=config.eval_batch_size, train=False, **common)
+  train_batches, eval_batches = batch_sources(config)
 
   @functools.cache  # Read once: by the preflight, then by every evaluation.
   def ground_truth():
@@ -119,6 +106,30 @@ def build_components(config: ml_collections.ConfigDict) -> Components:
       decode=detector.decode,
       train_batches=train_batches, eval_batches=eval_batches, ground_truth=ground_truth,
       freeze_patterns=tuple(models.frozen_param_patterns(config.model)), preflight=check)
+
+
+def batch_sources(config, **pipeline_args):
+  """`(train_batches(start_step) -> iterator, eval_batches() -> iterable)` of
+  `jaxdet.data.input_pipeline` for the config (`pipeline_args`, e.g. `masks=True`, go to every
+  call)."""
+  from jaxdet import data
+  common = dict(image_size=config.image_size, max_boxes=config.max_boxes, seed=config.seed,
+                data_dir=config.get("data_dir") or None, num_threads=config.data_threads,
+                preprocess=config.model.get("preprocess"),  # the model's normalization/resize
+                **pipeline_args)
+
+  def train_batches(start_step):
+    # [distributed] each process reads its own rows of every global batch.
+    return iter(data.input_pipeline(config.dataset, config.train_split,
+                                    **distributed.train_input_args(config.batch_size), train=True,
+                                    start_step=start_step, augment=config.augment,
+                                    worker_count=config.data_workers, **common))
+
+  def eval_batches():
+    return data.input_pipeline(config.dataset, config.eval_split,
+                               batch_size=config.eval_batch_size, train=False, **common)
+
+  return train_batches, eval_batches
 
 
 def _write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:

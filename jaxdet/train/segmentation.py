@@ -33,27 +33,16 @@ def build_components(config):
   """
   from jaxdet import data, models
   from jaxdet.models import segmentation
-  from jaxdet.train import distributed, preflight
+  from jaxdet.train import preflight
   from jaxdet.train.loop import Components
   data_dir = config.get("data_dir") or None
   info = data.dataset_info(config.dataset, data_dir=data_dir)
   class_names = class_names_of(info.class_names)
   family = segmentation.get(config.model.name)
   model = segmentation.build(config.model, num_classes=len(class_names))
-  common = dict(image_size=config.image_size, max_boxes=config.max_boxes, seed=config.seed,
-                data_dir=data_dir, num_threads=config.data_threads,
-                preprocess=config.model.get("preprocess"), masks=True)
+  from jaxdet.train.loop import batch_sources
+  train_batches, eval_batches = batch_sources(config, masks=True)
   evaluates = int(config.eval_every) > 0
-
-  def train_batches(start_step):
-    return iter(data.input_pipeline(config.dataset, config.train_split,
-                                    **distributed.train_input_args(config.batch_size), train=True,
-                                    start_step=start_step, augment=config.augment,
-                                    worker_count=config.data_workers, **common))
-
-  def eval_batches():
-    return data.input_pipeline(config.dataset, config.eval_split,
-                               batch_size=config.eval_batch_size, train=False, **common)
 
   def check():
     needed = {"--config.train_split": config.train_split}
