@@ -49,6 +49,12 @@ def build_components(config):
     if evaluates:
       needed["--config.eval_split"] = config.eval_split
     preflight.check_splits(config.dataset, info.num_examples, needed)
+    # One example with its mask, before the workdir exists: a dataset without the
+    # `segmentation/mask` feature fails here with the pipeline's one-line error naming it.
+    next(iter(data.input_pipeline(
+        config.dataset, config.train_split, batch_size=1, image_size=config.image_size,
+        max_boxes=config.max_boxes, train=False, seed=config.seed, data_dir=data_dir,
+        preprocess=config.model.get("preprocess"), masks=True)))
 
   predict = make_predict_fn(model)
   return Components(

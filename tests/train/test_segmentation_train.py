@@ -144,3 +144,17 @@ def test_train_evaluates_segmentation_and_loads(fake_data, tmp_path):
   assert cli.main(["evaluate", "--workdir", str(tmp_path), "--json",
                    str(tmp_path / "s.json")]) == 0
   assert (tmp_path / "s.json").exists()
+
+
+def test_a_dataset_without_masks_fails_before_the_workdir(fake_data, monkeypatch, tmp_path):
+  from jaxdet import data
+
+  def no_masks(dataset, split, **kwargs):
+    raise ValueError(f"dataset {dataset!r} has no 'segmentation/mask' feature")
+
+  monkeypatch.setattr(data, "input_pipeline", no_masks)
+  config = _config()
+  with pytest.raises(ValueError, match="segmentation/mask"):
+    loop.train_and_evaluate(config, tmp_path / "run", components=loop.build_components(config),
+                            progress=False)
+  assert not (tmp_path / "run").exists()
