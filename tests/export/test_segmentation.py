@@ -93,3 +93,21 @@ def test_cli_predict_writes_overlays(workdir, onnx_path, tmp_path):
     assert (out / "predictions.png").exists()
   assert cli.main(["export", "--workdir", str(workdir), "--output", str(tmp_path / "x.onnx"),
                    "--fp16"]) != 0  # detection-only option: one error line
+
+
+def test_vgg_fcn8s_exports_with_transposed_convs(tmp_path):
+  """The paper's FCN-8s path (pad 100, crops, bilinear transposed convs -> ONNX ConvTranspose)."""
+  from jaxdet_export import segmentation as seg_export
+  config = config_lib.base_config()
+  config.image_size = SIZE
+  config.model = segmentation.default_config("fcn")
+  config.model.update(fcn.vgg_test_config(), paper_padding=True)
+  module = segmentation.build(config.model, num_classes=len(NAMES))
+  variables = models_testlib.numpy_variables(module, np.zeros((1, SIZE, SIZE, 3), np.float32),
+                                             train=False)
+  segmenter = build_segmenter(config, variables, NAMES)
+  model = seg_export.export_segmentation_onnx(segmenter, tmp_path / "vgg.onnx")
+  assert "ConvTranspose" in {n.op_type for n in model.graph.node}
+  images = _images(2, seed=7)
+  np.testing.assert_array_equal(seg_export.Segmenter(tmp_path / "vgg.onnx").predict(images)["masks"],
+                                segmenter.predict(images)["masks"])
