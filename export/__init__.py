@@ -6,12 +6,16 @@ Imported as `jaxdet_export` (the `export/` folder is installed under that name);
 - `export_onnx(detector, path, ...)`: one self-contained ONNX detector (uint8 images in, final
   detections out; preprocessing, decoding and class-aware NMS inside the graph).
 - `Detector(path, providers=None)`: an onnxruntime session taking uint8 images of any size.
+- `export_segmentation_onnx(segmenter, path, ...)`, `Segmenter(path)`: the same for
+  segmentation models (masks, argmax in the graph).
 
 Attributes are imported lazily so serving (`Detector`) never imports JAX or the converter.
 """
 
 _ATTRIBUTES = {"export_onnx": ".onnx_export", "Detector": ".runtime",
-               "ExportMetadata": ".metadata"}
+               "ExportMetadata": ".metadata",
+               # Segmentation models (jaxdet.load of a task="segmentation" workdir).
+               "export_segmentation_onnx": ".segmentation", "Segmenter": ".segmentation"}
 
 if __name__ == "export":
   import warnings  # pylint: disable=g-import-not-at-top
@@ -27,4 +31,4 @@ def __getattr__(name):
   raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Detector", "ExportMetadata", "export_onnx"]
+__all__ = ["Detector", "ExportMetadata", "Segmenter", "export_onnx", "export_segmentation_onnx"]

@@ -43,6 +43,8 @@ def _export(args):
   step = int(step_dir.name) if step_dir.name.isdigit() else -1
   kind = step_dir.parent.name
   kind = kind if kind in (checkpoint.BEST, checkpoint.LATEST) else ""
+  if getattr(detector, "task", "detection") == "segmentation":
+    return _export_segmentation(args, detector, step_dir, step, kind)
   ap = val_ap(workdir, step_dir)
   print(f"exporting checkpoint step {step} ({kind}"
         + (f", val AP {ap:.4f}" if isinstance(ap, (int, float)) else "") + f"): {step_dir}")
@@ -66,6 +68,35 @@ def _export(args):
            if m.include_nms else "raw boxes/scores (no NMS)")
         + (", fp16" if m.fp16 else "") + f"; step {m.checkpoint_step} ({m.checkpoint_kind}); "
         f"runs on {served.providers[0]}")
+  return 0
+
+
+def _export_segmentation(args, segmenter, step_dir, step, kind):
+  """`jaxdet export` of a segmentation model: masks (argmax) in the graph, `--probabilities`."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from . import segmentation  # pylint: disable=g-import-not-at-top
+  detection_only = [f"--{k.replace('_', '-')}" for k in (
+      "max_detections", "score_threshold", "iou_threshold", "pre_nms_top_k")
+                    if getattr(args, k) is not None]
+  detection_only += [f"--{k.replace('_', '-')}" for k in ("dynamic_image_size", "fp16", "no_nms")
+                     if getattr(args, k)]
+  if detection_only:
+    return cli_common.error(_COMMAND, f"{' '.join(detection_only)}: detection options; "
+                                      f"{args.workdir} is a segmentation model")
+  print(f"exporting checkpoint step {step} ({kind}): {step_dir}")
+  start = time.perf_counter()
+  segmentation.export_segmentation_onnx(
+      segmenter, args.output, image_size=args.image_size, opset=args.opset,
+      probabilities=args.probabilities, checkpoint_step=step, checkpoint_kind=kind)
+  seconds = time.perf_counter() - start
+  served = segmentation.Segmenter(args.output)
+  size = served.image_size
+  served.predict(np.zeros((size, size, 3), np.uint8))
+  print(f"wrote {args.output} ({pathlib.Path(args.output).stat().st_size / 2**20:.1f} MiB, "
+        f"{seconds:.1f} s): {served.metadata.model_name} segmentation, input [N, {size}, {size}, "
+        f"3] uint8, {len(served.class_names)} classes, masks"
+        + (" + probabilities" if served.metadata.probabilities else "")
+        + f"; step {step} ({kind}); runs on {served.providers[0]}")
   return 0
 
 
@@ -97,5 +128,7 @@ def register(subparsers):
   p.add_argument("--fp16", action="store_true", help="run the network in float16")
   p.add_argument("--no-nms", action="store_true",
                  help="output raw decoded boxes [N,A,4] and scores [N,A,C] instead of detections")
+  p.add_argument("--probabilities", action="store_true",
+                 help="segmentation models: also output per-class probabilities [N,S,S,K]")
   p.set_defaults(func=cli_common.guarded(_COMMAND, _export))
   return p

@@ -5,6 +5,8 @@ import json
 import pathlib
 import sys
 
+import numpy as np
+
 from . import cli_common
 
 _COMMAND = "predict"
@@ -20,7 +22,8 @@ class _WorkdirModel:
     self.step_dir = checkpoint.find_step_dir(path)
     self._detector = jaxdet.load(self.step_dir)
     self.class_names = self._detector.class_names
-    self.score_threshold = self._detector.postprocess["score_threshold"]
+    self.task = getattr(self._detector, "task", "detection")
+    self.score_threshold = getattr(self._detector, "postprocess", {}).get("score_threshold")
     self.include_nms = True
 
   def predict(self, images):
@@ -30,10 +33,19 @@ class _WorkdirModel:
 class _OnnxModel:
   def __init__(self, path):
     from . import runtime  # pylint: disable=g-import-not-at-top
-    self._detector = runtime.Detector(path)
+    from . import segmentation  # pylint: disable=g-import-not-at-top
+    self.task, self.include_nms = "detection", True
+    try:
+      self._detector = runtime.Detector(path)
+    except ValueError as e:
+      if "not a jaxdet ONNX export" not in str(e):
+        raise
+      self._detector = segmentation.Segmenter(path)  # raises if it is none either
+      self.task = segmentation.TASK
     self.class_names = self._detector.class_names
-    self.score_threshold = self._detector.metadata.score_threshold
-    self.include_nms = self._detector.metadata.include_nms
+    if self.task == "detection":
+      self.score_threshold = self._detector.metadata.score_threshold
+      self.include_nms = self._detector.metadata.include_nms
 
   def predict(self, images):
     return self._detector.predict(images)
@@ -141,6 +153,11 @@ def _predict(args):
   outputs = dict(zip((i.name for i in items),
                      predict_files.output_names([i.name for i in items], "")))
   out_dir = pathlib.Path(args.out)
+  if getattr(model, "task", "detection") == "segmentation":
+    if args.format != "json":
+      return cli_common.error(_COMMAND, f"--format {args.format} is for detectors; "
+                                        f"{args.model} is a segmentation model")
+    return _predict_segmentation(args, model, images, outputs, out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
   tiles, records = [], []
   for chunk in _batches(images, args.batch_size):
@@ -185,6 +202,39 @@ def _predict(args):
   total = sum(len(r["detections"]) for r in records)
   print(f"{len(records)} image(s), {total} detection(s) with score >= {args.conf:g} -> "
         f"{out_dir}/ ({', '.join(written)})")
+  return 0
+
+
+def _predict_segmentation(args, model, images, outputs, out_dir):
+  """Writes each image with its mask blended over it (`NAME.png`), the mask itself (`NAME_mask.png`,
+  8-bit class ids), a grid `predictions.png` and `segmentation.json` (per image: `path`,
+  `drawing`, `mask`, size and `pixels_per_class`)."""
+  from jaxdet.data import draw  # pylint: disable=g-import-not-at-top
+  from . import segmentation  # pylint: disable=g-import-not-at-top
+  out_dir.mkdir(parents=True, exist_ok=True)
+  tiles, records = [], []
+  for chunk in _batches(images, args.batch_size):
+    masks = model.predict([image for _, image in chunk])["masks"]
+    for (item, image), mask in zip(chunk, masks):
+      ids, counts = np.unique(mask, return_counts=True)
+      record = {"image": item.name, "path": None if item.path is None else str(item.path),
+                "image_id": item.image_id, "height": int(image.shape[0]),
+                "width": int(image.shape[1]), "drawing": outputs[item.name] + ".png",
+                "mask": outputs[item.name] + "_mask.png",
+                "pixels_per_class": {model.class_names[int(i)]: int(c)
+                                     for i, c in zip(ids, counts)}}
+      picture = segmentation.overlay(image, mask)
+      draw.save_image(picture, out_dir / record["drawing"])
+      draw.save_image(np.asarray(mask, np.uint8), out_dir / record["mask"])
+      tiles.append(draw.fit_tile(picture))
+      records.append(record)
+  if not records:
+    return cli_common.error(_COMMAND, "no image could be read (see the messages above)")
+  draw.save_grid(tiles, out_dir / "predictions.png")
+  (out_dir / "segmentation.json").write_text(json.dumps(records, indent=1, ensure_ascii=False),
+                                             encoding="utf-8")
+  print(f"{len(records)} image(s) segmented -> {out_dir}/ (predictions.png, segmentation.json, "
+        f"one overlay PNG and one mask PNG per image)")
   return 0
 
 

@@ -112,6 +112,12 @@ def export_onnx(detector, path, *, image_size=None, max_detections=None, score_t
       include_nms=bool(include_nms), fp16=bool(fp16), jaxdet_version=_jaxdet_version(),
       checkpoint_step=-1 if checkpoint_step is None else int(checkpoint_step),
       checkpoint_kind=checkpoint_kind or "")
+  return finish_model(model, meta, path)
+
+
+def finish_model(model, meta, path):
+  """Sets `meta` (a metadata dataclass) as the model's `metadata_props`, runs the full ONNX
+  checker and writes the model to `path` (parents created; None: not written). Returns it."""
   onnx.helper.set_model_props(model, metadata_lib.to_props(meta))
   onnx.checker.check_model(model, full_check=True)
   if path is not None:

@@ -72,10 +72,13 @@ def random_images(batch, size, seed=0):
 
 
 def torch_forward(model, images_nhwc):
-  """Runs a torch model on NHWC NumPy images (NCHW inside); returns NumPy outputs."""
+  """Runs a torch model on NHWC NumPy images (NCHW inside); returns NumPy outputs (a dict of
+  NHWC arrays for a model returning a dict of NCHW maps, as torchvision's segmentation models)."""
   torch, _ = torch_modules()
   with torch.no_grad():
     out = model(torch.from_numpy(np.ascontiguousarray(images_nhwc.transpose(0, 3, 1, 2))))
+  if isinstance(out, dict):
+    return {k: v.numpy().transpose(0, 2, 3, 1) for k, v in out.items()}
   return out.numpy()
 
 

@@ -103,9 +103,17 @@ def _run_workdir(args) -> int:
     raise ValueError(f"--workdir {args.workdir}: no such folder")
   from jaxdet.train.evaluate import evaluate_workdir
   import jax  # pylint: disable=g-import-not-at-top
-  _, out_dir = evaluate_workdir(args.workdir, split=args.split,
-                                checkpoint=args.checkpoint, report_dir=args.plots)
+  metrics, out_dir = evaluate_workdir(args.workdir, split=args.split,
+                                      checkpoint=args.checkpoint, report_dir=args.plots)
   if jax.process_index() != 0:  # [distributed] only process 0 writes (and prints) the report.
+    return 0
+  if "mean_iou" in metrics:  # a segmentation model (jaxdet.train.segmentation)
+    print("  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    print(f"report: {out_dir}")
+    if args.json:
+      os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+      with open(os.path.join(out_dir, "segmentation_stats.json")) as src, open(args.json, "w") as f:
+        f.write(src.read())
     return 0
   with open(os.path.join(out_dir, "coco_table.txt")) as f:
     print(f.read().rstrip("\n"))

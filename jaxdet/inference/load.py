@@ -121,6 +121,19 @@ def postprocess_settings(config: ml_collections.ConfigDict) -> dict:
   return settings(config.get("postprocess"))
 
 
+def model_variables(model, variables: dict | None, config) -> dict:
+  """`{"params", "batch_stats"}` as JAX arrays; None: a random init from `config.seed` at
+  `config.image_size`."""
+  if variables is None:
+    size = int(config.image_size)
+    # Jitted init: eager init of a CSP-Darknet dispatches thousands of small ops (~10x slower).
+    variables = jax.jit(lambda key: model.init(key, jnp.zeros((1, size, size, 3), jnp.float32),
+                                               train=False))(
+                                                   jax.random.PRNGKey(int(config.get("seed", 0))))
+  return {"params": jax.tree.map(jnp.asarray, dict(variables["params"])),
+          "batch_stats": jax.tree.map(jnp.asarray, dict(variables.get("batch_stats", {})))}
+
+
 def build_detector(config: ml_collections.ConfigDict, variables: dict | None,
                    class_names) -> Detector:
   """Builds a `Detector` from a config and variables.
@@ -131,27 +144,26 @@ def build_detector(config: ml_collections.ConfigDict, variables: dict | None,
     class_names: sequence of str, one per class.
 
   Returns:
-    A `Detector`.
+    A `Detector` (a `jaxdet.inference.segment.Segmenter` for a segmentation config).
   """
   from jaxdet import models
+  from jaxdet.models import segmentation
+  if segmentation.is_segmentation(config.get("model")):
+    from jaxdet.inference.segment import build_segmenter
+    return build_segmenter(config, variables, class_names)
   class_names = tuple(str(c) for c in class_names)
   if not class_names:
     raise ValueError("class_names must not be empty")
   model = models.build(config.model, num_classes=len(class_names))
   size = int(config.image_size)
-  if variables is None:
-    # Jitted init: eager init of a CSP-Darknet dispatches thousands of small ops (~10x slower).
-    variables = jax.jit(lambda key: model.init(key, jnp.zeros((1, size, size, 3), jnp.float32),
-                                               train=False))(
-                                                   jax.random.PRNGKey(int(config.get("seed", 0))))
-  variables = {"params": jax.tree.map(jnp.asarray, dict(variables["params"])),
-               "batch_stats": jax.tree.map(jnp.asarray, dict(variables.get("batch_stats", {})))}
+  variables = model_variables(model, variables, config)
   return Detector(model=model, variables=variables, config=config, class_names=class_names,
                   image_size=size, postprocess=postprocess_settings(config))
 
 
 def load(path: str | pathlib.Path) -> Detector:
-  """Loads a trained detector.
+  """Loads a trained detector (or segmentation model: a `Segmenter`, see
+  `jaxdet.inference.segment`).
 
   Args:
     path: a workdir (its best checkpoint by val AP, else its latest), a `checkpoints/best` or

@@ -39,6 +39,8 @@ class ConvBN(nn.Module):
     groups: feature groups of the conv.
     cpu_train_kernels: "auto" or "off", passed to `Conv`.
     epsilon: BatchNorm epsilon (1e-5 as torch; torchvision's GoogLeNet uses 1e-3).
+    dilation: square kernel dilation; the padding grows with it (`dilation * (k // 2)`, as
+      torchvision's dilated ResNet).
   """
   features: int
   kernel_size: int = 3
@@ -48,13 +50,16 @@ class ConvBN(nn.Module):
   groups: int = 1
   cpu_train_kernels: str = "auto"
   epsilon: float = BN_EPSILON
+  dilation: int = 1
 
   @nn.compact
   def __call__(self, x, *, train):
     """x: float32 `[B, H, W, Cin]` -> float32 `[B, H/s, W/s, features]`."""
-    k = self.kernel_size
+    k, d = self.kernel_size, self.dilation
+    pad = d * (k // 2)
     x = Conv(self.features, (k, k), strides=(self.strides, self.strides),
-             padding=conv_padding(k), use_bias=False, feature_group_count=self.groups,
+             padding=((pad, pad), (pad, pad)), kernel_dilation=(d, d), use_bias=False,
+             feature_group_count=self.groups,
              cpu_train_kernels=self.cpu_train_kernels, name="conv")(x)
     x = nn.BatchNorm(use_running_average=(not train) or self.frozen_bn, momentum=BN_MOMENTUM,
                      epsilon=self.epsilon, name="bn")(x)
@@ -187,3 +192,36 @@ def upsample_nearest(x, *, factor=2):
     `[B, H*factor, W*factor, C]`.
   """
   return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)
+
+
+def _bilinear_matrix(size, out):
+  """`[out, size]` weights of PyTorch's `F.interpolate(mode="bilinear", align_corners=False)`
+  along one axis: source `(i + 0.5) * size / out - 0.5`, clamped at 0, between two neighbours."""
+  m = np.zeros((out, size), np.float32)
+  for i in range(out):
+    src = max((i + 0.5) * size / out - 0.5, 0.0)
+    i0 = min(int(np.floor(src)), size - 1)
+    i1 = min(i0 + 1, size - 1)
+    lam = src - i0
+    m[i, i0] += 1.0 - lam
+    m[i, i1] += lam
+  return m
+
+
+def resize_bilinear(x, size):
+  """PyTorch `F.interpolate(x, size, mode="bilinear", align_corners=False)` on NHWC (no
+  antialiasing), as two constant matmuls: exact, any batch size, and exported to ONNX as such.
+
+  Args:
+    x: float32 `[B, H, W, C]`.
+    size: (h, w) of the output.
+
+  Returns:
+    float32 `[B, h, w, C]`.
+  """
+  h, w = int(size[0]), int(size[1])
+  if (h, w) == tuple(x.shape[1:3]):
+    return x
+  hi = lax.Precision.HIGHEST
+  x = jnp.einsum("oh,bhwc->bowc", _bilinear_matrix(x.shape[1], h), x, precision=hi)
+  return jnp.einsum("pw,bowc->bopc", _bilinear_matrix(x.shape[2], w), x, precision=hi)

@@ -67,25 +67,45 @@ def _describe(family) -> str:
   return getattr(family, "__name__", None) or type(family).__name__
 
 
-def _check(family) -> None:
-  """Raises TypeError naming the first protocol member that `family` lacks or gets wrong."""
+def _check(family, *, kind: str = "detector", keywords=None, protocol=None) -> None:
+  """Raises TypeError naming the first protocol member that `family` lacks or gets wrong.
+
+  `kind`, `keywords` (member -> keyword-only parameters) and `protocol` default to the detector
+  families'; `jaxdet.models.segmentation` checks its families with its own.
+  """
+  keywords = _KEYWORDS if keywords is None else keywords
+  protocol = DetectorFamily if protocol is None else protocol
   what = _describe(family)
   name = getattr(family, "name", None)
   if not isinstance(name, str) or not name.isidentifier():
-    raise TypeError(f"detector family {what} needs a `name` str identifier, got {name!r}")
-  for member, keywords in _KEYWORDS.items():
+    raise TypeError(f"{kind} family {what} needs a `name` str identifier, got {name!r}")
+  for member, required in keywords.items():
     fn = getattr(family, member, None)
     if fn is None:
-      raise TypeError(f"detector family {name!r} ({what}) lacks `{member}` "
-                      "(see jaxdet.models.registry.DetectorFamily)")
+      raise TypeError(f"{kind} family {name!r} ({what}) lacks `{member}` "
+                      f"(see {protocol.__module__}.{protocol.__name__})")
     if not callable(fn):
-      raise TypeError(f"detector family {name!r}: `{member}` must be callable")
+      raise TypeError(f"{kind} family {name!r}: `{member}` must be callable")
     params = inspect.signature(fn).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    missing = [] if takes_any else [k for k in keywords if k not in params]
+    missing = [] if takes_any else [k for k in required if k not in params]
     if missing:
-      raise TypeError(f"detector family {name!r}: `{member}` must accept keyword(s) {missing}")
-  assert isinstance(family, DetectorFamily)  # what the checks above guarantee
+      raise TypeError(f"{kind} family {name!r}: `{member}` must accept keyword(s) {missing}")
+  assert isinstance(family, protocol)  # what the checks above guarantee
+
+
+def family_modules(package_name: str, *, kind: str = "detector"):
+  """Imports the modules of `package_name` not starting with `_` and yields each, checking that
+  it sets `name` to its file name (TypeError naming the module otherwise)."""
+  package = importlib.import_module(package_name)
+  for info in pkgutil.iter_modules(package.__path__):
+    if info.name.startswith("_"):
+      continue
+    module = importlib.import_module(f"{package_name}.{info.name}")
+    if getattr(module, "name", None) != info.name:
+      raise TypeError(f"{kind} module {module.__name__} must set `name = {info.name!r}` "
+                      "(its file name)")
+    yield module
 
 
 def register(family, *, replace: bool = False):
@@ -126,14 +146,7 @@ def _discover() -> None:
     return
   _discovered = True  # Set first: `register` below calls back here.
   try:
-    package = importlib.import_module(DISCOVER_PACKAGE)
-    for info in pkgutil.iter_modules(package.__path__):
-      if info.name.startswith("_"):
-        continue
-      module = importlib.import_module(f"{DISCOVER_PACKAGE}.{info.name}")
-      if getattr(module, "name", None) != info.name:
-        raise TypeError(f"detector module {module.__name__} must set `name = {info.name!r}` "
-                        "(its file name)")
+    for module in family_modules(DISCOVER_PACKAGE):
       register(module)
   except BaseException:
     _discovered = False  # A broken module: report it again on the next use.

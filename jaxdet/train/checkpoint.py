@@ -131,9 +131,11 @@ def find_step_dir(path: str | pathlib.Path) -> pathlib.Path:
     if not steps:
       continue
     if folder.name == BEST:
-      # Highest AP, newest on ties; metrics live in each step's meta JSON.
-      return max(steps, key=lambda p: (read_meta(p).get("metrics", {}).get(BEST_METRIC, -1.),
-                                       int(p.name)))
+      # Highest AP (segmentation: mean IoU), newest on ties; metrics live in each step's meta.
+      def score(p):
+        metrics = read_meta(p).get("metrics", {})
+        return metrics.get(BEST_METRIC, metrics.get("mean_iou", -1.))
+      return max(steps, key=lambda p: (score(p), int(p.name)))
     return steps[-1]
   raise FileNotFoundError(f"no checkpoint found under {path} (expected a workdir with "
                           f"checkpoints/, a checkpoints/best|latest folder, or a step folder)")

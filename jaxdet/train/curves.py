@@ -9,7 +9,7 @@ import numpy as np
 
 from jaxdet.train import logging as log_lib
 
-_EVAL_KEYS = ("AP", "AP50", "AP75")
+_EVAL_KEYS = ("AP", "AP50", "AP75", "mean_iou", "pixel_accuracy")
 
 
 def _series(records: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -55,7 +55,7 @@ def write_curves_png(workdir: str | pathlib.Path, path: str | pathlib.Path | Non
     steps, values = _series(evals, key)
     if len(steps):
       ax_ap.plot(steps, values, marker="o", label=key)
-  ax_ap.set(ylabel="validation AP", xlabel="step")
+  ax_ap.set(ylabel="validation AP / mIoU", xlabel="step")
   for ax, has_data in ((ax_loss, loss_keys), (ax_lr, len(_series(train, "lr")[0])),
                        (ax_ap, evals)):
     ax.grid(alpha=0.3)

@@ -142,7 +142,8 @@ def evaluate_workdir(workdir: str | pathlib.Path, *, split: str | None = None,
       confusion matrices) goes; default `workdir/evaluate/<split>-step<N>`.
 
   Returns:
-    `(metrics, report_dir)`: scalar COCO metrics (`AP`, `AP50`, ...) and the report folder.
+    `(metrics, report_dir)`: scalar COCO metrics (`AP`, `AP50`, ...) and the report folder
+    (a segmentation model: `mean_iou`, `pixel_accuracy`, ... and `segmentation_stats.json`).
 
   Raises:
     FileNotFoundError: no such checkpoint.
@@ -159,12 +160,28 @@ def evaluate_workdir(workdir: str | pathlib.Path, *, split: str | None = None,
   data_dir = config.get("data_dir") or None
   info = data.dataset_info(config.dataset, data_dir=data_dir)
   preflight.check_splits(config.dataset, info.num_examples, {"--split": split})
-  if tuple(info.class_names) != tuple(detector.class_names):
+  segmentation = getattr(detector, "task", "detection") == "segmentation"
+  if segmentation:  # mask classes: background + the dataset's
+    from jaxdet.train import segmentation as seg_train
+    expected = seg_train.class_names_of(info.class_names)
+  else:
+    expected = tuple(info.class_names)
+  if expected != tuple(detector.class_names):
     raise ValueError(f"dataset {config.dataset!r} has classes {list(info.class_names)} but the "
                      f"model in {step_dir} was trained on {list(detector.class_names)}")
   if report_dir is None:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in split)
     report_dir = pathlib.Path(workdir) / "evaluate" / f"{safe}-step{step_dir.name}"
+  if segmentation:
+    batches = data.input_pipeline(
+        config.dataset, split, batch_size=int(config.eval_batch_size), train=False,
+        image_size=detector.image_size, max_boxes=int(config.max_boxes), seed=int(config.seed),
+        data_dir=data_dir, num_threads=int(config.get("data_threads", 2)),
+        preprocess=config.model.get("preprocess"), masks=True)
+    metrics = seg_train.evaluate(seg_train.make_predict_fn(detector.model),
+                                 variables=detector.variables, batches=batches,
+                                 class_names=detector.class_names, report_dir=report_dir)
+    return metrics, pathlib.Path(report_dir)
   predict = make_predict_fn(detector.model, load_lib.detector_module(config).decode,
                             image_size=detector.image_size,
                             postprocess=detector.postprocess_args())

@@ -47,6 +47,11 @@ class Components:
     freeze_patterns: model-required frozen parameter regexes.
     preflight: `preflight()` raises ValueError when a split, key or ground truth the run needs
       is missing; called before the first step (None: nothing to check).
+    evaluate: None (COCO evaluation of `decode`'s detections) or `evaluate(*, variables,
+      batches, report_dir) -> scalar metrics` (segmentation: `jaxdet.train.segmentation`).
+    best_metric: the metric `checkpoints/best` maximizes ("AP"; segmentation "mean_iou").
+    draw_predictions: None (detections) or `draw(path, variables, batches, class_names)`,
+      writing `predictions.png`.
   """
   class_names: tuple[str, ...]
   model: object
@@ -57,34 +62,29 @@ class Components:
   ground_truth: Callable[[], dict]
   freeze_patterns: tuple[str, ...] = ()
   preflight: Callable[[], None] | None = None
+  evaluate: Callable[..., dict] | None = None
+  best_metric: str = "AP"
+  draw_predictions: Callable | None = None
 
 
 def build_components(config: ml_collections.ConfigDict) -> Components:
-  """Wires `jaxdet.data` and `jaxdet.models` according to the config.
+  """Wires `jaxdet.data` and `jaxdet.models` according to the config (a segmentation model:
+  `jaxdet.train.segmentation.build_components`).
 
   Raises:
     ValueError: the dataset is not found (before anything is built).
   """
   from jaxdet import data, models
+  from jaxdet.models import segmentation
+  if segmentation.is_segmentation(config.model):
+    from jaxdet.train import segmentation as seg_train
+    return seg_train.build_components(config)
   data_dir = config.get("data_dir") or None
   info = data.dataset_info(config.dataset, data_dir=data_dir)
   class_names = tuple(info.class_names)
   detector = models.get_detector(config.model.name)
-  common = dict(image_size=config.image_size, max_boxes=config.max_boxes, seed=config.seed,
-                data_dir=data_dir, num_threads=config.data_threads,
-                preprocess=config.model.get("preprocess"))  # the model's normalization/resize
   evaluates = int(config.eval_every) > 0
-
-  def train_batches(start_step):
-    # [distributed] each process reads its own rows of every global batch.
-    return iter(data.input_pipeline(config.dataset, config.train_split,
-                                    **distributed.train_input_args(config.batch_size), train=True,
-                                    start_step=start_step, augment=config.augment,
-                                    worker_count=config.data_workers, **common))
-
-  def eval_batches():
-    return data.input_pipeline(config.dataset, config.eval_split,
-                               batch_size=config.eval_batch_size, train=False, **common)
+  train_batches, eval_batches = batch_sources(config)
 
   @functools.cache  # Read once: by the preflight, then by every evaluation.
   def ground_truth():
@@ -106,6 +106,30 @@ def build_components(config: ml_collections.ConfigDict) -> Components:
       decode=detector.decode,
       train_batches=train_batches, eval_batches=eval_batches, ground_truth=ground_truth,
       freeze_patterns=tuple(models.frozen_param_patterns(config.model)), preflight=check)
+
+
+def batch_sources(config, **pipeline_args):
+  """`(train_batches(start_step) -> iterator, eval_batches() -> iterable)` of
+  `jaxdet.data.input_pipeline` for the config (`pipeline_args`, e.g. `masks=True`, go to every
+  call)."""
+  from jaxdet import data
+  common = dict(image_size=config.image_size, max_boxes=config.max_boxes, seed=config.seed,
+                data_dir=config.get("data_dir") or None, num_threads=config.data_threads,
+                preprocess=config.model.get("preprocess"),  # the model's normalization/resize
+                **pipeline_args)
+
+  def train_batches(start_step):
+    # [distributed] each process reads its own rows of every global batch.
+    return iter(data.input_pipeline(config.dataset, config.train_split,
+                                    **distributed.train_input_args(config.batch_size), train=True,
+                                    start_step=start_step, augment=config.augment,
+                                    worker_count=config.data_workers, **common))
+
+  def eval_batches():
+    return data.input_pipeline(config.dataset, config.eval_split,
+                               batch_size=config.eval_batch_size, train=False, **common)
+
+  return train_batches, eval_batches
 
 
 def _write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
@@ -157,7 +181,7 @@ def _denormalize(images: np.ndarray, preprocess=None) -> np.ndarray:
   return denormalize_image(images, preprocess)
 
 
-def _write_predictions_png(path, predict, variables, batches, class_names, *, count=16,
+def _write_predictions_png(path, variables, batches, class_names, *, predict, count=16,
                            min_score=0.3, preprocess=None):
   """Draws detections scoring >= `min_score` on the first `count` validation images."""
   from jaxdet.data import draw
@@ -267,9 +291,9 @@ def _train(config, workdir, components, progress, stop):
       ema_decay=float(config.optimizer.get("ema_decay", 0.)),
       compute_dtype=config.get("compute_dtype", "float32"),
       inject_nan_at_step=int(config.get("debug_nan_at_step", -1))), mesh)
-  predict = eval_lib.make_predict_fn(components.model, components.decode,
-                                     image_size=config.image_size,
-                                     postprocess=_postprocess_settings(config))
+  predict = None if components.decode is None else eval_lib.make_predict_fn(
+      components.model, components.decode, image_size=config.image_size,
+      postprocess=_postprocess_settings(config))
   meta_base = {"class_names": list(components.class_names), "config": config_lib.to_json(config)}
 
   def model_variables():
@@ -283,12 +307,18 @@ def _train(config, workdir, components, progress, stop):
     ckpt.save_latest(latest, state, model_variables=model_variables(), meta=meta_now(step))
 
   def run_eval(step, *, final):
-    metrics = eval_lib.evaluate(
-        predict=predict, variables=state_lib.eval_variables(state, use_ema=use_ema),
-        batches=_stop_between(components.eval_batches(), stop),
-        ground_truth=components.ground_truth(), class_names=components.class_names,
-        report_dir=workdir / "eval" if final or config.get("report_every_eval", False) else None)
-    ap = metrics.get("AP", -1.)
+    report_dir = workdir / "eval" if final or config.get("report_every_eval", False) else None
+    if components.evaluate is not None:
+      metrics = components.evaluate(
+          variables=state_lib.eval_variables(state, use_ema=use_ema),
+          batches=_stop_between(components.eval_batches(), stop), report_dir=report_dir)
+    else:
+      metrics = eval_lib.evaluate(
+          predict=predict, variables=state_lib.eval_variables(state, use_ema=use_ema),
+          batches=_stop_between(components.eval_batches(), stop),
+          ground_truth=components.ground_truth(), class_names=components.class_names,
+          report_dir=report_dir)
+    ap = metrics.get(components.best_metric, -1.)  # what checkpoints/best keeps
     progress_meta["last_eval"] = metrics
     if ap > progress_meta["best_ap"]:
       progress_meta["best_ap"], progress_meta["evals_since_best"] = ap, 0
@@ -300,7 +330,8 @@ def _train(config, workdir, components, progress, stop):
     if distributed.is_main():  # [distributed]
       curves.write_curves_png(workdir)
     bar.write(f"step {step}: " + ", ".join(
-        f"{k}={metrics[k]:.4f}" for k in ("AP", "AP50", "AP75") if k in metrics))
+        f"{k}={metrics[k]:.4f}" for k in ("AP", "AP50", "AP75", "mean_iou", "pixel_accuracy")
+        if k in metrics))
     return metrics
 
   def eval_keeping_state(step, *, final, saved):
@@ -385,10 +416,11 @@ def _train(config, workdir, components, progress, stop):
       last_metrics = eval_keeping_state(step, final=True, saved=True)
     if eval_every > 0 and distributed.is_main() and (  # [distributed] process 0 draws.
         step > start_step or not (workdir / "predictions.png").exists()):
-      _write_predictions_png(workdir / "predictions.png", predict, distributed.local_copy(
-                             state_lib.eval_variables(state, use_ema=use_ema)),
-                             components.eval_batches(), components.class_names,
-                             preprocess=config.model.get("preprocess"))
+      draw = components.draw_predictions or functools.partial(
+          _write_predictions_png, predict=predict, preprocess=config.model.get("preprocess"))
+      draw(workdir / "predictions.png", distributed.local_copy(
+           state_lib.eval_variables(state, use_ema=use_ema)),
+           components.eval_batches(), components.class_names)
   finally:
     bar.close()
     writer.close()

@@ -77,7 +77,7 @@ def make_train_step(*, model, loss_fn: Callable, tx: optax.GradientTransformatio
 
     def compute_loss(params):
       variables = {"params": cast(params, dtype), "batch_stats": state.batch_stats}
-      targets = {k: batch[k] for k in TARGET_KEYS}
+      targets = {k: batch[k] for k in TARGET_KEYS if k in batch}  # none: segmentation
       preds, updated = model.apply(variables, batch["image"].astype(dtype), train=True,
                                    targets=targets, mutable=["batch_stats"],
                                    rngs=forward_rngs(step_rng))
@@ -110,8 +110,10 @@ def make_train_step(*, model, loss_fn: Callable, tx: optax.GradientTransformatio
 
 
 def train_batch(batch: dict) -> dict:
-  """The subset of an input-pipeline batch that the step consumes (`TRAIN_KEYS`)."""
-  missing = [k for k in TRAIN_KEYS if k not in batch]
+  """The subset of an input-pipeline batch that the step consumes (`TRAIN_KEYS`, plus a
+  segmentation batch's `mask` [B,S,S] int32: then the box keys are optional)."""
+  needed = ("image",) if "mask" in batch else TRAIN_KEYS
+  missing = [k for k in needed if k not in batch]
   if missing:
     raise KeyError(f"batch is missing {missing}; got keys {sorted(batch)}")
-  return {k: batch[k] for k in TRAIN_KEYS}
+  return {k: batch[k] for k in TRAIN_KEYS + ("mask",) if k in batch}

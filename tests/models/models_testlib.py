@@ -18,7 +18,7 @@ def sgd_loss_history(model, loss_fn, cfg, variables, images, batch, *, learning_
     cfg: the config passed to `loss_fn`.
     variables: `{"params", "batch_stats"}`.
     images: `[B, S, S, 3]` float32 network input.
-    batch: the target dict (`boxes`, `classes`, `box_mask`).
+    batch: the target dict (`boxes`, `classes`, `box_mask`; or a segmentation `mask`).
     learning_rate: SGD learning rate (momentum 0.9).
     steps: number of steps.
 
@@ -27,7 +27,8 @@ def sgd_loss_history(model, loss_fn, cfg, variables, images, batch, *, learning_
   """
   tx = optax.sgd(learning_rate, momentum=0.9)
 
-  targets = {k: batch[k] for k in step_lib.TARGET_KEYS}
+  # Detector batches carry box targets; a segmentation batch (`mask` only) has none.
+  targets = {k: batch[k] for k in step_lib.TARGET_KEYS if k in batch} or None
 
   @jax.jit
   def step(params, batch_stats, opt_state, key):
@@ -48,6 +49,28 @@ def sgd_loss_history(model, loss_fn, cfg, variables, images, batch, *, learning_
                                           jax.random.fold_in(jax.random.key(0), i))
     history.append(float(loss))
   return history
+
+
+def numpy_variables(module, *args, seed=0, **kwargs):
+  """He-normal kernels, zero biases, unit BatchNorm: `{"params", "batch_stats"}` of `module`
+  for `module.init(key, *args, **kwargs)`, filled with NumPy (compiling `init`'s random
+  initializers costs seconds a layer on a loaded CPU; `eval_shape` only traces)."""
+  import flax
+  rng = np.random.default_rng(seed)
+  abstract = jax.eval_shape(lambda: module.init(jax.random.key(0), *args, **kwargs))
+
+  def fill(path, leaf):
+    name = path[-1]
+    if name == "kernel":
+      fan_in = int(np.prod(leaf.shape[:-1]))
+      return (rng.standard_normal(leaf.shape) * np.sqrt(2.0 / fan_in)).astype(leaf.dtype)
+    value = 1.0 if name in ("scale", "var") else 0.0
+    return np.full(leaf.shape, value, leaf.dtype)
+
+  return {c: flax.traverse_util.unflatten_dict(
+      {k: fill(k, v) for k, v in flax.traverse_util.flatten_dict(abstract[c]).items()})
+          for c in ("params", "batch_stats") if c in abstract} | (
+              {} if "batch_stats" in abstract else {"batch_stats": {}})
 
 
 # --- An independent NumPy reference of the DESIGN.md post-processing (plain loops).

@@ -25,9 +25,12 @@ class BasicBlock(nn.Module):
   features: int
   strides: int = 1
   frozen_bn: bool = False
+  dilation: int = 1
 
   @nn.compact
   def __call__(self, x, *, train):
+    if self.dilation != 1:  # As torchvision: dilation is a Bottleneck option.
+      raise ValueError(f"ResNet BasicBlock (depth 18/34) has no dilation, got {self.dilation}")
     y = ConvBN(self.features, 3, self.strides, nn.relu, self.frozen_bn, name="conv1")(
         x, train=train)
     y = ConvBN(self.features, 3, 1, None, self.frozen_bn, name="conv2")(y, train=train)
@@ -38,17 +41,18 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-  """1x1 -> 3x3 (strided) -> 1x1 (x4) with projection shortcut."""
+  """1x1 -> 3x3 (strided or dilated) -> 1x1 (x4) with projection shortcut."""
   features: int
   strides: int = 1
   frozen_bn: bool = False
+  dilation: int = 1
 
   @nn.compact
   def __call__(self, x, *, train):
     out = self.features * 4
     y = ConvBN(self.features, 1, 1, nn.relu, self.frozen_bn, name="conv1")(x, train=train)
-    y = ConvBN(self.features, 3, self.strides, nn.relu, self.frozen_bn, name="conv2")(
-        y, train=train)
+    y = ConvBN(self.features, 3, self.strides, nn.relu, self.frozen_bn, dilation=self.dilation,
+               name="conv2")(y, train=train)
     y = ConvBN(out, 1, 1, None, self.frozen_bn, name="conv3")(y, train=train)
     if x.shape[-1] != out or self.strides != 1:
       x = ConvBN(out, 1, self.strides, None, self.frozen_bn, name="downsample")(x, train=train)
@@ -62,13 +66,19 @@ class ResNet(nn.Module):
     depth: 18, 34, 50, 101 or 152.
     frozen_bn: every BatchNorm in inference mode (exclude `backbone/.*/bn/` params from training).
     width: channels of the first stage (64 is standard; smaller for tests).
+    replace_stride_with_dilation: for stages 2, 3, 4 (c3, c4, c5), torchvision's option of the
+      same name: that stage keeps its input's stride and dilates its 3x3 convs instead (the
+      first block by the dilation so far, the others by twice it). `(False, True, True)` is the
+      output-stride-8 body of torchvision's FCN and DeepLabV3. Bottleneck depths only.
 
   Returns from `__call__(images [B,H,W,3] float32, *, train)`: dict `{"c2": [B,H/4,W/4,C2],
-  "c3": [B,H/8,..], "c4": [B,H/16,..], "c5": [B,H/32,..]}` float32.
+  "c3": [B,H/8,..], "c4": [B,H/16,..], "c5": [B,H/32,..]}` float32 (a dilated stage keeps the
+  stride of the one before it).
   """
   depth: int = 50
   frozen_bn: bool = False
   width: int = 64
+  replace_stride_with_dilation: tuple[bool, bool, bool] = (False, False, False)
 
   @nn.compact
   def __call__(self, x, *, train):
@@ -78,13 +88,19 @@ class ResNet(nn.Module):
     block_cls = BasicBlock if kind == "basic" else Bottleneck
     x = ConvBN(self.width, 7, 2, nn.relu, self.frozen_bn, name="stem")(x, train=train)
     x = max_pool(x, window=3, stride=2, padding=1)
-    feats = {}
+    if len(self.replace_stride_with_dilation) != 3:
+      raise ValueError("replace_stride_with_dilation needs 3 values (stages 2-4), got "
+                       f"{self.replace_stride_with_dilation!r}")
+    feats, dilation = {}, 1
     for stage, num in enumerate(blocks):
       features = self.width * (2**stage)
+      first_dilation, stride = dilation, 2 if stage > 0 else 1
+      if stage > 0 and self.replace_stride_with_dilation[stage - 1]:
+        dilation, stride = dilation * 2, 1
       for i in range(num):
-        strides = 2 if (i == 0 and stage > 0) else 1
-        x = block_cls(features, strides, self.frozen_bn, name=f"layer{stage + 1}_{i}")(
-            x, train=train)
+        x = block_cls(features, stride if i == 0 else 1, self.frozen_bn,
+                      dilation=first_dilation if i == 0 else dilation,
+                      name=f"layer{stage + 1}_{i}")(x, train=train)
       feats[f"c{stage + 2}"] = x
     return feats
 

@@ -5,6 +5,7 @@ jaxdet's earlier VGG-16 checkpoints.
 """
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 from jaxdet.models.backbones.base import MLPHead, register
 from jaxdet.models.conv import Conv
@@ -31,6 +32,8 @@ class VGG(nn.Module):
     use_bn: ConvBN blocks instead of Conv+bias (VGG-*-BN).
     frozen_bn: BatchNorm in inference mode (only with `use_bn`).
     width_divisor: divide every width (tests use small models).
+    first_padding: padding of the first conv (1; FCN's Caffe VGG pads it by 100 so that its
+      unpadded fc6 and the crops fit any input size).
 
   Returns from `__call__(images [B,H,W,3] float32, *, train)`: dict of float32 `[B,h,w,C]`.
   """
@@ -38,6 +41,7 @@ class VGG(nn.Module):
   frozen_bn: bool = False
   width_divisor: int = 1
   depth: int = 16
+  first_padding: int = 1
 
   @nn.compact
   def __call__(self, x, *, train):
@@ -50,6 +54,8 @@ class VGG(nn.Module):
       for i, w in enumerate(widths):
         w = max(w // self.width_divisor, 1)
         name = f"conv{b + 1}_{i + 1}"
+        if b == 0 and i == 0 and self.first_padding != 1:
+          x = jnp.pad(x, ((0, 0),) + ((self.first_padding - 1,) * 2,) * 2 + ((0, 0),))
         if self.use_bn:
           x = ConvBN(w, 3, 1, nn.relu, self.frozen_bn, name=name)(x, train=train)
         else:

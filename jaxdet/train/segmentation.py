@@ -1,0 +1,150 @@
+"""Training a segmentation model (`config.model.task == "segmentation"`): the trainer's
+components (masks from the input pipeline, the family's loss), the evaluation (a confusion
+matrix over the validation split, `jaxdet.eval.segmentation` metrics) and the prediction grid.
+
+Class ids: the dataset's C detection labels become mask values 1..C and 0 is background, so the
+model has K = C + 1 classes named `("background", *dataset class names)`.
+"""
+
+import functools
+import json
+import pathlib
+from typing import Callable, Iterable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+BEST_METRIC = "mean_iou"  # what `checkpoints/best` keeps for a segmentation run
+SCALARS = ("mean_iou", "pixel_accuracy", "mean_accuracy", "fw_iou")
+BACKGROUND = "background"
+
+
+def class_names_of(dataset_class_names) -> tuple[str, ...]:
+  """`("background", *names)`: the K mask classes of a dataset with C detection classes."""
+  return (BACKGROUND,) + tuple(dataset_class_names)
+
+
+def build_components(config):
+  """The `jaxdet.train.loop.Components` of a segmentation config (see the module docstring).
+
+  Batches come from `jaxdet.data.input_pipeline(..., masks=True)` (its `mask` int32 `[B,S,S]`,
+  255 = ignore); the loss is the family's `loss_fn`; evaluation is `evaluate` below.
+  """
+  from jaxdet import data, models
+  from jaxdet.models import segmentation
+  from jaxdet.train import preflight
+  from jaxdet.train.loop import Components
+  data_dir = config.get("data_dir") or None
+  info = data.dataset_info(config.dataset, data_dir=data_dir)
+  class_names = class_names_of(info.class_names)
+  family = segmentation.get(config.model.name)
+  model = segmentation.build(config.model, num_classes=len(class_names))
+  from jaxdet.train.loop import batch_sources
+  train_batches, eval_batches = batch_sources(config, masks=True)
+  evaluates = int(config.eval_every) > 0
+
+  def check():
+    needed = {"--config.train_split": config.train_split}
+    if evaluates:
+      needed["--config.eval_split"] = config.eval_split
+    preflight.check_splits(config.dataset, info.num_examples, needed)
+    # One example with its mask, before the workdir exists: a dataset without the
+    # `segmentation/mask` feature fails here with the pipeline's one-line error naming it.
+    next(iter(data.input_pipeline(
+        config.dataset, config.train_split, batch_size=1, image_size=config.image_size,
+        max_boxes=config.max_boxes, train=False, seed=config.seed, data_dir=data_dir,
+        preprocess=config.model.get("preprocess"), masks=True)))
+
+  predict = make_predict_fn(model)
+  return Components(
+      class_names=class_names, model=model,
+      loss_fn=functools.partial(family.loss_fn, config=config.model), decode=None,
+      train_batches=train_batches, eval_batches=eval_batches, ground_truth=lambda: None,
+      freeze_patterns=tuple(models.frozen_param_patterns(config.model)),
+      preflight=check,
+      evaluate=functools.partial(evaluate, predict, class_names=class_names),
+      best_metric=BEST_METRIC,
+      draw_predictions=functools.partial(write_predictions_png, predict,
+                                         preprocess=config.model.get("preprocess")))
+
+
+def make_predict_fn(model) -> Callable:
+  """Jitted `predict(variables, images float32 [B,S,S,3] normalized) -> masks int32 [B,S,S]`."""
+  return jax.jit(lambda variables, images: jnp.argmax(
+      model.apply(variables, images, train=False)["out"], axis=-1).astype(jnp.int32))
+
+
+def confusion_over(predict, variables, batches: Iterable[dict], num_classes: int) -> np.ndarray:
+  """`[K, K]` int64 confusion (rows target, columns prediction) of `predict` over eval batches
+  (padding examples skipped, 255 ignored), summed over processes."""
+  from jaxdet.eval import segmentation as seg_eval
+  from jaxdet.train.distributed import local_copy
+  variables = local_copy(variables)
+  confusion = np.zeros((num_classes, num_classes), np.int64)
+  seen = False
+  for batch in batches:
+    seen = True
+    keep = np.asarray(batch["example_mask"], bool)
+    pred = np.asarray(jax.device_get(predict(variables, jnp.asarray(batch["image"]))))
+    confusion += seg_eval.confusion_matrix(pred[keep], np.asarray(batch["mask"])[keep],
+                                           num_classes=num_classes)
+  if not seen:
+    raise ValueError("the evaluation split yielded no batches")
+  if jax.process_count() > 1:  # [distributed] each process evaluated its own shard
+    from jax.experimental import multihost_utils
+    confusion = np.asarray(multihost_utils.process_allgather(confusion)).sum(0)
+  return confusion
+
+
+def evaluate(predict, *, variables, batches, class_names, report_dir=None) -> dict[str, float]:
+  """Segmentation metrics of one model on one split (at network-input resolution).
+
+  Returns:
+    The scalars `SCALARS` (`mean_iou`, `pixel_accuracy`, `mean_accuracy`, `fw_iou`) as floats;
+    with `report_dir`, `segmentation_stats.json` (all metrics, per-class IoU and the confusion)
+    and `confusion_matrix.png` are written there.
+  """
+  from jaxdet.eval import segmentation as seg_eval
+  from jaxdet.train.distributed import is_main
+  confusion = confusion_over(predict, variables, batches, len(class_names))
+  metrics = seg_eval.segmentation_metrics(confusion, class_names=list(class_names))
+  if report_dir is not None and is_main():
+    write_report(metrics, confusion, class_names, report_dir)
+  return {k: float(metrics[k]) for k in SCALARS}
+
+
+def write_report(metrics, confusion, class_names, report_dir) -> None:
+  """`segmentation_stats.json` and, when the plot exists, `confusion_matrix.png`."""
+  report_dir = pathlib.Path(report_dir)
+  report_dir.mkdir(parents=True, exist_ok=True)
+  plain = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in metrics.items()}
+  plain["confusion"] = np.asarray(confusion).tolist()
+  plain["class_names"] = list(class_names)
+  (report_dir / "segmentation_stats.json").write_text(json.dumps(plain, indent=1, default=float))
+  from jaxdet.eval import segmentation as seg_eval
+  plot_confusion_matrix = getattr(seg_eval, "plot_confusion_matrix", None)
+  if plot_confusion_matrix is None:
+    return
+  plot_confusion_matrix(np.asarray(confusion), list(class_names),
+                        str(report_dir / "confusion_matrix.png"))
+
+
+def write_predictions_png(predict, path, variables, batches, class_names, *, count=16,
+                          preprocess=None) -> None:
+  """The first `count` validation images with their predicted masks blended over them."""
+  from jaxdet.data import draw
+  from jaxdet.data.preprocess import denormalize_image
+  from jaxdet.inference.segment import overlay
+  del class_names
+  tiles = []
+  for batch in batches:
+    masks = np.asarray(jax.device_get(predict(variables, jnp.asarray(batch["image"]))))
+    images = denormalize_image(batch["image"], preprocess)
+    for i in range(len(images)):
+      if batch["example_mask"][i] and len(tiles) < count:
+        tiles.append(overlay(images[i], masks[i]))
+    if len(tiles) >= count:
+      break
+  if tiles:
+    draw.save_grid(tiles, str(path))
