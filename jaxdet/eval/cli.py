@@ -112,7 +112,7 @@ def _run_workdir(args) -> int:
     print(f"report: {out_dir}")
     if args.json:
       os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-      with open(os.path.join(out_dir, "segmentation_stats.json")) as src, open(args.json, "w") as f:
+      with open(os.path.join(out_dir, "segmentation_metrics.json")) as src, open(args.json, "w") as f:
         f.write(src.read())
     return 0
   with open(os.path.join(out_dir, "coco_table.txt")) as f:

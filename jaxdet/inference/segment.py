@@ -123,32 +123,7 @@ def build_segmenter(config: ml_collections.ConfigDict, variables: dict | None,
 
 
 def overlay(image_uint8, mask, alpha=0.5):
-  """`[H, W, 3]` uint8: the mask's colours blended over the image where it is not background
-  (0); `jaxdet.data.draw.overlay_mask` (VOC's palette) when present."""
-  try:
-    from jaxdet.data.draw import overlay_mask  # pylint: disable=g-import-not-at-top
-  except ImportError:  # before the segmentation data branch is merged: VOC's palette here
-    overlay_mask = _overlay_mask
+  """`[H, W, 3]` uint8: the mask's colours (VOC's palette) blended over the image where it is not
+  background (0); `jaxdet.data.draw.overlay_mask`."""
+  from jaxdet.data.draw import overlay_mask  # pylint: disable=g-import-not-at-top
   return overlay_mask(image_uint8, mask, alpha=alpha)
-
-
-def _voc_palette():
-  """VOC's colour map: class i -> the bits of i spread over R, G, B from the high bit down."""
-  palette = np.zeros((256, 3), np.uint8)
-  for i in range(256):
-    c, r, g, b = i, 0, 0, 0
-    for j in range(8):
-      r |= ((c >> 0) & 1) << (7 - j)
-      g |= ((c >> 1) & 1) << (7 - j)
-      b |= ((c >> 2) & 1) << (7 - j)
-      c >>= 3
-    palette[i] = (r, g, b)
-  palette[255] = (255, 255, 255)
-  return palette
-
-
-def _overlay_mask(image_uint8, mask, alpha=0.5):
-  image = np.asarray(image_uint8, np.uint8)
-  m = np.asarray(mask).astype(np.int64)
-  blend = np.round(image * (1 - alpha) + _voc_palette()[m % 256] * alpha)
-  return np.where((m != 0)[..., None], blend, image).astype(np.uint8)

@@ -143,7 +143,7 @@ def evaluate_workdir(workdir: str | pathlib.Path, *, split: str | None = None,
 
   Returns:
     `(metrics, report_dir)`: scalar COCO metrics (`AP`, `AP50`, ...) and the report folder
-    (a segmentation model: `mean_iou`, `pixel_accuracy`, ... and `segmentation_stats.json`).
+    (a segmentation model: `mean_iou`, `pixel_accuracy`, ... and `segmentation_metrics.json`).
 
   Raises:
     FileNotFoundError: no such checkpoint.

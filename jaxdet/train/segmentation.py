@@ -7,8 +7,6 @@ model has K = C + 1 classes named `("background", *dataset class names)`.
 """
 
 import functools
-import json
-import pathlib
 from typing import Callable, Iterable
 
 import jax
@@ -102,32 +100,19 @@ def evaluate(predict, *, variables, batches, class_names, report_dir=None) -> di
 
   Returns:
     The scalars `SCALARS` (`mean_iou`, `pixel_accuracy`, `mean_accuracy`, `fw_iou`) as floats;
-    with `report_dir`, `segmentation_stats.json` (all metrics, per-class IoU and the confusion)
-    and `confusion_matrix.png` are written there.
+    with `report_dir`, `jaxdet.eval.segmentation.write_segmentation_report` writes
+    `segmentation_metrics.json` (all metrics, per-class IoU, the confusion; NaN as null),
+    `segmentation_table.txt` and `confusion_matrix.png` there.
   """
   from jaxdet.eval import segmentation as seg_eval
   from jaxdet.train.distributed import is_main
   confusion = confusion_over(predict, variables, batches, len(class_names))
-  metrics = seg_eval.segmentation_metrics(confusion, class_names=list(class_names))
   if report_dir is not None and is_main():
-    write_report(metrics, confusion, class_names, report_dir)
+    metrics = seg_eval.write_segmentation_report(confusion, str(report_dir),
+                                                 class_names=list(class_names))
+  else:
+    metrics = seg_eval.segmentation_metrics(confusion, class_names=list(class_names))
   return {k: float(metrics[k]) for k in SCALARS}
-
-
-def write_report(metrics, confusion, class_names, report_dir) -> None:
-  """`segmentation_stats.json` and, when the plot exists, `confusion_matrix.png`."""
-  report_dir = pathlib.Path(report_dir)
-  report_dir.mkdir(parents=True, exist_ok=True)
-  plain = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in metrics.items()}
-  plain["confusion"] = np.asarray(confusion).tolist()
-  plain["class_names"] = list(class_names)
-  (report_dir / "segmentation_stats.json").write_text(json.dumps(plain, indent=1, default=float))
-  from jaxdet.eval import segmentation as seg_eval
-  plot_confusion_matrix = getattr(seg_eval, "plot_confusion_matrix", None)
-  if plot_confusion_matrix is None:
-    return
-  plot_confusion_matrix(np.asarray(confusion), list(class_names),
-                        str(report_dir / "confusion_matrix.png"))
 
 
 def write_predictions_png(predict, path, variables, batches, class_names, *, count=16,

@@ -128,7 +128,7 @@ def test_train_evaluates_segmentation_and_loads(fake_data, tmp_path):
   metrics = loop.train_and_evaluate(config, tmp_path, components=components, progress=False)
   assert set(fake_data) == {("train", True), ("validation", True)}  # masks asked for
   assert set(metrics) == set(seg_train.SCALARS) and 0 <= metrics["mean_iou"] <= 1
-  assert (tmp_path / "eval" / "segmentation_stats.json").exists()
+  assert (tmp_path / "eval" / "segmentation_metrics.json").exists()
   assert (tmp_path / "predictions.png").exists()
   segmenter = jaxdet.load(tmp_path)
   assert segmenter.task == "segmentation" and segmenter.class_names == components.class_names
@@ -140,7 +140,7 @@ def test_train_evaluates_segmentation_and_loads(fake_data, tmp_path):
   from jaxdet.train.evaluate import evaluate_workdir
   again, report = evaluate_workdir(tmp_path, checkpoint="best")
   assert again == pytest.approx(metrics)
-  assert (report / "segmentation_stats.json").exists()
+  assert (report / "segmentation_metrics.json").exists()
   assert cli.main(["evaluate", "--workdir", str(tmp_path), "--json",
                    str(tmp_path / "s.json")]) == 0
   assert (tmp_path / "s.json").exists()
