@@ -65,7 +65,8 @@ def _iou(a, b):
 
 
 def postprocess_reference(boxes, scores, *, score_threshold, iou_threshold, max_detections,
-                          pre_nms_top_k, pre_nms_top_k_per_level=False, level_sizes=None):
+                          pre_nms_top_k, pre_nms_top_k_per_level=False, level_sizes=None,
+                          pre_nms_top_k_per_class=False):
   """Greedy class-aware NMS over the top-k (anchor, class) candidates of each image.
 
   Args:
@@ -73,6 +74,7 @@ def postprocess_reference(boxes, scores, *, score_threshold, iou_threshold, max_
     scores: [N, A, C] float.
     pre_nms_top_k_per_level / level_sizes: top-k per level (anchors per level, in order of A),
       the levels' candidates concatenated in level order before the NMS sort.
+    pre_nms_top_k_per_class: top-k anchors per class, concatenated in class order.
 
   Returns:
     dict of num_detections [N], boxes [N, K, 4], scores [N, K], classes [N, K] (zero padded).
@@ -84,7 +86,10 @@ def postprocess_reference(boxes, scores, *, score_threshold, iou_threshold, max_
              scores=np.zeros((n, k_out), np.float32), classes=np.zeros((n, k_out), np.int64))
   for i in range(n):
     cands, start = [], 0
-    for size in levels:
+    for cls in range(c) if pre_nms_top_k_per_class else ():
+      order = np.argsort(-scores[i, :, cls], kind="stable")[:min(pre_nms_top_k, a)]
+      cands += [(scores[i, j, cls], j, cls) for j in order]
+    for size in levels if not pre_nms_top_k_per_class else ():
       flat = scores[i, start:start + size].reshape(-1)
       order = np.argsort(-flat, kind="stable")[:min(pre_nms_top_k, size * c)]
       cands += [(flat[j], start + j // c, j % c) for j in order]
