@@ -35,12 +35,12 @@ def sgd_loss_history(model, loss_fn, cfg, variables, images, batch, *, learning_
       preds, upd = model.apply({"params": p, "batch_stats": batch_stats}, images, train=True,
                                targets=targets, mutable=["batch_stats"],
                                rngs=step_lib.forward_rngs(key))
-      return loss_fn(preds, batch, config=cfg)[0], upd["batch_stats"]
+      return loss_fn(preds, batch, config=cfg)[0], upd.get("batch_stats", {})
     (loss, batch_stats), grads = jax.value_and_grad(loss_of, has_aux=True)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), batch_stats, opt_state, loss
 
-  params, stats = variables["params"], variables["batch_stats"]
+  params, stats = variables["params"], variables.get("batch_stats", {})  # none without BN
   opt_state = tx.init(params)
   history = []
   for i in range(steps):
