@@ -7,6 +7,7 @@ VGG block frozen (`trainable_backbone_layers=4`). 118k images / 32 = 3.7k steps 
 """
 
 from jaxdet import models
+from jaxdet.models.detectors import ssd
 from jaxdet.train.config import base_config
 
 _STEPS_PER_EPOCH = 3_697
@@ -39,6 +40,5 @@ def get_config():
   c.model = models.default_config("ssd")
   c.init_from.checkpoint = ""  # a converted ImageNet vgg16 folder
   c.init_from.include_regex = "^backbone/conv"
-  c.postprocess.update(score_threshold=0.01, iou_threshold=0.45, max_detections=200,
-                       pre_nms_top_k=400, pre_nms_top_k_per_class=True)
+  c.postprocess.update(ssd.POSTPROCESS)
   return c

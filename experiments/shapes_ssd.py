@@ -36,6 +36,5 @@ def get_config():
                  aspect_ratios=((2,), (2, 3), (2, 3), (2, 3), (2,)),
                  scales=(0.07, 0.15, 0.3, 0.45, 0.6, 0.75), steps=())
   # SSD's postprocess: score 0.01, NMS 0.45, top 400 per class, 200 detections.
-  c.postprocess.update(score_threshold=0.01, iou_threshold=0.45, max_detections=200,
-                       pre_nms_top_k=400, pre_nms_top_k_per_class=True)
+  c.postprocess.update(ssd.POSTPROCESS)
   return c

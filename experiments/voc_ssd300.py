@@ -10,6 +10,7 @@ config uses TFDS `voc/2007` trainval and evaluates on the 2007 test split.
 """
 
 from jaxdet import models
+from jaxdet.models.detectors import ssd
 from jaxdet.train.config import base_config
 
 
@@ -39,6 +40,5 @@ def get_config():
   c.model = models.default_config("ssd")  # SSD300-VGG16, torchvision's preprocessing
   c.init_from.checkpoint = ""  # a converted ImageNet vgg16 folder
   c.init_from.include_regex = "^backbone/conv"
-  c.postprocess.update(score_threshold=0.01, iou_threshold=0.45, max_detections=200,
-                       pre_nms_top_k=400, pre_nms_top_k_per_class=True)
+  c.postprocess.update(ssd.POSTPROCESS)
   return c

@@ -69,14 +69,14 @@ def ssd_config(arch: str, *, num_classes: int, image_size: int = 300):
   """The resolved training config of a converted torchvision SSD300."""
   del arch, num_classes
   from jaxdet import models
+  from jaxdet.models.detectors import ssd
   from jaxdet.train import config as config_lib
   config = config_lib.base_config()
   config.image_size = image_size
   config.model = models.default_config("ssd")
   # torchvision fine-tunes with the first VGG block fixed (trainable_backbone_layers=4).
   config.optimizer.freeze_regex = r"^backbone/conv1_\d+/"
-  config.postprocess.update(score_threshold=0.01, iou_threshold=0.45, max_detections=200,
-                            pre_nms_top_k=400, pre_nms_top_k_per_class=True)
+  config.postprocess.update(ssd.POSTPROCESS)
   return config
 
 

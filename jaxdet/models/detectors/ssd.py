@@ -40,6 +40,10 @@ SSD512_EXTRAS = ((256, 512, 3, 2, 1), (128, 256, 3, 2, 1), (128, 256, 3, 2, 1),
                  (128, 256, 3, 2, 1), (128, 256, 4, 1, 1))
 SSD300_ASPECT_RATIOS = ((2,), (2, 3), (2, 3), (2, 3), (2,), (2,))
 SSD512_ASPECT_RATIOS = ((2,), (2, 3), (2, 3), (2, 3), (2, 3), (2,), (2,))
+# torchvision SSD's postprocess (`config.postprocess`): score 0.01, NMS 0.45, top 400 anchors per
+# class, 200 detections.
+POSTPROCESS = {"score_threshold": 0.01, "iou_threshold": 0.45, "max_detections": 200,
+               "pre_nms_top_k": 400, "pre_nms_top_k_per_class": True}
 # torchvision `ssd300_vgg16`'s pixel normalization: (x / 255 - mean) * 255.
 SSD_PREPROCESS = {"value_range": 1.0, "mean": (0.48235, 0.45882, 0.40784),
                   "std": (1.0 / 255.0,) * 3, "resize": "stretch"}
