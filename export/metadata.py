@@ -24,6 +24,7 @@ class ExportMetadata:
     fp16: True when the network runs in float16 (inputs/outputs keep their dtypes).
     jaxdet_version: version of jaxdet that exported the file.
     pre_nms_top_k_per_level: True when the top-k candidates were taken per level.
+    pre_nms_top_k_per_class: True when the top-k candidates were taken per class.
     resize: the model's resize rule ("letterbox" or "stretch", ``config.model.preprocess``): a
       runtime fitting images to a fixed-size graph must resize the same way.
     format_version: version of this metadata layout.
@@ -48,6 +49,7 @@ class ExportMetadata:
   format_version: int = FORMAT_VERSION
   checkpoint_step: int = -1
   checkpoint_kind: str = ""
+  pre_nms_top_k_per_class: bool = False  # absent from older exports
 
 
 def to_props(meta: ExportMetadata) -> dict[str, str]:

@@ -109,6 +109,7 @@ def export_onnx(detector, path, *, image_size=None, max_detections=None, score_t
       score_threshold=float(pp["score_threshold"]), iou_threshold=float(pp["iou_threshold"]),
       max_detections=int(pp["max_detections"]), pre_nms_top_k=int(pp["pre_nms_top_k"]),
       pre_nms_top_k_per_level=bool(pp["pre_nms_top_k_per_level"]), resize=resize,
+      pre_nms_top_k_per_class=bool(pp.get("pre_nms_top_k_per_class", False)),
       include_nms=bool(include_nms), fp16=bool(fp16), jaxdet_version=_jaxdet_version(),
       checkpoint_step=-1 if checkpoint_step is None else int(checkpoint_step),
       checkpoint_kind=checkpoint_kind or "")

@@ -5,7 +5,9 @@ It reproduces ``jaxdet.models.postprocess`` (DESIGN.md) op for op:
 1. flatten ``scores [N, A, C]`` to ``A*C`` (anchor, class) candidates;
 2. ``TopK(pre_nms_top_k)`` (ONNX TopK breaks ties by the lower index, as ``jax.lax.top_k``), over
    all anchors or, with ``pre_nms_top_k_per_level``, over each level's slice of A (static
-   ``level_sizes``), the levels' candidates concatenated in level order; each candidate takes its
+   ``level_sizes``), the levels' candidates concatenated in level order, or with
+   ``pre_nms_top_k_per_class`` over each class's column (classes concatenated in class order);
+   each candidate takes its
    anchor's box (``[N, A, 4]``) or the box of its class (class-specific ``[N, A, C, 4]``);
 3. candidates with ``score < score_threshold`` become invalid;
 4. class-aware NMS with ONNX ``NonMaxSuppression``: every candidate is placed in the score row of its
@@ -27,7 +29,8 @@ _NMS_SCORE_FLOOR = -0.5
 
 
 def check_postprocess_params(*, score_threshold, iou_threshold, max_detections, pre_nms_top_k,
-                             pre_nms_top_k_per_level=False, level_sizes=None):
+                             pre_nms_top_k_per_level=False, level_sizes=None,
+                             pre_nms_top_k_per_class=False):
   """Raises ValueError unless the thresholds and sizes are usable.
 
   Args:
@@ -37,9 +40,14 @@ def check_postprocess_params(*, score_threshold, iou_threshold, max_detections, 
     pre_nms_top_k: int >= 1.
     pre_nms_top_k_per_level: bool.
     level_sizes: positive ints (required with ``pre_nms_top_k_per_level``).
+    pre_nms_top_k_per_class: bool (not with ``pre_nms_top_k_per_level``).
   """
-  if not isinstance(pre_nms_top_k_per_level, (bool, np.bool_)):
-    raise ValueError(f"pre_nms_top_k_per_level must be a bool, got {pre_nms_top_k_per_level!r}")
+  for name, value in (("pre_nms_top_k_per_level", pre_nms_top_k_per_level),
+                      ("pre_nms_top_k_per_class", pre_nms_top_k_per_class)):
+    if not isinstance(value, (bool, np.bool_)):
+      raise ValueError(f"{name} must be a bool, got {value!r}")
+  if pre_nms_top_k_per_level and pre_nms_top_k_per_class:
+    raise ValueError("pre_nms_top_k_per_level and pre_nms_top_k_per_class cannot both be True")
   if pre_nms_top_k_per_level and (
       not level_sizes or any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1
                              for n in level_sizes)):
@@ -64,6 +72,7 @@ def postprocess_model(
     opset,
     pre_nms_top_k_per_level=False,
     level_sizes=None,
+    pre_nms_top_k_per_class=False,
     class_specific_boxes=False,
     image_size=None,
     dynamic_image_size=False,
@@ -84,6 +93,7 @@ def postprocess_model(
     opset: ONNX opset of the default domain (>= 13).
     pre_nms_top_k_per_level: the top-k is taken per level (torchvision RetinaNet).
     level_sizes: anchors per level in the order of A (summing to A); with the per-level option.
+    pre_nms_top_k_per_class: the top-k anchors are taken per class (torchvision SSD).
     class_specific_boxes: the boxes input is ``[N, A, C, 4]`` (a box per class).
     image_size: S; with a fixed image size, boxes are clipped to ``[0, S]``.
     dynamic_image_size: add inputs ``box_scale`` float32 ``[4]`` (``sx, sy, sx, sy``, network
@@ -102,7 +112,8 @@ def postprocess_model(
   check_postprocess_params(score_threshold=score_threshold, iou_threshold=iou_threshold,
                            max_detections=max_detections, pre_nms_top_k=pre_nms_top_k,
                            pre_nms_top_k_per_level=pre_nms_top_k_per_level,
-                           level_sizes=level_sizes)
+                           level_sizes=level_sizes,
+                           pre_nms_top_k_per_class=pre_nms_top_k_per_class)
   if opset < 13:
     raise ValueError(f"opset must be >= 13 for the post-processing graph, got {opset}")
   a, c, big_k = int(num_anchors), int(num_classes), int(max_detections)
@@ -111,6 +122,8 @@ def postprocess_model(
   # TopK over fewer than k elements is an error: clamp (per level) to what is there.
   levels = ([int(n) for n in level_sizes] if pre_nms_top_k_per_level else [a])
   level_k = [min(int(pre_nms_top_k), n * c) for n in levels]
+  if pre_nms_top_k_per_class:
+    level_k = [min(int(pre_nms_top_k), a) * c]
   k = sum(level_k)
   kk = min(big_k, k)  # the final TopK runs over the k candidates.
   nodes, inits = [], []
@@ -124,8 +137,12 @@ def postprocess_model(
     return outputs[0] if len(outputs) == 1 else outputs
 
   # 1-2. Flatten and pre-NMS top-k (flat index = anchor * C + class), per level if asked.
-  flat = op("Reshape", [scores_name, const("pp_shape_flat", [0, -1], np.int64)], ["pp_flat"])
-  top_scores, top_idx = _top_k(op, const, flat, levels=levels, level_k=level_k, num_classes=c)
+  if pre_nms_top_k_per_class:
+    top_scores, top_idx = _top_k_per_class(op, const, scores_name, k=min(int(pre_nms_top_k), a),
+                                           num_classes=c)
+  else:
+    flat = op("Reshape", [scores_name, const("pp_shape_flat", [0, -1], np.int64)], ["pp_flat"])
+    top_scores, top_idx = _top_k(op, const, flat, levels=levels, level_k=level_k, num_classes=c)
   n_cls = const("pp_num_classes", c, np.int64)
   anchor = op("Div", [top_idx, n_cls], ["pp_anchor"])
   cls = op("Mod", [top_idx, n_cls], ["pp_class"])
@@ -296,6 +313,20 @@ def _top_k(op, const, flat, *, levels, level_k, num_classes):
     start += size
   return (op("Concat", scores, ["pp_top_scores"], axis=1),
           op("Concat", indices, ["pp_top_idx"], axis=1))
+
+
+def _top_k_per_class(op, const, scores, *, k, num_classes):
+  """``TopK(k)`` over the anchors of each class of ``scores [N, A, C]``; returns the scores and
+  flat (anchor * C + class) indices ``[N, C * k]``, concatenated in class order."""
+  by_class = op("Transpose", [scores], ["pp_by_class"], perm=[0, 2, 1])  # [N, C, A]
+  s, anchor = op("TopK", [by_class, const("pp_k", [k], np.int64)],
+                 ["pp_class_top_scores", "pp_class_top_anchor"], axis=-1, largest=1, sorted=1)
+  scaled = op("Mul", [anchor, const("pp_c_mul", num_classes, np.int64)], ["pp_anchor_times_c"])
+  flat = op("Add", [scaled, const("pp_class_col", np.arange(num_classes).reshape(1, -1, 1),
+                                  np.int64)], ["pp_class_flat_idx"])
+  shape = const("pp_shape_flat", [0, -1], np.int64)
+  return (op("Reshape", [s, shape], ["pp_top_scores"]),
+          op("Reshape", [flat, shape], ["pp_top_idx"]))
 
 
 def _inputs(n, a, c, boxes_name, scores_name, dynamic_image_size, class_specific_boxes):

@@ -31,6 +31,9 @@ def randomize_batchnorm(model, *, image_size=64, batch=4, seed=0, forward=None):
   torch, _ = torch_modules()
   gen = torch.Generator().manual_seed(seed)
   norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+  group_norms = [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]
+  if not norms and not group_norms:  # e.g. SSD300-VGG16: nothing to randomize, no forward
+    return model.eval()
   momenta = [m.momentum for m in norms]
   for m in norms:
     m.reset_running_stats()
@@ -40,7 +43,7 @@ def randomize_batchnorm(model, *, image_size=64, batch=4, seed=0, forward=None):
     (forward or model)(torch.randn(batch, 3, image_size, image_size, generator=gen))
     for m, momentum in zip(norms, momenta):
       m.momentum = momentum
-    for m in norms + [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]:
+    for m in norms + group_norms:
       m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
       m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
   model.eval()

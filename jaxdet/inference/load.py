@@ -17,7 +17,7 @@ from jaxdet.train import checkpoint as ckpt
 from jaxdet.train import config as config_lib
 
 POSTPROCESS_KEYS = ("score_threshold", "iou_threshold", "max_detections", "pre_nms_top_k",
-                    "pre_nms_top_k_per_level")
+                    "pre_nms_top_k_per_level", "pre_nms_top_k_per_class")
 
 
 def detector_module(config: ml_collections.ConfigDict):
@@ -37,7 +37,8 @@ class Detector:
     class_names: class names indexed by class id.
     image_size: S, the square network input size.
     postprocess: `score_threshold`, `iou_threshold`, `max_detections`, `pre_nms_top_k`,
-      `pre_nms_top_k_per_level` (missing keys: `jaxdet.models.postprocess.POSTPROCESS_DEFAULTS`).
+      `pre_nms_top_k_per_level`, `pre_nms_top_k_per_class` (missing keys:
+      `jaxdet.models.postprocess.POSTPROCESS_DEFAULTS`).
   Normalization and resize rule: `config.model.preprocess` (`jaxdet.data.preprocess`).
   """
   model: Any

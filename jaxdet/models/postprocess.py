@@ -23,6 +23,7 @@ POSTPROCESS_DEFAULTS = {
     "max_detections": 100,
     "pre_nms_top_k": 1000,
     "pre_nms_top_k_per_level": False,
+    "pre_nms_top_k_per_class": False,
 }
 
 
@@ -35,7 +36,7 @@ def postprocess_settings(postprocess_config=None) -> dict:
 
   Returns:
     dict with `score_threshold` float, `iou_threshold` float, `max_detections` int,
-    `pre_nms_top_k` int, `pre_nms_top_k_per_level` bool.
+    `pre_nms_top_k` int, `pre_nms_top_k_per_level` bool, `pre_nms_top_k_per_class` bool.
   """
   values = dict(postprocess_config.items()) if postprocess_config is not None else {}
   unknown = sorted(set(values) - set(POSTPROCESS_DEFAULTS))
@@ -46,7 +47,8 @@ def postprocess_settings(postprocess_config=None) -> dict:
           "iou_threshold": float(out["iou_threshold"]),
           "max_detections": int(out["max_detections"]),
           "pre_nms_top_k": int(out["pre_nms_top_k"]),
-          "pre_nms_top_k_per_level": bool(out["pre_nms_top_k_per_level"])}
+          "pre_nms_top_k_per_level": bool(out["pre_nms_top_k_per_level"]),
+          "pre_nms_top_k_per_class": bool(out["pre_nms_top_k_per_class"])}
 
 
 def level_sizes_of(model_config, image_size) -> tuple[int, ...]:
@@ -82,10 +84,15 @@ def postprocess_args(settings, *, model_config, image_size) -> dict:
   return args
 
 
-def _candidates(scores, *, pre_nms_top_k, level_sizes):
-  """Top-k flat (anchor * C + class) candidates, globally or per level (concatenated in level
-  order). Returns `(scores [k], flat indices [k] int32)`; ties: lower flat index first."""
-  num_classes = scores.shape[1]
+def _candidates(scores, *, pre_nms_top_k, level_sizes, per_class=False):
+  """Top-k flat (anchor * C + class) candidates, globally, per level (concatenated in level
+  order) or per class (concatenated in class order). Returns `(scores [k], flat indices [k]
+  int32)`; ties: lower flat index first."""
+  num_anchors, num_classes = scores.shape
+  if per_class:  # [C, k]: each class's best anchors (torchvision SSD's per-class top-k)
+    s, anchor = jax.lax.top_k(scores.T, min(pre_nms_top_k, num_anchors))
+    flat = anchor * num_classes + jnp.arange(num_classes, dtype=anchor.dtype)[:, None]
+    return s.reshape(-1), flat.reshape(-1)
   if level_sizes is None:
     flat = scores.reshape(-1)
     return jax.lax.top_k(flat, min(pre_nms_top_k, flat.shape[0]))
@@ -100,9 +107,10 @@ def _candidates(scores, *, pre_nms_top_k, level_sizes):
 
 
 def _postprocess_one(boxes_xyxy, scores, *, score_threshold, iou_threshold, max_detections,
-                     pre_nms_top_k, level_sizes):
+                     pre_nms_top_k, level_sizes, per_class):
   num_classes = scores.shape[1]
-  top_scores, top_idx = _candidates(scores, pre_nms_top_k=pre_nms_top_k, level_sizes=level_sizes)
+  top_scores, top_idx = _candidates(scores, pre_nms_top_k=pre_nms_top_k, level_sizes=level_sizes,
+                                    per_class=per_class)
   cand_anchors = top_idx // num_classes
   cand_classes = (top_idx % num_classes).astype(jnp.int32)
   if boxes_xyxy.ndim == 3:  # class-specific: the box of the candidate's class
@@ -140,12 +148,14 @@ def check_layout(boxes_shape, scores_shape, *, level_sizes=None):
 
 def postprocess(boxes_xyxy, scores, *, score_threshold=0.05, iou_threshold=0.5,
                 max_detections=100, pre_nms_top_k=1000, pre_nms_top_k_per_level=False,
-                level_sizes=None):
+                level_sizes=None, pre_nms_top_k_per_class=False):
   """Per-class NMS over (anchor, class) candidates, padded to a fixed number of detections.
 
   The algorithm of DESIGN.md: flatten to A*C candidates; keep the `pre_nms_top_k` best by score
   (ties: lower flat index first), over all anchors or, with `pre_nms_top_k_per_level`, per level
-  (then the levels' candidates are concatenated in level order, as torchvision's RetinaNet);
+  (then the levels' candidates are concatenated in level order, as torchvision's RetinaNet) or,
+  with `pre_nms_top_k_per_class`, per class over all anchors (the classes' candidates
+  concatenated in class order, as torchvision's SSD);
   candidates below `score_threshold` become invalid; class-aware `jaxdet.ops.batched_nms` (its
   own order: descending score, ties by candidate index); outputs in NMS order, zero past
   `num_detections`. Boxes are used as given (`decode` clips them to the input).
@@ -162,6 +172,8 @@ def postprocess(boxes_xyxy, scores, *, score_threshold=0.05, iou_threshold=0.5,
     pre_nms_top_k_per_level: select the top-k per level instead of over all anchors.
     level_sizes: static tuple of anchors per level (in the order of A, summing to A); required
       with `pre_nms_top_k_per_level`, ignored otherwise.
+    pre_nms_top_k_per_class: select the top-k anchors of each class (k * C candidates); not
+      combinable with `pre_nms_top_k_per_level`.
 
   Returns:
     dict with `boxes` float32 `[B, K, 4]`, `scores` float32 `[B, K]`, `classes` int32 `[B, K]`,
@@ -172,23 +184,27 @@ def postprocess(boxes_xyxy, scores, *, score_threshold=0.05, iou_threshold=0.5,
   return _postprocess(boxes_xyxy, scores, score_threshold=score_threshold,
                       iou_threshold=iou_threshold, max_detections=max_detections,
                       pre_nms_top_k=pre_nms_top_k, pre_nms_top_k_per_level=pre_nms_top_k_per_level,
-                      level_sizes=level_sizes)
+                      level_sizes=level_sizes,
+                      pre_nms_top_k_per_class=bool(pre_nms_top_k_per_class))
 
 
 @functools.partial(jax.jit, static_argnames=("score_threshold", "iou_threshold", "max_detections",
                                              "pre_nms_top_k", "pre_nms_top_k_per_level",
-                                             "level_sizes"))
+                                             "level_sizes", "pre_nms_top_k_per_class"))
 def _postprocess(boxes_xyxy, scores, *, score_threshold, iou_threshold, max_detections,
-                 pre_nms_top_k, pre_nms_top_k_per_level, level_sizes):
+                 pre_nms_top_k, pre_nms_top_k_per_level, level_sizes, pre_nms_top_k_per_class):
   check_layout(boxes_xyxy.shape, scores.shape, level_sizes=level_sizes)
   if max_detections < 1 or pre_nms_top_k < 1:
     raise ValueError(f"max_detections and pre_nms_top_k must be >= 1, got {max_detections} and "
                      f"{pre_nms_top_k}")
   if pre_nms_top_k_per_level and level_sizes is None:
     raise ValueError("pre_nms_top_k_per_level=True needs level_sizes (anchors per level)")
+  if pre_nms_top_k_per_level and pre_nms_top_k_per_class:
+    raise ValueError("pre_nms_top_k_per_level and pre_nms_top_k_per_class cannot both be True")
   fn = functools.partial(_postprocess_one, score_threshold=score_threshold,
                          iou_threshold=iou_threshold, max_detections=max_detections,
-                         pre_nms_top_k=pre_nms_top_k, level_sizes=level_sizes)
+                         pre_nms_top_k=pre_nms_top_k, level_sizes=level_sizes,
+                         per_class=pre_nms_top_k_per_class)
   b, s, c, n = jax.vmap(fn)(boxes_xyxy.astype(jnp.float32), scores.astype(jnp.float32))
   return {"boxes": b, "scores": s, "classes": c, "num_detections": n}
 

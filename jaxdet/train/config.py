@@ -267,4 +267,5 @@ def base_config() -> ml_collections.ConfigDict:
   c.postprocess.max_detections = 100
   c.postprocess.pre_nms_top_k = 1000  # per level with pre_nms_top_k_per_level
   c.postprocess.pre_nms_top_k_per_level = False  # torchvision RetinaNet: top-k per FPN level
+  c.postprocess.pre_nms_top_k_per_class = False  # torchvision SSD: top-k anchors per class
   return c

@@ -167,8 +167,11 @@ def calibrated(detector, images, *, fraction=0.04, threshold=0.1):
   threshold would be vacuous. The biases are found by `class_bias_paths` (no per-family table).
   """
   import dataclasses
-  paths = class_bias_paths(detector, images)
   forward = jax.jit(lambda v: dataclasses.replace(detector, variables=v).forward(images)[1])
+  try:
+    paths = class_bias_paths(detector, images)
+  except ValueError:  # a softmax head: shifting all of its logits alike changes nothing
+    return _calibrated_softmax(detector, forward, fraction=fraction, threshold=threshold)
   target, total = np.log(threshold / (1 - threshold)), 0.0
   for _ in range(8):  # Repeated: saturated scores show their logit only once shifted back.
     variables = _add_to_leaves(detector.variables, paths, np.float32(total))
@@ -177,6 +180,65 @@ def calibrated(detector, images, *, fraction=0.04, threshold=0.1):
       break
     total += step
   return dataclasses.replace(detector, variables=variables)
+
+
+def _softmax_head_paths(detector, forward):
+  """Bias paths of softmax class heads with the background first (`softmax_scores`' default
+  layout, torchvision's): raising the background column of such a bias (every ``C + 1``-th entry)
+  lowers every foreground score it moves."""
+  c1 = len(detector.class_names) + 1
+  base = np.asarray(forward(detector.variables), np.float64)
+  found = []
+  for path, leaf in jax.tree_util.tree_flatten_with_path(detector.variables["params"])[0]:
+    if getattr(path[-1], "key", None) != "bias" or leaf.size % c1:
+      continue
+    bump = np.zeros(leaf.shape, np.float32)
+    bump.reshape(-1)[::c1] = 1.0
+    changed = np.asarray(forward(_add_to_leaves(detector.variables, [path], bump)), np.float64)
+    moved = np.abs(changed - base) > 0
+    if moved.any() and np.all(changed[moved] < base[moved]):
+      found.append(path)
+  if not found:
+    raise ValueError("no set of biases shifts every class logit alike (sigmoid) or lowers every "
+                     "score through a background column (softmax); cannot calibrate scores")
+  return found
+
+
+def _calibrated_softmax(detector, forward, *, fraction, threshold):
+  """Softmax heads (background first): their kernels and biases are scaled down to unsaturated
+  logits, then the background column is shifted (bisection) so that about ``fraction`` of the
+  foreground scores reach ``threshold``."""
+  import dataclasses
+  paths = _softmax_head_paths(detector, forward)
+  c1 = len(detector.class_names) + 1
+  kernels = [p[:-1] + (jax.tree_util.DictKey("kernel"),) for p in paths]
+
+  def with_shift(shift, scale=0.05):
+    params = jax.tree_util.tree_map_with_path(
+        lambda p, x: x * scale if p in kernels else x, detector.variables["params"])
+    variables = {**detector.variables, "params": params}
+    out = variables
+    for path in paths:
+      leaf = _leaf(out["params"], path)
+      bump = np.zeros(leaf.shape, np.float32)
+      bump.reshape(-1)[::c1] = shift
+      out = _add_to_leaves(out, [path], leaf * (scale - 1) + bump)
+    return out
+
+  lo, hi = -20.0, 20.0  # background shift: the quantile falls as it rises
+  for _ in range(30):
+    mid = 0.5 * (lo + hi)
+    if np.quantile(np.asarray(forward(with_shift(mid))), 1 - fraction) > threshold:
+      lo = mid
+    else:
+      hi = mid
+  return dataclasses.replace(detector, variables=with_shift(0.5 * (lo + hi)))
+
+
+def _leaf(params, path):
+  for key in path:
+    params = params[key.key]
+  return params
 
 
 def random_variables(model, image_size, *, seed):

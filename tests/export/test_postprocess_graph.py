@@ -91,16 +91,19 @@ def test_matches_jaxdet_postprocess(batch):
 
 
 @pytest.mark.parametrize("class_specific", [False, True], ids=["agnostic", "specific"])
-@pytest.mark.parametrize("per_level", [False, True], ids=["global", "per_level"])
+@pytest.mark.parametrize("per_level", [False, True, "class"], ids=["global", "per_level",
+                                                                  "per_class"])
 @pytest.mark.parametrize("batch", [1, 4])
 def test_every_layout_and_option_matches_jaxdet_postprocess(class_specific, per_level, batch):
   from jaxdet.models import postprocess
-  rng = np.random.default_rng(batch * 10 + 2 * class_specific + per_level)
+  per_class, per_level = per_level == "class", per_level is True
+  rng = np.random.default_rng(batch * 10 + 2 * class_specific + per_level + 7 * per_class)
   levels, c = (64, 16, 4, 1), 3
   a = sum(levels)
   boxes, scores = random_detections(rng, n=batch, a=a, c=c, class_specific=class_specific)
   kw = dict(score_threshold=0.3, iou_threshold=0.5, max_detections=40, pre_nms_top_k=25,
-            pre_nms_top_k_per_level=per_level, level_sizes=levels if per_level else None)
+            pre_nms_top_k_per_level=per_level, level_sizes=levels if per_level else None,
+            pre_nms_top_k_per_class=per_class)
   model = postprocess_graph.postprocess_model(num_anchors=a, num_classes=c, opset=21,
                                               class_specific_boxes=class_specific, **kw)
   out = _run(model, boxes, scores)
@@ -127,6 +130,29 @@ def test_per_level_with_ties_matches_numpy_greedy_loop(seed):
   model = postprocess_graph.postprocess_model(num_anchors=sum(levels), num_classes=c, opset=21,
                                               class_specific_boxes=specific, **kw)
   _check(_run(model, boxes, scores), postprocess_reference(boxes, scores, **kw))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_per_class_with_ties_matches_numpy_greedy_loop(seed):
+  rng = np.random.default_rng(2000 + seed)
+  n, a, c = int(rng.integers(1, 4)), int(rng.integers(5, 90)), int(rng.integers(1, 5))
+  kw = dict(score_threshold=0.3, iou_threshold=float(rng.uniform(0.3, 0.7)),
+            max_detections=int(rng.integers(1, 50)), pre_nms_top_k=int(rng.integers(1, 100)),
+            pre_nms_top_k_per_class=True)
+  boxes, scores = random_detections(rng, n=n, a=a, c=c, class_specific=seed == 1, quantize=True)
+  model = postprocess_graph.postprocess_model(num_anchors=a, num_classes=c, opset=21,
+                                              class_specific_boxes=seed == 1, **kw)
+  _check(_run(model, boxes, scores), postprocess_reference(boxes, scores, **kw))
+
+
+def test_per_level_and_per_class_together_are_refused():
+  from jaxdet.models import postprocess
+  kw = dict(pre_nms_top_k_per_level=True, level_sizes=(2, 2), pre_nms_top_k_per_class=True)
+  with pytest.raises(ValueError, match="cannot both"):
+    postprocess_graph.postprocess_model(num_anchors=4, num_classes=2, opset=21, score_threshold=0.1,
+                                        iou_threshold=0.5, max_detections=5, pre_nms_top_k=3, **kw)
+  with pytest.raises(ValueError, match="cannot both"):
+    postprocess(np.zeros((1, 4, 4), np.float32), np.zeros((1, 4, 2), np.float32), **kw)
 
 
 @pytest.mark.parametrize("class_specific", [False, True], ids=["agnostic", "specific"])

@@ -38,7 +38,8 @@ def test_detector_fields(detector, config):
   assert detector.class_names == NAMES and detector.image_size == SIZE
   assert detector.postprocess == {"score_threshold": 0.0, "iou_threshold": 0.6,
                                   "max_detections": 7, "pre_nms_top_k": 1000,
-                                  "pre_nms_top_k_per_level": False}
+                                  "pre_nms_top_k_per_level": False,
+                                  "pre_nms_top_k_per_class": False}
   assert set(detector.variables) == {"params", "batch_stats"}
   assert detector.config is config
 
@@ -111,10 +112,11 @@ def test_load_round_trip_picks_best_ap(tmp_path, config, detector):
 
 
 def test_a_checkpoint_without_the_new_keys_loads_with_defaults(tmp_path, config, detector):
-  # Saved before `model.preprocess` and `postprocess.pre_nms_top_k_per_level` existed.
+  # Saved before `model.preprocess` and `postprocess.pre_nms_top_k_per_{level,class}` existed.
   old = config_lib.from_json(config_lib.to_json(config))
   del old.model["preprocess"]
   del old.postprocess["pre_nms_top_k_per_level"]
+  del old.postprocess["pre_nms_top_k_per_class"]
   _save(tmp_path, old, detector.variables, step=1, ap=0.5)
   loaded = jaxdet.load(tmp_path)
   assert "preprocess" not in loaded.config.model

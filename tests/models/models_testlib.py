@@ -36,12 +36,12 @@ def sgd_loss_history(model, loss_fn, cfg, variables, images, batch, *, learning_
       preds, upd = model.apply({"params": p, "batch_stats": batch_stats}, images, train=True,
                                targets=targets, mutable=["batch_stats"],
                                rngs=step_lib.forward_rngs(key))
-      return loss_fn(preds, batch, config=cfg)[0], upd["batch_stats"]
+      return loss_fn(preds, batch, config=cfg)[0], upd.get("batch_stats", {})
     (loss, batch_stats), grads = jax.value_and_grad(loss_of, has_aux=True)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), batch_stats, opt_state, loss
 
-  params, stats = variables["params"], variables["batch_stats"]
+  params, stats = variables["params"], variables.get("batch_stats", {})  # none without BN
   opt_state = tx.init(params)
   history = []
   for i in range(steps):
@@ -88,7 +88,8 @@ def _iou(a, b):
 
 
 def postprocess_reference(boxes, scores, *, score_threshold, iou_threshold, max_detections,
-                          pre_nms_top_k, pre_nms_top_k_per_level=False, level_sizes=None):
+                          pre_nms_top_k, pre_nms_top_k_per_level=False, level_sizes=None,
+                          pre_nms_top_k_per_class=False):
   """Greedy class-aware NMS over the top-k (anchor, class) candidates of each image.
 
   Args:
@@ -96,6 +97,7 @@ def postprocess_reference(boxes, scores, *, score_threshold, iou_threshold, max_
     scores: [N, A, C] float.
     pre_nms_top_k_per_level / level_sizes: top-k per level (anchors per level, in order of A),
       the levels' candidates concatenated in level order before the NMS sort.
+    pre_nms_top_k_per_class: top-k anchors per class, concatenated in class order.
 
   Returns:
     dict of num_detections [N], boxes [N, K, 4], scores [N, K], classes [N, K] (zero padded).
@@ -107,7 +109,10 @@ def postprocess_reference(boxes, scores, *, score_threshold, iou_threshold, max_
              scores=np.zeros((n, k_out), np.float32), classes=np.zeros((n, k_out), np.int64))
   for i in range(n):
     cands, start = [], 0
-    for size in levels:
+    for cls in range(c) if pre_nms_top_k_per_class else ():
+      order = np.argsort(-scores[i, :, cls], kind="stable")[:min(pre_nms_top_k, a)]
+      cands += [(scores[i, j, cls], j, cls) for j in order]
+    for size in levels if not pre_nms_top_k_per_class else ():
       flat = scores[i, start:start + size].reshape(-1)
       order = np.argsort(-flat, kind="stable")[:min(pre_nms_top_k, size * c)]
       cands += [(flat[j], start + j // c, j % c) for j in order]

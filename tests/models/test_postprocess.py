@@ -161,7 +161,8 @@ def test_settings_defaults_for_old_configs_and_unknown_keys():
                                        pre_nms_top_k=50))
   assert postprocess_settings(old) == dict(score_threshold=0.2, iou_threshold=0.6,
                                               max_detections=7, pre_nms_top_k=50,
-                                              pre_nms_top_k_per_level=False)
+                                              pre_nms_top_k_per_level=False,
+                                              pre_nms_top_k_per_class=False)
   assert postprocess_settings(None) == POSTPROCESS_DEFAULTS
   with pytest.raises(ValueError, match="pre_nms_topk"):
     postprocess_settings({"pre_nms_topk": 3})

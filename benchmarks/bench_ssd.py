@@ -1,0 +1,179 @@
+"""SSD300-VGG16: jaxdet vs torchvision `ssd300_vgg16` (random weights, 91 classes) on this CPU.
+
+- inference, batch 1, 300 x 300 uint8 in, detections out (score 0.01, NMS 0.45, top 400 per class,
+  200 detections): jaxdet `jax.jit` (`Detector.predict`'s jitted forward + postprocess), jaxdet
+  ONNX under onnxruntime, torchvision eager `model.eval()` (its transform and postprocess).
+- training step at batch 8 (SGD momentum 0.9, 4 random boxes an image): jaxdet `jax.jit`
+  (`ssd.loss_fn`) vs torchvision eager (`model.train()`, its loss); each side in its own process.
+
+Usage: `python benchmarks/bench_ssd.py [--part infer|train|all] [--repeats 5] [--steps 2]`.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from bench_export import _interleaved_medians_ms, _ort_session  # same folder (script path)
+
+S, C = 300, 91  # torchvision's num_classes counts the background: jaxdet has C - 1 classes
+
+
+def _detector():
+  from jaxdet import models
+  from jaxdet.inference.load import build_detector
+  from jaxdet.models.detectors import ssd
+  from jaxdet.train import config as config_lib
+  config = config_lib.base_config()
+  config.model = models.default_config("ssd")
+  config.image_size = S
+  config.postprocess.update(ssd.POSTPROCESS)
+  return build_detector(config, None, [f"class{i}" for i in range(C - 1)])
+
+
+def _torch_model():
+  import torch
+  import torchvision
+  torch.set_num_threads(os.cpu_count() or 1)
+  torch.manual_seed(0)
+  return torchvision.models.detection.ssd300_vgg16(weights=None, weights_backbone=None,
+                                                   num_classes=C)
+
+
+def infer(args):
+  import jax
+  import torch
+  from jaxdet import cli
+  export = cli.import_export_package()
+  detector = _detector()
+  x = np.random.default_rng(0).integers(0, 256, (1, S, S, 3), np.uint8)
+  model = _torch_model().eval()
+  xt = [torch.from_numpy(x[0].transpose(2, 0, 1).copy()).float() / 255]
+  with tempfile.TemporaryDirectory() as tmp:
+    path = os.path.join(tmp, "ssd.onnx")
+    start = time.perf_counter()
+    export.export_onnx(detector, path)
+    export_s = time.perf_counter() - start
+    session = _ort_session(path, os.cpu_count() or 1, False)
+    predict = detector._predict_jit  # pylint: disable=protected-access
+    fns = {"jaxdet jax.jit": lambda: jax.block_until_ready(predict(detector.variables, x)),
+           "jaxdet ONNX, onnxruntime": lambda: session.run(None, {"images": x}),
+           "torchvision eager": lambda: torch.no_grad()(model)(xt)}
+    load = os.getloadavg()[0]
+    med = _interleaved_medians_ms(fns, repeats=args.repeats)
+  print(f"inference, batch 1 ({S}x{S}, medians of {args.repeats}; load {load:.1f} -> "
+        f"{os.getloadavg()[0]:.1f}); jaxdet ONNX export {export_s:.0f} s")
+  for name, ms in med.items():
+    print(f"  {name:28s}{ms:9.0f} ms   {ms / med['torchvision eager']:.2f}x torchvision")
+
+
+def _boxes(batch):
+  rng = np.random.default_rng(0)
+  xy = rng.uniform(0, 200, (batch, 4, 2))
+  return (np.concatenate([xy, xy + rng.uniform(20, 90, (batch, 4, 2))], -1).astype(np.float32),
+          rng.integers(0, C - 1, (batch, 4)))
+
+
+def train_jax(args):
+  import jax
+  import jax.numpy as jnp
+  import optax
+  from jaxdet import models
+  from jaxdet.models.detectors import ssd
+  cfg = ssd.default_config()
+  model = models.build(cfg, num_classes=C - 1)
+  boxes, classes = _boxes(args.batch)
+  batch = {"boxes": jnp.asarray(boxes), "classes": jnp.asarray(classes, jnp.int32),
+           "box_mask": jnp.ones(boxes.shape[:2], bool)}
+  images = jnp.asarray(np.random.default_rng(1).normal(size=(args.batch, S, S, 3)), jnp.float32)
+  params = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(images[:1])["params"]
+  tx = optax.sgd(1e-3, momentum=0.9)
+
+  def step(state, images, batch):
+    params, opt_state = state
+    loss, grads = jax.value_and_grad(lambda p: ssd.loss_fn(
+        model.apply({"params": p}, images, train=True), batch, config=cfg)[0])(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), loss
+
+  state = (params, tx.init(params))
+  start = time.perf_counter()
+  step = jax.jit(step, donate_argnums=0).lower(state, images, batch).compile()
+  compile_s = time.perf_counter() - start
+  times = []
+  for _ in range(args.steps + 1):
+    start = time.perf_counter()
+    state, loss = step(state, images, batch)
+    loss.block_until_ready()
+    times.append(time.perf_counter() - start)
+  return {"step_s": statistics.median(times[1:]), "compile_s": compile_s}
+
+
+def train_torch(args):
+  import torch
+  model = _torch_model().train()
+  opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+  boxes, classes = _boxes(args.batch)
+  rng = np.random.default_rng(1)
+  images = [torch.tensor(rng.uniform(size=(3, S, S)), dtype=torch.float32)
+            for _ in range(args.batch)]
+  targets = [{"boxes": torch.from_numpy(b), "labels": torch.from_numpy(c + 1)}
+             for b, c in zip(boxes, classes)]
+  times = []
+  for _ in range(args.steps + 1):
+    start = time.perf_counter()
+    loss = sum(model(images, targets).values())
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    times.append(time.perf_counter() - start)
+  return {"step_s": statistics.median(times[1:])}
+
+
+def train(args):
+  out = {}
+  for side in ("jax", "torch"):
+    cmd = [sys.executable, __file__, "--side", side, "--batch", str(args.batch), "--steps",
+           str(args.steps)]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                         env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    if res.returncode:
+      raise SystemExit(f"{side} failed:\n{res.stderr[-3000:]}")
+    out[side] = json.loads(res.stdout.strip().splitlines()[-1])
+  jax_s, tv_s = out["jax"]["step_s"], out["torch"]["step_s"]
+  print(f"training step, batch {args.batch} ({S}x{S}, median of {args.steps} after the first):")
+  print(f"  jaxdet jax.jit   {jax_s:7.2f} s/step ({args.batch / jax_s:.2f} img/s; compile "
+        f"{out['jax']['compile_s']:.0f} s)")
+  print(f"  torchvision      {tv_s:7.2f} s/step ({args.batch / tv_s:.2f} img/s)")
+  print(f"  throughput jaxdet / torchvision: {tv_s / jax_s:.2f}x")
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--part", choices=["infer", "train", "all"], default="all")
+  p.add_argument("--repeats", type=int, default=5)
+  p.add_argument("--steps", type=int, default=2)
+  p.add_argument("--batch", type=int, default=8)
+  p.add_argument("--side", choices=["jax", "torch"], help=argparse.SUPPRESS)
+  args = p.parse_args()
+  os.environ.setdefault("JAX_PLATFORMS", "cpu")
+  if args.side:
+    print(json.dumps((train_jax if args.side == "jax" else train_torch)(args)))
+    return
+  print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores "
+        f"(shared with other jobs: figures are noisy)")
+  if args.part in ("infer", "all"):
+    infer(args)
+  if args.part in ("train", "all"):
+    train(args)
+
+
+if __name__ == "__main__":
+  main()
