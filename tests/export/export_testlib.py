@@ -167,8 +167,12 @@ def calibrated(detector, images, *, fraction=0.04, threshold=0.1):
   threshold would be vacuous. The biases are found by `class_bias_paths` (no per-family table).
   """
   import dataclasses
-  paths = class_bias_paths(detector, images)
   forward = jax.jit(lambda v: dataclasses.replace(detector, variables=v).forward(images)[1])
+  try:
+    paths = class_bias_paths(detector, images)
+  except ValueError:  # Scores that are not one logit's sigmoid (confidence x class probability).
+    return _calibrated_by_bisection(detector, forward, score_bias_paths(detector, images),
+                                    fraction=fraction, threshold=threshold)
   target, total = np.log(threshold / (1 - threshold)), 0.0
   for _ in range(8):  # Repeated: saturated scores show their logit only once shifted back.
     variables = _add_to_leaves(detector.variables, paths, np.float32(total))
@@ -177,6 +181,38 @@ def calibrated(detector, images, *, fraction=0.04, threshold=0.1):
       break
     total += step
   return dataclasses.replace(detector, variables=variables)
+
+
+def score_bias_paths(detector, images):
+  """The bias leaves whose +1 raises some scores and lowers none (for `calibrated` when no bias
+  shifts the class logits alike: YOLOv1's confidence x class probability, objectness x class)."""
+  import dataclasses
+  forward = jax.jit(lambda v: dataclasses.replace(detector, variables=v).forward(images)[1])
+  base = np.asarray(forward(detector.variables), np.float64)
+  found = []
+  for path, _ in jax.tree_util.tree_flatten_with_path(detector.variables["params"])[0]:
+    if getattr(path[-1], "key", None) != "bias":
+      continue
+    moved = np.asarray(forward(_add_to_leaves(detector.variables, [path], np.float32(1))),
+                       np.float64) - base
+    if moved.min() >= -1e-6 and np.mean(moved > 1e-6) > 0.5:
+      found.append(path)
+  if not found:
+    raise ValueError("no bias raises the scores monotonically; cannot calibrate scores")
+  return found
+
+
+def _calibrated_by_bisection(detector, forward, paths, *, fraction, threshold):
+  """`detector` with the shift of the biases at ``paths`` (scores rise with it) that puts the
+  ``1 - fraction`` quantile of the scores at ``threshold``, found by bisection."""
+  import dataclasses
+  lo, hi = -32.0, 32.0
+  for _ in range(40):
+    mid = (lo + hi) / 2
+    scores = np.asarray(forward(_add_to_leaves(detector.variables, paths, np.float32(mid))))
+    lo, hi = (mid, hi) if np.quantile(scores, 1 - fraction) < threshold else (lo, mid)
+  return dataclasses.replace(detector,
+                             variables=_add_to_leaves(detector.variables, paths, np.float32(hi)))
 
 
 def random_variables(model, image_size, *, seed):
