@@ -212,6 +212,28 @@ def test_zoo_backbone_features_are_pooled_to_the_grid():
                     [(2, 25, C), (2, 25, 3), (2, 25, 3, 4)])
 
 
+def test_conv_head_puts_each_cell_in_the_fc_layout():
+  cfg = yolov1.default_config()
+  cfg.update(backbone="resnet18", backbone_width=8, feature_level="c4", head="conv",
+             grid_size=4, fc_hidden=8)
+  model = models.build(cfg, num_classes=C)
+  x = jnp.zeros((1, 64, 64, 3))  # c4 is 4 x 4
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+  # The 1x1 prediction conv outputs its bias alone: every cell reads (probs | conf | boxes).
+  variables = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), variables)
+  bias = jnp.arange(C + 5 * 2, dtype=jnp.float32)
+  variables["params"]["conv2"]["bias"] = bias
+  preds = jax.jit(lambda v: model.apply(v, x, train=False))(variables)
+  chex.assert_shape(preds["boxes"], (1, 16, 2, 4))
+  np.testing.assert_array_equal(preds["class_probs"][0], np.tile(bias[:C], (16, 1)))
+  np.testing.assert_array_equal(preds["confidence"][0], np.tile(bias[C:C + 2], (16, 1)))
+  np.testing.assert_array_equal(preds["boxes"][0], np.tile(bias[C + 2:].reshape(2, 4), (16, 1, 1)))
+  cfg.grid_size = 8  # larger than the 4 x 4 map
+  with pytest.raises(ValueError, match="head='conv' needs a feature map of at least the grid"):
+    jax.eval_shape(lambda: models.build(cfg, num_classes=C).init(jax.random.key(0), x,
+                                                                 train=False))
+
+
 def test_logistic_outputs_are_bounded_and_dropout_acts_in_training():
   cfg = yolov1.test_config()
   cfg.output_activation = "logistic"
@@ -233,6 +255,11 @@ def test_bad_settings_are_named():
   model = models.build(cfg, num_classes=C)
   with pytest.raises(ValueError, match="output_activation.*'tanh'"):
     jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), train=False))
+  cfg = yolov1.test_config()
+  cfg.head = "mlp"
+  with pytest.raises(ValueError, match="head must be one of.*'mlp'"):
+    jax.eval_shape(lambda: models.build(cfg, num_classes=C).init(
+        jax.random.key(0), jnp.zeros((1, 64, 64, 3)), train=False))
   cfg = yolov1.test_config()
   cfg.grid_size = 0
   with pytest.raises(ValueError, match="grid_size must be >= 1, got 0"):
