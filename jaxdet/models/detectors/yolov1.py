@@ -43,8 +43,8 @@ PAPER_BACKBONES = ("yolov1", "yolov1_fast")
 ACTIVATIONS = ("linear", "logistic")
 HEADS = ("fc", "conv")
 
-# The paper's network (Figure 3) after the 7x7/2 stem: ("conv", filters, kernel, stride) or
-# ("pool",); 24 convolutions, stride 64 (448 px -> 7 x 7).
+# The paper's network (its Figure 3): ("conv", filters, kernel, stride) or ("pool",) (2x2/2);
+# 24 convolutions, stride 64 (448 px -> 7 x 7).
 _YOLOV1_LAYERS = (
     ("conv", 64, 7, 2), ("pool",),
     ("conv", 192, 3, 1), ("pool",),
@@ -57,12 +57,10 @@ _YOLOV1_LAYERS = (
 )
 # Fast YOLO: 9 convolutions (the paper gives the count only; these widths are ours), stride 64.
 _YOLOV1_FAST_LAYERS = (
-    *((("conv", f, 3, 1), ("pool",)) for f in (16, 32, 64, 128, 256, 512)),
+    *(layer for f in (16, 32, 64, 128, 256, 512) for layer in (("conv", f, 3, 1), ("pool",))),
     ("conv", 1024, 3, 1), ("conv", 1024, 3, 1), ("conv", 256, 3, 1),
 )
-_LAYERS = {"yolov1": _YOLOV1_LAYERS,
-           "yolov1_fast": tuple(l for pair in _YOLOV1_FAST_LAYERS[:6] for l in pair)
-           + _YOLOV1_FAST_LAYERS[6:]}
+_LAYERS = {"yolov1": _YOLOV1_LAYERS, "yolov1_fast": _YOLOV1_FAST_LAYERS}
 
 
 def default_config() -> ml_collections.ConfigDict:

@@ -212,41 +212,41 @@ def test_zoo_backbone_features_are_pooled_to_the_grid():
                     [(2, 25, C), (2, 25, 3), (2, 25, 3, 4)])
 
 
-def test_conv_head_puts_each_cell_in_the_fc_layout():
-  cfg = yolov1.default_config()
-  cfg.update(backbone="resnet18", backbone_width=8, feature_level="c4", head="conv",
-             grid_size=4, fc_hidden=8)
+def test_conv_head_layout_logistic_outputs_and_dropout():
+  """One compile: the conv head puts each cell in the FC layout (bias-only outputs), logistic
+  outputs are bounded, dropout acts in training."""
+  cfg = yolov1.test_config()
+  cfg.update(head="conv", grid_size=4, fc_hidden=8, output_activation="logistic")
   model = models.build(cfg, num_classes=C)
-  x = jnp.zeros((1, 64, 64, 3))  # c4 is 4 x 4
-  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
-  # The 1x1 prediction conv outputs its bias alone: every cell reads (probs | conf | boxes).
-  variables = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), variables)
-  bias = jnp.arange(C + 5 * 2, dtype=jnp.float32)
-  variables["params"]["conv2"]["bias"] = bias
-  preds = jax.jit(lambda v: model.apply(v, x, train=False))(variables)
-  chex.assert_shape(preds["boxes"], (1, 16, 2, 4))
-  np.testing.assert_array_equal(preds["class_probs"][0], np.tile(bias[:C], (16, 1)))
-  np.testing.assert_array_equal(preds["confidence"][0], np.tile(bias[C:C + 2], (16, 1)))
-  np.testing.assert_array_equal(preds["boxes"][0], np.tile(bias[C + 2:].reshape(2, 4), (16, 1, 1)))
+  x = jax.random.normal(jax.random.key(1), (2, 256, 256, 3))  # stride 64: 4 x 4
+  run = jax.jit(lambda v, key: model.apply(v, x, train=True, rngs={"dropout": key},
+                                           mutable=["batch_stats"])[0])
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+  rng = np.random.default_rng(0)
+  random = jax.tree.map(lambda a: jnp.asarray(rng.normal(0, 0.3, a.shape), a.dtype), shapes)
+  a, b = run(random, jax.random.key(1)), run(random, jax.random.key(2))
+  chex.assert_shape([a["class_probs"], a["confidence"], a["boxes"]],
+                    [(2, 16, C), (2, 16, 2), (2, 16, 2, 4)])
+  assert not np.allclose(a["confidence"], b["confidence"])  # dropout before the prediction
+  np.testing.assert_allclose(jnp.sum(a["class_probs"], -1), 1, rtol=1e-5)
+  assert 0 < float(a["confidence"].min()) and float(a["confidence"].max()) < 1
+  assert 0 < float(a["boxes"].min()) and float(a["boxes"].max()) < 1
+  # Zero weights: the 1x1 prediction conv outputs its bias alone, so every cell reads
+  # (probs | conf | boxes) from it.
+  zeros = jax.tree.map(jnp.zeros_like, random)
+  bias = jnp.arange(C + 5 * 2, dtype=jnp.float32) / 10
+  zeros["params"]["conv2"]["bias"] = bias
+  out = run(zeros, jax.random.key(1))
+  np.testing.assert_allclose(out["class_probs"], jnp.broadcast_to(jax.nn.softmax(bias[:C]),
+                                                                   (2, 16, C)), rtol=1e-6)
+  np.testing.assert_allclose(out["confidence"], jnp.broadcast_to(jax.nn.sigmoid(bias[C:C + 2]),
+                                                                  (2, 16, 2)), rtol=1e-6)
+  np.testing.assert_allclose(out["boxes"], jnp.broadcast_to(
+      jax.nn.sigmoid(bias[C + 2:]).reshape(2, 4), (2, 16, 2, 4)), rtol=1e-6)
   cfg.grid_size = 8  # larger than the 4 x 4 map
   with pytest.raises(ValueError, match="head='conv' needs a feature map of at least the grid"):
     jax.eval_shape(lambda: models.build(cfg, num_classes=C).init(jax.random.key(0), x,
                                                                  train=False))
-
-
-def test_logistic_outputs_are_bounded_and_dropout_acts_in_training():
-  cfg = yolov1.test_config()
-  cfg.output_activation = "logistic"
-  model = models.build(cfg, num_classes=C)
-  x = jax.random.normal(jax.random.key(1), (2, 64, 64, 3))  # 2 images: BatchNorm of a 1 x 1 map
-  variables = jax.jit(lambda: model.init(jax.random.key(0, impl="rbg"), x, train=False))()
-  run = jax.jit(lambda key: model.apply(variables, x, train=True, rngs={"dropout": key},
-                                        mutable=["batch_stats"])[0])
-  a, b = run(jax.random.key(1)), run(jax.random.key(2))
-  assert not np.allclose(a["confidence"], b["confidence"])  # dropout 0.5 after fc1
-  np.testing.assert_allclose(jnp.sum(a["class_probs"], -1), 1, rtol=1e-5)
-  assert 0 < float(a["confidence"].min()) and float(a["confidence"].max()) < 1
-  assert 0 < float(a["boxes"].min()) and float(a["boxes"].max()) < 1
 
 
 def test_bad_settings_are_named():
