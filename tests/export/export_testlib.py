@@ -171,7 +171,7 @@ def calibrated(detector, images, *, fraction=0.04, threshold=0.1):
   try:
     paths = class_bias_paths(detector, images)
   except ValueError:  # Scores that are not one logit's sigmoid (confidence x class probability).
-    return _calibrated_by_bisection(detector, forward, score_bias_paths(detector, images),
+    return _calibrated_by_bisection(detector, forward, score_bias_paths(detector, forward),
                                     fraction=fraction, threshold=threshold)
   target, total = np.log(threshold / (1 - threshold)), 0.0
   for _ in range(8):  # Repeated: saturated scores show their logit only once shifted back.
@@ -183,11 +183,10 @@ def calibrated(detector, images, *, fraction=0.04, threshold=0.1):
   return dataclasses.replace(detector, variables=variables)
 
 
-def score_bias_paths(detector, images):
+def score_bias_paths(detector, forward):
   """The bias leaves whose +1 raises some scores and lowers none (for `calibrated` when no bias
-  shifts the class logits alike: YOLOv1's confidence x class probability, objectness x class)."""
-  import dataclasses
-  forward = jax.jit(lambda v: dataclasses.replace(detector, variables=v).forward(images)[1])
+  shifts the class logits alike: YOLOv1's confidence x class probability, objectness x class).
+  ``forward(variables) -> scores`` is the detector's jitted forward on fixed images."""
   base = np.asarray(forward(detector.variables), np.float64)
   found = []
   for path, _ in jax.tree_util.tree_flatten_with_path(detector.variables["params"])[0]:
