@@ -18,11 +18,12 @@ def get_config():
   c.batch_size = 16
   c.eval_batch_size = 50
   c.augment = "none"
-  c.total_steps = 2000
-  c.eval_every = 1000
+  # Measured (BENCHMARKS.md): 2000 steps at lr 2e-3 gave AP50 0.701; 3000 at 5e-3 gave 0.839.
+  c.total_steps = 3000
+  c.eval_every = 1500
   c.checkpoint.every = 250
   c.optimizer.name = "adamw"
-  c.optimizer.learning_rate = 2e-3
+  c.optimizer.learning_rate = 5e-3
   c.optimizer.weight_decay = 5e-4
   c.optimizer.warmup_steps = 100
   c.model = models.default_config("yolov1")
