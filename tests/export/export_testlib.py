@@ -170,8 +170,13 @@ def calibrated(detector, images, *, fraction=0.04, threshold=0.1):
   forward = jax.jit(lambda v: dataclasses.replace(detector, variables=v).forward(images)[1])
   try:
     paths = class_bias_paths(detector, images)
-  except ValueError:  # a softmax head: shifting all of its logits alike changes nothing
-    return _calibrated_softmax(detector, forward, fraction=fraction, threshold=threshold)
+  except ValueError:  # Scores that are not one logit's sigmoid.
+    try:  # confidence x class probability (YOLOv1), objectness x class: biases raising scores
+      paths = score_bias_paths(detector, forward)
+    except ValueError:  # a softmax head: shifting all of its logits alike changes nothing
+      return _calibrated_softmax(detector, forward, fraction=fraction, threshold=threshold)
+    return _calibrated_by_bisection(detector, forward, paths, fraction=fraction,
+                                    threshold=threshold)
   target, total = np.log(threshold / (1 - threshold)), 0.0
   for _ in range(8):  # Repeated: saturated scores show their logit only once shifted back.
     variables = _add_to_leaves(detector.variables, paths, np.float32(total))
@@ -239,6 +244,37 @@ def _leaf(params, path):
   for key in path:
     params = params[key.key]
   return params
+
+
+def score_bias_paths(detector, forward):
+  """The bias leaves whose +1 raises some scores and lowers none (for `calibrated` when no bias
+  shifts the class logits alike: YOLOv1's confidence x class probability, objectness x class).
+  ``forward(variables) -> scores`` is the detector's jitted forward on fixed images."""
+  base = np.asarray(forward(detector.variables), np.float64)
+  found = []
+  for path, _ in jax.tree_util.tree_flatten_with_path(detector.variables["params"])[0]:
+    if getattr(path[-1], "key", None) != "bias":
+      continue
+    moved = np.asarray(forward(_add_to_leaves(detector.variables, [path], np.float32(1))),
+                       np.float64) - base
+    if moved.min() >= -1e-6 and np.mean(moved > 1e-6) > 0.5:
+      found.append(path)
+  if not found:
+    raise ValueError("no bias raises the scores monotonically; cannot calibrate scores")
+  return found
+
+
+def _calibrated_by_bisection(detector, forward, paths, *, fraction, threshold):
+  """`detector` with the shift of the biases at ``paths`` (scores rise with it) that puts the
+  ``1 - fraction`` quantile of the scores at ``threshold``, found by bisection."""
+  import dataclasses
+  lo, hi = -32.0, 32.0
+  for _ in range(40):
+    mid = (lo + hi) / 2
+    scores = np.asarray(forward(_add_to_leaves(detector.variables, paths, np.float32(mid))))
+    lo, hi = (mid, hi) if np.quantile(scores, 1 - fraction) < threshold else (lo, mid)
+  return dataclasses.replace(detector,
+                             variables=_add_to_leaves(detector.variables, paths, np.float32(hi)))
 
 
 def random_variables(model, image_size, *, seed):
