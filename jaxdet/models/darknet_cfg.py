@@ -342,3 +342,16 @@ def in_channels(p: Plan, index: int) -> int:
   return p.shapes[index - 1][2] if index else p.in_channels
 
 
+
+
+def to_text(sections: list[Section], *, image_size: int | None = None) -> str:
+  """Cfg text of `sections` (comments dropped); `image_size` sets the `[net]` width and height."""
+  lines = []
+  for s in sections:
+    opts = dict(s.options)
+    if s.kind == "net" and image_size is not None:
+      opts.update(width=str(image_size), height=str(image_size))
+    lines.append(f"[{s.kind}]")
+    lines += [f"{k}={v}" for k, v in opts.items()]
+    lines.append("")
+  return "\n".join(lines)
