@@ -122,9 +122,12 @@ def _logits(scores):
 
 
 def _add_to_leaves(variables, paths, shift):
-  """``variables`` with ``shift`` added to the params leaves at ``paths`` (a fresh nested copy)."""
+  """``variables`` with ``shift`` added to the params leaves at ``paths`` (a fresh nested copy;
+  ``paths`` may be a dict of path -> mask, adding ``shift * mask``)."""
+  scale = (lambda p: paths[p]) if isinstance(paths, dict) else (lambda p: 1)
   params = jax.tree_util.tree_map_with_path(
-      lambda p, x: x + shift if p in paths else x, jax.tree.map(lambda x: x, variables["params"]))
+      lambda p, x: x + shift * scale(p) if p in paths else x,
+      jax.tree.map(lambda x: x, variables["params"]))
   return {**variables, "params": params}
 
 
@@ -164,11 +167,23 @@ def calibrated(detector, images, *, fraction=0.04, threshold=0.1):
   """Shifts the final class biases so about ``fraction`` of candidates score >= ``threshold``.
 
   Random init puts scores anywhere (all near the prior, or saturated): parity at the score
-  threshold would be vacuous. The biases are found by `class_bias_paths` (no per-family table).
+  threshold would be vacuous. The biases are found by `class_bias_paths` (no per-family table);
+  for objectness x class scores (YOLOv3/v4), where no bias shifts a score's logit by exactly its
+  own shift, by `_monotone_bias_elements`, with the shift found by bisection.
   """
   import dataclasses
-  paths = class_bias_paths(detector, images)
   forward = jax.jit(lambda v: dataclasses.replace(detector, variables=v).forward(images)[1])
+  try:
+    paths = class_bias_paths(detector, images)
+  except ValueError:
+    masks = _monotone_bias_elements(detector, forward)
+    shifted = lambda t: _add_to_leaves(detector.variables, masks, np.float32(t))
+    quantile = lambda t: np.quantile(np.asarray(forward(shifted(t))), 1 - fraction)
+    low, high = -20.0, 20.0
+    for _ in range(30):
+      mid = 0.5 * (low + high)
+      low, high = (mid, high) if quantile(mid) < threshold else (low, mid)
+    return dataclasses.replace(detector, variables=shifted(high))
   target, total = np.log(threshold / (1 - threshold)), 0.0
   for _ in range(8):  # Repeated: saturated scores show their logit only once shifted back.
     variables = _add_to_leaves(detector.variables, paths, np.float32(total))
@@ -177,6 +192,30 @@ def calibrated(detector, images, *, fraction=0.04, threshold=0.1):
       break
     total += step
   return dataclasses.replace(detector, variables=variables)
+
+
+def _monotone_bias_elements(detector, forward):
+  """``{path: 0/1 mask}`` of the bias elements that only raise scores when raised (the
+  objectness and class logits of a YOLO head; box and hidden-layer biases move none, or move
+  some down). Raises ValueError when there are none."""
+  base = np.asarray(forward(detector.variables), np.float64)
+  masks = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(detector.variables["params"])[0]:
+    if getattr(path[-1], "key", None) != "bias":
+      continue
+    mask = np.zeros(leaf.shape, np.float32)
+    for j in range(leaf.size):
+      one = np.zeros(leaf.size, np.float32)
+      one[j] = 1
+      diff = np.asarray(forward(_add_to_leaves(detector.variables, {path: one.reshape(leaf.shape)},
+                                                np.float32(1))), np.float64) - base
+      if diff.max() > 1e-6 and diff.min() > -1e-9:
+        mask.reshape(-1)[j] = 1
+    if mask.any():
+      masks[path] = mask
+  if not masks:
+    raise ValueError("no bias raises the scores monotonically; cannot calibrate scores")
+  return masks
 
 
 def random_variables(model, image_size, *, seed):
