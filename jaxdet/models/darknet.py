@@ -66,6 +66,8 @@ def base_config(name: str, cfg: str, loss: str) -> ml_collections.ConfigDict:
   c.name = name
   c.cfg = cfg  # a built-in cfg (`darknet_cfg.builtin_names()`), used when cfg_text is empty
   c.cfg_text = ""  # a whole cfg file's text (converted or user networks); wins over `cfg`
+  c.anchors = ""  # if set ("w1,h1, w2,h2, ..." input pixels): replaces every [yolo] anchors=
+  c.width = 1.0  # filters of the convolutions not followed by a [yolo] scaled by this
   c.loss = loss  # "v3" | "v4"
   c.box_weight = 1.0 if loss == "v3" else 0.07 * 50  # v4: darknet's iou_normalizer 0.07 x ~50
   c.obj_weight = 1.0
@@ -246,8 +248,15 @@ def cfg_text(config) -> str:
 
 
 def plan_of(config, *, num_classes=None, image_size=None) -> dc.Plan:
-  """The checked `darknet_cfg.Plan` of a model config (classes set to `num_classes`)."""
-  return dc.plan_text(cfg_text(config), image_size=image_size, num_classes=num_classes)
+  """The checked `darknet_cfg.Plan` of a model config (classes set to `num_classes`, and the
+  config's `anchors` and `width` applied)."""
+  cfg = _model_config(config)
+  sections = dc.parse_cfg(cfg_text(cfg))
+  if cfg.get("anchors", ""):
+    sections = dc.set_anchors(sections, cfg.anchors)
+  if cfg.get("width", 1.0) != 1.0:
+    sections = dc.scale_width(sections, cfg.width)
+  return dc.plan(sections, image_size=image_size, num_classes=num_classes)
 
 
 class Darknet(nn.Module):
@@ -271,7 +280,9 @@ class Darknet(nn.Module):
     x = images
     for i, layer in enumerate(self.layers):
       if isinstance(layer, dc.Conv):
-        x = self._conv(layer, x, train=train, name=f"layer_{i}")
+        head = self.layers[i + 1] if i + 1 < len(self.layers) else None
+        x = self._conv(layer, x, train=train, name=f"layer_{i}",
+                       head=head if isinstance(head, dc.Yolo) else None)
       elif isinstance(layer, dc.Route):
         parts = []
         for j in layer.layers:
@@ -296,17 +307,32 @@ class Darknet(nn.Module):
       outputs.append(x)
     return _head_outputs(heads, images.shape[1:3])
 
-  def _conv(self, layer, x, *, train, name):
+  def _conv(self, layer, x, *, train, name, head=None):
     k, p = layer.size, layer.pad
+    bias_init = nn.initializers.zeros if head is None else _head_bias_init(head)
     conv = Conv(layer.filters, (k, k), strides=(layer.stride, layer.stride),
                 padding=((p, p), (p, p)), use_bias=not layer.batch_normalize,
-                feature_group_count=layer.groups, name=f"{name}_conv")
+                feature_group_count=layer.groups, bias_init=bias_init, name=f"{name}_conv")
     y = conv(x)
     if layer.batch_normalize:
       y = nn.BatchNorm(use_running_average=(not train) or self.frozen_bn,
                        momentum=layers_lib.BN_MOMENTUM, epsilon=BN_EPSILON,
                        name=f"{name}_bn")(y)
     return ACTIVATIONS[layer.activation](y)
+
+
+def _head_bias_init(yolo, prior=0.01):
+  """Initial biases of the convolution before a `[yolo]`: objectness and class logits at
+  `prior` (training from scratch starts with few confident boxes, as RetinaNet's prior), box
+  offsets at 0. Converted weights replace them."""
+  logit = -math.log((1 - prior) / prior)
+
+  def init(key, shape, dtype=jnp.float32):
+    del key
+    per_anchor = np.zeros(yolo.classes + 5, np.float32)
+    per_anchor[4:] = logit
+    return jnp.asarray(np.tile(per_anchor, len(yolo.anchors)), dtype).reshape(shape)
+  return init
 
 
 def _head_outputs(heads, input_hw):

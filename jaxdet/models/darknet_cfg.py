@@ -202,6 +202,33 @@ def set_num_classes(sections: list[Section], num_classes: int) -> list[Section]:
   return out
 
 
+def set_anchors(sections: list[Section], anchors: str) -> list[Section]:
+  """The sections with every `[yolo]`'s `anchors=` replaced (e.g. k-means anchors of a dataset;
+  same count as before, in input pixels)."""
+  out = []
+  for s in sections:
+    if s.kind == "yolo":
+      old, new = _floats(s.get("anchors", "")), _floats(anchors)
+      if len(new) != len(old):
+        raise CfgError(f"{s.where()}: has {len(old) // 2} anchors, the replacement "
+                       f"{anchors!r} {len(new) // 2}")
+      s = _replace(s, anchors=anchors)
+    out.append(s)
+  return out
+
+
+def scale_width(sections: list[Section], width: float) -> list[Section]:
+  """The sections with the filters of every `[convolutional]` not followed by a `[yolo]` scaled
+  by `width` (rounded to a multiple of 8, at least 8): a narrower network for small CPUs."""
+  out = list(sections)
+  for i, s in enumerate(out):
+    if s.kind != "convolutional" or (i + 1 < len(out) and out[i + 1].kind == "yolo"):
+      continue
+    filters = _number(s, "filters", 1)
+    out[i] = _replace(s, filters=str(max(8, int(round(filters * width / 8)) * 8)))
+  return out
+
+
 def _replace(section, **values):
   opts = dict(section.options)
   opts.update(values)
