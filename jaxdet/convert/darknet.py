@@ -223,6 +223,9 @@ def convert_file(cfg, weights, output, *, image_size: int | None = None, names=N
             "version": [header.major, header.minor, header.revision], "seen": header.seen}
   output.parent.mkdir(parents=True, exist_ok=True)
   staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+  umask = os.umask(0)
+  os.umask(umask)
+  staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 would make the folder private
   try:
     step = write_checkpoint(staging, config, variables, class_names=class_names, source=source)
     if output.exists():
