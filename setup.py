@@ -10,4 +10,6 @@ import setuptools
 setuptools.setup(
     packages=setuptools.find_packages(include=["jaxdet", "jaxdet.*"]) + ["jaxdet_export"],
     package_dir={"jaxdet_export": "export"},
+    # The built-in Darknet network files (`config.model.cfg`) ship with the package.
+    package_data={"jaxdet.models": ["darknet_cfgs/*.cfg", "darknet_cfgs/README.md"]},
 )

@@ -71,3 +71,32 @@ def f32_atol(magnitude, *, ulps=8):
     float64 array (or scalar) of the same shape as `magnitude`.
   """
   return ulps * EPS32 * np.asarray(magnitude, np.float64)
+
+
+def random_darknet_weights(rng, plan, *, header=(0, 2, 5, 0)):
+  """A darknet `.weights` file's bytes for a `jaxdet.models.darknet_cfg.Plan`, with random
+  values sized so that deep networks stay finite and unsaturated (kernels ~ N(0, 1/fan_in),
+  BN scale and variance in [0.5, 1.5], biases and means ~ N(0, 0.1)).
+
+  Args:
+    rng: `np.random.Generator`.
+    plan: the network (`darknet_cfg.plan`).
+    header: (major, minor, revision, seen); `seen` is uint64 when major*10 + minor >= 2.
+
+  Returns:
+    bytes.
+  """
+  from jaxdet.models import darknet_cfg as dc  # pure Python
+  major, minor, revision, seen = header
+  out = [np.asarray([major, minor, revision], "<i4").tobytes(),
+         np.asarray([seen], "<u8" if major * 10 + minor >= 2 else "<i4").tobytes()]
+  for i, layer in enumerate(plan.layers):
+    if not isinstance(layer, dc.Conv):
+      continue
+    f, cin = layer.filters, dc.in_channels(plan, i) // layer.groups
+    blobs = [rng.normal(0, 0.1, f)]
+    if layer.batch_normalize:
+      blobs += [rng.uniform(0.5, 1.5, f), rng.normal(0, 0.1, f), rng.uniform(0.5, 1.5, f)]
+    blobs.append(rng.normal(0, 1 / np.sqrt(cin * layer.size ** 2), f * cin * layer.size ** 2))
+    out += [np.asarray(b, "<f4").tobytes() for b in blobs]
+  return b"".join(out)

@@ -1,5 +1,6 @@
 """`jaxdet convert torchvision --arch ARCH --weights FILE --output DIR [--image-size S]
-[--config.KEY=VALUE ...]`."""
+[--config.KEY=VALUE ...]` and `jaxdet convert darknet --cfg F.cfg --weights F.weights --output DIR
+[--image-size S] [--names F.names]`."""
 
 import os
 import sys
@@ -10,7 +11,7 @@ from jaxdet.train.cli import _OverridesParser
 
 
 def register(subparsers) -> None:
-  """Adds the `convert` subcommand (and its `torchvision` source)."""
+  """Adds the `convert` subcommand (and its `torchvision` and `darknet` sources)."""
   parser = subparsers.add_parser(
       "convert", help="convert another framework's weights into a jaxdet checkpoint folder",
       description="Convert weights into a checkpoint folder with a training workdir's layout.")
@@ -27,6 +28,34 @@ def register(subparsers) -> None:
                        "800 for detectors)")
   tv.__class__ = _OverridesParser
   tv.set_defaults(func=_run)
+  dn = sources.add_parser(
+      "darknet", help="a Darknet .cfg + .weights pair (YOLOv3, YOLOv4 and their tiny/SPP cfgs)",
+      description="Convert a Darknet network (cfg + weights) into a yolov3/yolov4 folder.")
+  dn.add_argument("--cfg", required=True, help="darknet .cfg file")
+  dn.add_argument("--weights", required=True, help="darknet .weights file")
+  dn.add_argument("--output", required=True, help="checkpoint folder to create")
+  dn.add_argument("--image-size", type=int, default=None,
+                  help="square input size S, a multiple of 32 (default: the cfg's [net] width)")
+  dn.add_argument("--names", default=None,
+                  help="darknet .names file (default: COCO names for 80 classes, else class0..)")
+  dn.__class__ = _OverridesParser
+  dn.set_defaults(func=_run_darknet)
+
+
+def _run_darknet(args) -> int:
+  from jaxdet.convert import darknet
+  try:
+    start = time.perf_counter()
+    step_dir = darknet.convert_file(args.cfg, args.weights, args.output,
+                                    image_size=args.image_size, names=args.names,
+                                    overrides=list(args.config_overrides))
+  except (darknet.ConversionError, config_lib.ConfigError, FileNotFoundError,
+          FileExistsError) as e:
+    print(f"jaxdet convert: error: {e}", file=sys.stderr)
+    return 1
+  print(f"converted {args.cfg} + {args.weights} in {time.perf_counter() - start:.1f} s: "
+        f"{step_dir}")
+  return 0
 
 
 def _run(args) -> int:

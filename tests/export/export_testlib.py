@@ -124,7 +124,8 @@ def _logits(scores):
 def _add_to_leaves(variables, paths, shift):
   """``variables`` with ``shift`` added to the params leaves at ``paths`` (a fresh nested copy)."""
   params = jax.tree_util.tree_map_with_path(
-      lambda p, x: x + shift if p in paths else x, jax.tree.map(lambda x: x, variables["params"]))
+      lambda p, x: x + shift if p in paths else x,
+      jax.tree.map(lambda x: x, variables["params"]))
   return {**variables, "params": params}
 
 
@@ -164,7 +165,9 @@ def calibrated(detector, images, *, fraction=0.04, threshold=0.1):
   """Shifts the final class biases so about ``fraction`` of candidates score >= ``threshold``.
 
   Random init puts scores anywhere (all near the prior, or saturated): parity at the score
-  threshold would be vacuous. The biases are found by `class_bias_paths` (no per-family table).
+  threshold would be vacuous. The biases are found by `class_bias_paths` (no per-family table);
+  for objectness x class scores (YOLOv3/v4), where no bias shifts a score's logit by exactly its
+  own shift, by `_monotone_bias_elements`, with the shift found by bisection.
   """
   import dataclasses
   forward = jax.jit(lambda v: dataclasses.replace(detector, variables=v).forward(images)[1])
