@@ -128,15 +128,21 @@ def _add_to_leaves(variables, paths, shift):
   return {**variables, "params": params}
 
 
-def class_bias_paths(detector, images):
+def _variables_forward(detector, images):
+  """``variables -> scores`` of ``detector`` on ``images``, jitted (one compile per detector)."""
+  import dataclasses
+  return jax.jit(lambda v: dataclasses.replace(detector, variables=v).forward(images)[1])
+
+
+def class_bias_paths(detector, images, *, forward=None):
   """The params paths of the final class-logit biases (one per head, e.g. one per FPN level).
 
   Found by behaviour, not by name, so it works for any family: adding 1 to such a bias adds
   exactly 1 to the logits of the scores it feeds and leaves the others unchanged, and together
   they feed every score. Saturated scores (logit unmeasurable) are left out of the comparison.
+  ``forward``: `_variables_forward(detector, images)` when the caller has it compiled already.
   """
-  import dataclasses
-  forward = jax.jit(lambda v: dataclasses.replace(detector, variables=v).forward(images)[1])
+  forward = forward or _variables_forward(detector, images)
   base = np.asarray(forward(detector.variables), np.float64)
   num_classes = len(detector.class_names)
 
@@ -167,8 +173,8 @@ def calibrated(detector, images, *, fraction=0.04, threshold=0.1):
   threshold would be vacuous. The biases are found by `class_bias_paths` (no per-family table).
   """
   import dataclasses
-  paths = class_bias_paths(detector, images)
-  forward = jax.jit(lambda v: dataclasses.replace(detector, variables=v).forward(images)[1])
+  forward = _variables_forward(detector, images)
+  paths = class_bias_paths(detector, images, forward=forward)
   target, total = np.log(threshold / (1 - threshold)), 0.0
   for _ in range(8):  # Repeated: saturated scores show their logit only once shifted back.
     variables = _add_to_leaves(detector.variables, paths, np.float32(total))
