@@ -85,7 +85,7 @@ def pytest_collection_modifyitems(items):
   (a file's module fixtures are built once), except that a file's tests parametrized by a
   module-scoped fixture (one detector family of tests/models/test_contract.py) form one group per
   value, so that the two workers share a file of many families instead of one worker taking it.
-  An explicit `@pytest.mark.xdist_group` is kept."""
+  An explicit `@pytest.mark.xdist_group` is kept (its name must hold no "@" or "]")."""
   for item in items:
     if item.get_closest_marker("xdist_group"):
       continue
@@ -93,7 +93,9 @@ def pytest_collection_modifyitems(items):
     params = getattr(getattr(item, "callspec", None), "params", {})
     for name, defs in sorted(item._fixtureinfo.name2fixturedefs.items()):
       if name in params and defs[-1].params is not None and defs[-1].scope != "function":
-        group += f"[{name}={params[name]}]"
+        # xdist splits the group off the node id at its last "@" after the last "]": neither
+        # may appear in a group name.
+        group += f"::{name}=" + "".join(c for c in str(params[name]) if c not in "[]@")
     item.add_marker(pytest.mark.xdist_group(group))
 
 
