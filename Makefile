@@ -26,8 +26,10 @@ DEMO_STAMP := $(VENV)/.installed-$(subst $(comma),+,$(DEMO_EXTRAS))-$(HASH)
 TEST_STAMP := $(VENV)/.installed-$(subst $(comma),+,$(TEST_EXTRAS))-$(HASH)
 
 # Installs everything into a fresh virtual environment and runs the whole test suite.
+# loadgroup: a file's tests stay on one worker (its module fixtures built once), except one
+# detector family of the contract test per group (tests/conftest.py), so families spread out.
 test: $(TEST_STAMP)
-	$(PY) -m pytest -n 2 --dist loadfile -q --durations=15
+	$(PY) -m pytest -n 2 --dist loadgroup -q --durations=15
 
 # Builds the embedded `shapes` dataset, trains, evaluates, exports ONNX, runs it with onnxruntime
 # and writes predictions.png and the metric plots into runs/demo.

@@ -161,7 +161,7 @@ if '$DEVICE' == 'gpu':
 "
 run_step probe "${LIMITS[0]}" fig_probe "$PY" -c "$PROBE"
 run_step tests "${LIMITS[1]}" fig_tests "$PY" -m pytest "${TESTS[@]}" -q -p no:cacheprovider \
-  -n "$WORKERS" --dist loadfile
+  -n "$WORKERS" --dist loadgroup
 run_step bench-ops "${LIMITS[2]}" fig_ops "$PY" benchmarks/bench_ops.py --device "$DEVICE" \
   "${OPS_ARGS[@]}"
 run_step bench-train "${LIMITS[3]}" fig_train_bench "$PY" benchmarks/bench_train.py \

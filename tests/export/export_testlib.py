@@ -129,15 +129,21 @@ def _add_to_leaves(variables, paths, shift):
   return {**variables, "params": params}
 
 
-def class_bias_paths(detector, images):
+def _variables_forward(detector, images):
+  """``variables -> scores`` of ``detector`` on ``images``, jitted (one compile per detector)."""
+  import dataclasses
+  return jax.jit(lambda v: dataclasses.replace(detector, variables=v).forward(images)[1])
+
+
+def class_bias_paths(detector, images, *, forward=None):
   """The params paths of the final class-logit biases (one per head, e.g. one per FPN level).
 
   Found by behaviour, not by name, so it works for any family: adding 1 to such a bias adds
   exactly 1 to the logits of the scores it feeds and leaves the others unchanged, and together
   they feed every score. Saturated scores (logit unmeasurable) are left out of the comparison.
+  ``forward``: `_variables_forward(detector, images)` when the caller has it compiled already.
   """
-  import dataclasses
-  forward = jax.jit(lambda v: dataclasses.replace(detector, variables=v).forward(images)[1])
+  forward = forward or _variables_forward(detector, images)
   base = np.asarray(forward(detector.variables), np.float64)
   num_classes = len(detector.class_names)
 
@@ -166,13 +172,14 @@ def calibrated(detector, images, *, fraction=0.04, threshold=0.1):
 
   Random init puts scores anywhere (all near the prior, or saturated): parity at the score
   threshold would be vacuous. The biases are found by `class_bias_paths` (no per-family table);
-  for objectness x class scores (YOLOv3/v4), where no bias shifts a score's logit by exactly its
-  own shift, by `_monotone_bias_elements`, with the shift found by bisection.
+  for objectness-style scores (YOLOv1/v3/v4), where no bias shifts a score's logit by exactly its
+  own shift, by `score_bias_paths` with the shift found by bisection; for softmax heads with a
+  background column (SSD, Faster R-CNN) by `_calibrated_softmax`.
   """
   import dataclasses
-  forward = jax.jit(lambda v: dataclasses.replace(detector, variables=v).forward(images)[1])
+  forward = _variables_forward(detector, images)
   try:
-    paths = class_bias_paths(detector, images)
+    paths = class_bias_paths(detector, images, forward=forward)
   except ValueError:  # Scores that are not one logit's sigmoid.
     try:  # confidence x class probability (YOLOv1), objectness x class: biases raising scores
       paths = score_bias_paths(detector, forward)

@@ -51,14 +51,13 @@ def test_predict_draws_image_files(model_path, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_predict_on_a_tfds_split_matches_jaxdet_predict(model_path, workdir, tmp_path, capsys):
+def test_predict_on_a_tfds_split_matches_jaxdet_predict(model_path, workdir, tmp_path, capsys,
+                                                         tiny_data_dir):
   """Validation images of `shapes/tiny` (256 px, letterboxed to 64): ONNX == jaxdet.load."""
   import jaxdet
-  from jaxdet.data import shapes
   from jaxdet.data import sources
   from jaxdet.data import tfds_maps
-  data_dir = str(tmp_path / "tfds")
-  shapes.build("tiny", data_dir=data_dir)
+  data_dir = tiny_data_dir
   out_dir = tmp_path / "pred"
   rc, _, err = _run(capsys, "predict", "--model", str(model_path), "--dataset", "shapes/tiny",
                     "--split", "validation", "--num-images", "5", "--data-dir", data_dir,

@@ -44,6 +44,9 @@ def _train(config_path, workdir, *, interrupt_on=None, timeout=600):
   env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
   if interrupt_on is not None:
     env["JAX_LOG_COMPILES"] = "1"  # JAX logs "Compiling jit(...)" as each compile starts.
+    # A real XLA compile to interrupt, not a read from the session's compilation cache
+    # (tests/conftest.py), which another test may have filled with the same program.
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
   proc = subprocess.Popen(
       [sys.executable, "-m", "jaxdet", "train", "--config", str(config_path), "--workdir",
        str(workdir), "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
