@@ -159,21 +159,18 @@ def _check_proposals(proposals, mask, batch):
   return jax.lax.stop_gradient(proposals), jnp.asarray(mask, bool) & finite
 
 
-def rpn_proposals(objectness, deltas, anchors, *, level_sizes, image_size, pre_nms_top_n,
-                  post_nms_top_n, nms_threshold):
-  """torchvision RPN `filter_proposals` at static shapes.
+def rpn_candidates(objectness, deltas, anchors, *, level_sizes, image_size, pre_nms_top_n):
+  """The RPN's NMS candidates: per level the best `pre_nms_top_n` anchors, decoded and clipped.
 
   Args:
     objectness: float32 [B, A] logits; deltas float32 [B, A, 4]; anchors float32 [A, 4] xyxy.
     level_sizes: anchors per level (static), in the order of A.
     image_size: (H, W) to clip to.
-    pre_nms_top_n: best anchors kept per level before NMS.
-    post_nms_top_n: P, proposals kept after NMS (all levels, descending objectness).
-    nms_threshold: IoU of the per-level NMS.
+    pre_nms_top_n: best anchors kept per level.
 
   Returns:
-    (proposals float32 [B, P, 4] xyxy, mask bool [B, P], scores float32 [B, P] sigmoid
-    objectness), in torchvision's order; padding rows are zeros and masked.
+    (boxes float32 [B, K, 4] xyxy, scores float32 [B, K] sigmoid objectness or -1 for boxes
+    under 1e-3 px (never kept), level int32 [K] (static)), K = sum_l min(pre_nms_top_n, A_l).
   """
   objectness = jax.lax.stop_gradient(objectness.astype(jnp.float32))
   deltas = jax.lax.stop_gradient(deltas.astype(jnp.float32))
@@ -184,13 +181,28 @@ def rpn_proposals(objectness, deltas, anchors, *, level_sizes, image_size, pre_n
     picks.append(index + start)
     levels.append(jnp.full((k,), level, jnp.int32))
     start += size
-  index = jnp.concatenate(picks, axis=1)  # [B, N]
-  level = jnp.concatenate(levels)
+  index = jnp.concatenate(picks, axis=1)  # [B, K]
   logits = jnp.take_along_axis(objectness, index, axis=1)
-  boxes = _RPN_CODER.decode(anchors[index], jnp.take_along_axis(deltas, index[..., None], axis=1))
+  boxes = _RPN_CODER.decode(jnp.take(anchors, index, axis=0),
+                            jnp.take_along_axis(deltas, index[..., None], axis=1))
   boxes = clip_boxes(boxes, image_size=image_size)
   keep = remove_small_boxes(boxes, _RPN_MIN_SIZE) & jnp.all(jnp.isfinite(boxes), -1)
-  scores = jnp.where(keep, jax.nn.sigmoid(logits), -jnp.inf)
+  return boxes, jnp.where(keep, jax.nn.sigmoid(logits), -1.0), jnp.concatenate(levels)
+
+
+def rpn_proposals(objectness, deltas, anchors, *, level_sizes, image_size, pre_nms_top_n,
+                  post_nms_top_n, nms_threshold):
+  """torchvision RPN `filter_proposals` at static shapes: `rpn_candidates`, then NMS per level
+  and the best `post_nms_top_n` of all levels.
+
+  Returns:
+    (proposals float32 [B, P, 4] xyxy, mask bool [B, P], scores float32 [B, P] sigmoid
+    objectness), in torchvision's order (descending objectness); padding rows are zeros and
+    masked.
+  """
+  boxes, scores, level = rpn_candidates(objectness, deltas, anchors, level_sizes=level_sizes,
+                                        image_size=image_size, pre_nms_top_n=pre_nms_top_n)
+  scores = jnp.where(scores >= 0, scores, -jnp.inf)
 
   def one(b, s):
     return batched_nms(b, s, level, iou_threshold=nms_threshold,
@@ -253,39 +265,71 @@ class FasterRCNN(nn.Module):
   backbone: nn.Module
   config: ml_collections.FrozenConfigDict
 
-  def _level_sizes(self, feats):
-    per_cell = len(self.config.anchor_sizes[0]) * len(self.config.aspect_ratios)
-    return tuple(f.shape[1] * f.shape[2] * per_cell for f in feats)
-
-  @nn.compact
-  def __call__(self, images, *, train, targets=None):
+  def setup(self):
     cfg = self.config
-    if images.ndim != 4 or images.shape[-1] != 3:
-      raise ValueError(f"images must be [B, H, W, 3], got {images.shape}")
-    if train and targets is None:
-      raise ValueError("faster_rcnn needs `targets` (boxes, classes, box_mask) in training")
     if cfg.proposals not in ("rpn", "external"):
       raise ValueError(f"proposals must be 'rpn' or 'external', got {cfg.proposals!r}")
+    if cfg.roi_pooler not in ("align", "pool"):
+      raise ValueError(f"roi_pooler must be 'align' or 'pool', got {cfg.roi_pooler!r}")
+    self.fpn = FPN(cfg.fpn_features, extra_levels=False, min_level=2, norm=cfg.fpn_norm)
+    if cfg.proposals == "rpn":
+      self.rpn_head = RPNHead(len(cfg.anchor_sizes[0]) * len(cfg.aspect_ratios), cfg.rpn_convs)
+    self.box_head = BoxHead(cfg.box_head, cfg.representation_size, cfg.box_head_convs)
+    c1 = self.num_classes + 1
+    self.cls_score = nn.Dense(c1, kernel_init=nn.initializers.normal(0.01))
+    self.bbox_pred = nn.Dense(4 * c1, kernel_init=nn.initializers.normal(0.001))
+
+  def features(self, images, *, train):
+    """FPN maps `{"p2".."p5"}` float32 [B, S/2^l, S/2^l, F] of images [B,S,S,3]."""
+    if images.ndim != 4 or images.shape[-1] != 3:
+      raise ValueError(f"images must be [B, H, W, 3], got {images.shape}")
+    return self.fpn(self.backbone(images, train=train), train=train)
+
+  def rpn(self, feats, image_size):
+    """RPN head over P2..P5 + "pool": (objectness [B,A], deltas [B,A,4], anchors [A,4],
+    anchors per level)."""
+    cfg = self.config
+    # torchvision's LastLevelMaxPool: max_pool2d(kernel 1, stride 2) of P5, for the RPN only.
+    rpn_feats = [feats[l] for l in _FPN_LEVELS] + [feats["p5"][:, ::2, ::2]]
+    outs = [self.rpn_head(f) for f in rpn_feats]
+    anchors = jnp.asarray(anchor_ops.multilevel_anchors_xyxy(
+        image_size, [f.shape[1:3] for f in rpn_feats],
+        sizes=tuple(tuple(s) for s in cfg.anchor_sizes), aspect_ratios=tuple(cfg.aspect_ratios)))
+    per_cell = len(cfg.anchor_sizes[0]) * len(cfg.aspect_ratios)
+    level_sizes = tuple(f.shape[1] * f.shape[2] * per_cell for f in rpn_feats)
+    return (jnp.concatenate([o[0] for o in outs], axis=1),
+            jnp.concatenate([o[1] for o in outs], axis=1), anchors, level_sizes)
+
+  def pool(self, feats, rois, image_size):
+    """RoI features [B,R,s,s,F] of rois [B,R,4] (multi-scale RoIAlign or RoIPool)."""
+    cfg = self.config
+    if cfg.roi_pooler == "align":
+      return multiscale_roi_align(
+          [feats[l] for l in _FPN_LEVELS], rois, image_size=image_size,
+          output_size=cfg.roi_output_size, sampling_ratio=cfg.roi_sampling_ratio)
+    level = feats[cfg.roi_pool_level]
+    return roi_pool(level, rois, output_size=cfg.roi_output_size,
+                    spatial_scale=level.shape[1] / image_size[0])
+
+  def roi_head(self, roi_feats, *, train):
+    """(class_logits [B,R,C+1], box_deltas [B,R,C+1,4]) of RoI features [B,R,s,s,F]."""
+    x = self.box_head(roi_feats, train=train)
+    deltas = self.bbox_pred(x)
+    return self.cls_score(x), deltas.reshape(deltas.shape[:2] + (self.num_classes + 1, 4))
+
+  def __call__(self, images, *, train, targets=None):
+    cfg = self.config
+    if train and targets is None:
+      raise ValueError("faster_rcnn needs `targets` (boxes, classes, box_mask) in training")
     batch, image_size = images.shape[0], images.shape[1:3]
-    feats = self.backbone(images, train=train)
-    feats = FPN(cfg.fpn_features, extra_levels=False, min_level=2, norm=cfg.fpn_norm,
-                name="fpn")(feats, train=train)
+    feats = self.features(images, train=train)
     out = {}
     if cfg.proposals == "rpn":
-      # torchvision's LastLevelMaxPool: max_pool2d(kernel 1, stride 2) of P5, for the RPN only.
-      rpn_feats = [feats[l] for l in _FPN_LEVELS] + [feats["p5"][:, ::2, ::2]]
-      num_anchors = len(cfg.anchor_sizes[0]) * len(cfg.aspect_ratios)
-      head = RPNHead(num_anchors, cfg.rpn_convs, name="rpn_head")
-      outs = [head(f) for f in rpn_feats]
-      objectness = jnp.concatenate([o[0] for o in outs], axis=1)
-      rpn_deltas = jnp.concatenate([o[1] for o in outs], axis=1)
-      anchors = jnp.asarray(anchor_ops.multilevel_anchors_xyxy(
-          image_size, [f.shape[1:3] for f in rpn_feats],
-          sizes=tuple(tuple(s) for s in cfg.anchor_sizes), aspect_ratios=tuple(cfg.aspect_ratios)))
+      objectness, rpn_deltas, anchors, level_sizes = self.rpn(feats, image_size)
       mode = "train" if train else "test"
       proposals, mask, scores = rpn_proposals(
-          objectness, rpn_deltas, anchors, level_sizes=self._level_sizes(rpn_feats),
-          image_size=image_size, pre_nms_top_n=cfg[f"rpn_pre_nms_top_n_{mode}"],
+          objectness, rpn_deltas, anchors, level_sizes=level_sizes, image_size=image_size,
+          pre_nms_top_n=cfg[f"rpn_pre_nms_top_n_{mode}"],
           post_nms_top_n=cfg[f"rpn_post_nms_top_n_{mode}"], nms_threshold=cfg.rpn_nms_threshold)
       out.update(rpn_objectness=objectness, rpn_deltas=rpn_deltas, anchors=anchors)
       if not train:
@@ -299,38 +343,23 @@ class FasterRCNN(nn.Module):
                                          batch)
     if train:
       rpn_key, roi_key = jax.random.split(self.make_rng("sampler"))
+      gt_boxes = targets["boxes"].astype(jnp.float32)
       if cfg.proposals == "rpn":
         matches = matching.match_boxes(
-            targets["boxes"].astype(jnp.float32), targets["box_mask"], anchors,
-            high_threshold=cfg.rpn_fg_iou_threshold, low_threshold=cfg.rpn_bg_iou_threshold,
-            allow_low_quality_matches=True)
+            gt_boxes, targets["box_mask"], anchors, high_threshold=cfg.rpn_fg_iou_threshold,
+            low_threshold=cfg.rpn_bg_iou_threshold, allow_low_quality_matches=True)
         pos, neg = matching.sample_balanced(rpn_key, matches, num_samples=cfg.rpn_batch_size,
                                             positive_fraction=cfg.rpn_positive_fraction)
-        out.update(rpn_positive=_f32(pos), rpn_negative=_f32(neg), rpn_target_boxes=matching.gather_matched(
-            targets["boxes"].astype(jnp.float32), matches))
+        out.update(rpn_positive=_f32(pos), rpn_negative=_f32(neg),
+                   rpn_target_boxes=matching.gather_matched(gt_boxes, matches))
       proposals, mask, labels, target_boxes = _sample_rois(
           roi_key, proposals, mask, targets, num_samples=cfg.roi_batch_size,
           positive_fraction=cfg.roi_positive_fraction, fg_iou=cfg.roi_fg_iou_threshold,
           bg_iou=cfg.roi_bg_iou_threshold)
       out.update(roi_labels=_f32(labels), roi_target_boxes=target_boxes)
-    if cfg.roi_pooler == "align":
-      roi_feats = multiscale_roi_align(
-          [feats[l] for l in _FPN_LEVELS], proposals, image_size=image_size,
-          output_size=cfg.roi_output_size, sampling_ratio=cfg.roi_sampling_ratio)
-    elif cfg.roi_pooler == "pool":
-      level = feats[cfg.roi_pool_level]
-      roi_feats = roi_pool(level, proposals, output_size=cfg.roi_output_size,
-                           spatial_scale=level.shape[1] / image_size[0])
-    else:
-      raise ValueError(f"roi_pooler must be 'align' or 'pool', got {cfg.roi_pooler!r}")
-    x = BoxHead(cfg.box_head, cfg.representation_size, cfg.box_head_convs,
-                name="box_head")(roi_feats, train=train)
-    c1 = self.num_classes + 1
-    class_logits = nn.Dense(c1, kernel_init=nn.initializers.normal(0.01), name="cls_score")(x)
-    box_deltas = nn.Dense(4 * c1, kernel_init=nn.initializers.normal(0.001),
-                          name="bbox_pred")(x)
+    class_logits, box_deltas = self.roi_head(self.pool(feats, proposals, image_size), train=train)
     out.update(proposals=proposals, proposal_mask=_f32(mask), class_logits=class_logits,
-               box_deltas=box_deltas.reshape(box_deltas.shape[:2] + (c1, 4)))
+               box_deltas=box_deltas)
     return out
 
 
