@@ -11,12 +11,12 @@ def get_config():
   c.max_boxes = 16
   c.batch_size = 8
   c.eval_batch_size = 50
-  c.total_steps = 2400
-  c.eval_every = 1200
+  c.total_steps = 1000
+  c.eval_every = 1000
   c.checkpoint.every = 250
   c.optimizer.name = "adamw"
   c.optimizer.learning_rate = 1e-3
-  c.optimizer.warmup_steps = 200
+  c.optimizer.warmup_steps = 100
   c.optimizer.ema_decay = 0.999
   c.augment = "none"  # short CPU schedule: plain batches converge faster (as the YOLO demo)
   c.model = models.default_config("faster_rcnn")
