@@ -12,12 +12,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-
-def _pair(size) -> tuple[int, int]:
-  if isinstance(size, int):
-    return size, size
-  h, w = size
-  return int(h), int(w)
+from jaxdet.ops.roi_align import check_roi_inputs
 
 
 def _c_round(x):
@@ -75,19 +70,7 @@ def roi_pool(features: jnp.ndarray, boxes_xyxy: jnp.ndarray, *, output_size,
     [B, K, pooled_h, pooled_w, C] pooled features, dtype of `features`. Gradients flow to
     `features` only (to the max cells of each bin).
   """
-  output_size = _pair(output_size)
-  features, boxes_xyxy = jnp.asarray(features), jnp.asarray(boxes_xyxy)
-  if features.ndim != 4:
-    raise ValueError(f"features must be [B, H, W, C], got shape {features.shape}")
-  if boxes_xyxy.ndim != 3 or boxes_xyxy.shape[-1] != 4 or boxes_xyxy.shape[0] != features.shape[0]:
-    raise ValueError(f"boxes_xyxy must be [B, K, 4] with B = {features.shape[0]}, got shape "
-                     f"{boxes_xyxy.shape}")
-  if min(output_size) < 1:
-    raise ValueError(f"output_size must be positive, got {output_size}")
-  if not jnp.issubdtype(features.dtype, jnp.floating):
-    raise ValueError(f"features must be a float array, got dtype {features.dtype}")
-  if 0 in features.shape[1:3]:
-    raise ValueError(f"features must have a non-empty map, got shape {features.shape}")
+  features, boxes_xyxy, output_size = check_roi_inputs(features, boxes_xyxy, output_size)
   return _roi_pool(features, boxes_xyxy, output_size=output_size,
                    spatial_scale=float(spatial_scale))
 
