@@ -4,6 +4,8 @@ Traced with `jax.eval_shape` where only shapes and errors matter (no compile); t
 whole model are covered by the contract test and the torchvision parity test.
 """
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -33,15 +35,15 @@ def test_roi_sampling_adds_ground_truth_and_caps_positives():
   proposals = jnp.asarray(rng.uniform(0, 40, (2, 50, 2)), jnp.float32)
   proposals = jnp.concatenate([proposals, proposals + rng.uniform(4, 24, (2, 50, 2))], -1)
   mask = jnp.asarray(rng.random((2, 50)) < 0.8)
-  rois, valid, labels, target_boxes = fr._sample_rois(
-      jax.random.key(0), proposals, mask, targets, num_samples=16, positive_fraction=0.25,
-      fg_iou=0.5, bg_iou=0.5)
+  rois, valid, labels, target_boxes = jax.jit(functools.partial(
+      fr._sample_rois, num_samples=16, positive_fraction=0.25, fg_iou=0.5, bg_iou=0.5))(
+          jax.random.key(0), proposals, mask, targets)
   chex.assert_shape([rois, target_boxes], (2, 16, 4))
   valid, labels = np.asarray(valid), np.asarray(labels)
   assert np.all((labels > 0).sum(1) <= 4) and np.all((labels > 0).sum(1) >= 1)  # GT added
   assert np.all(valid.sum(1) == 16) and np.all(labels[~valid] == 0)
   # Every positive RoI overlaps its target box >= 0.5, labelled with that box's class + 1.
-  iou = np.asarray(jax.vmap(jax.vmap(lambda a, b: box_iou(a[None], b[None])[0, 0]))(
+  iou = np.asarray(jax.jit(jax.vmap(jax.vmap(lambda a, b: box_iou(a[None], b[None])[0, 0])))(
       rois, target_boxes))
   assert np.all(iou[labels > 0] >= 0.5)
   assert set(labels[0][labels[0] > 0]) <= {2, 3} and set(labels[1][labels[1] > 0]) <= {1}
@@ -51,9 +53,9 @@ def test_no_ground_truth_samples_only_negatives():
   targets = _targets()
   targets["box_mask"] = jnp.zeros_like(targets["box_mask"])
   proposals = jnp.tile(jnp.asarray([[0., 0., 20., 20.]]), (2, 10, 1))
-  _, valid, labels, _ = fr._sample_rois(jax.random.key(1), proposals, jnp.ones((2, 10), bool),
-                                        targets, num_samples=8, positive_fraction=0.25,
-                                        fg_iou=0.5, bg_iou=0.5)
+  _, valid, labels, _ = jax.jit(functools.partial(
+      fr._sample_rois, num_samples=8, positive_fraction=0.25, fg_iou=0.5, bg_iou=0.5))(
+          jax.random.key(1), proposals, jnp.ones((2, 10), bool), targets)
   assert np.all(np.asarray(labels) == 0) and np.all(np.asarray(valid))
 
 
