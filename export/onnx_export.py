@@ -126,11 +126,11 @@ def export_onnx(detector, path, *, image_size=None, max_detections=None, score_t
 def _network_model(detector, *, size, opset, fp16, input_name):
   """``Detector.forward`` converted by jax2onnx: ``input_name`` uint8 ``[N, S, S, 3]`` ->
   ``raw_boxes`` float32 ``[N, A, 4]``, ``raw_scores`` float32 ``[N, A, C]``."""
+  if fp16 and two_stage_graph.is_two_stage(detector):
+    raise ValueError("fp16 export is not supported for two-stage detectors (faster_rcnn)")
   _import_converter_plugins()
   _fix_max_pool_padding()
   if two_stage_graph.is_two_stage(detector):
-    if fp16:
-      raise ValueError("fp16 export is not supported for two-stage detectors (faster_rcnn)")
     return two_stage_graph.network_model(detector, size=size, opset=opset,
                                          input_name=input_name,
                                          to_onnx=functools.partial(_to_onnx, opset=opset))
