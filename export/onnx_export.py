@@ -8,6 +8,7 @@ jax2onnx) -> post-processing with ONNX ``TopK`` +
 """
 
 import dataclasses
+import functools
 import logging
 import pathlib
 import warnings
@@ -20,6 +21,7 @@ import onnx.compose
 
 from . import metadata as metadata_lib
 from . import postprocess_graph
+from . import two_stage_graph
 from . import preprocess_graph
 from jaxdet.models.postprocess import check_layout
 
@@ -131,10 +133,14 @@ def finish_model(model, meta, path):
 def _network_model(detector, *, size, opset, fp16, input_name):
   """``Detector.forward`` converted by jax2onnx: ``input_name`` uint8 ``[N, S, S, 3]`` ->
   ``raw_boxes`` float32 ``[N, A, 4]``, ``raw_scores`` float32 ``[N, A, C]``."""
-  from jax2onnx import to_onnx  # heavy import, only when exporting
-
+  if fp16 and two_stage_graph.is_two_stage(detector):
+    raise ValueError("fp16 export is not supported for two-stage detectors (faster_rcnn)")
   _import_converter_plugins()
   _fix_max_pool_padding()
+  if two_stage_graph.is_two_stage(detector):
+    return two_stage_graph.network_model(detector, size=size, opset=opset,
+                                         input_name=input_name,
+                                         to_onnx=functools.partial(_to_onnx, opset=opset))
   # Trace once outside the converter: imports that `forward` does lazily must not happen while
   # jax2onnx has jax.nn/flax functions patched (module defaults would capture the patches), and a
   # wrong output structure is reported here rather than deep inside the converter.
@@ -146,19 +152,8 @@ def _network_model(detector, *, size, opset, fp16, input_name):
     raise ValueError(f"Detector.forward must return boxes [N, A, 4] or [N, A, C, 4] and scores "
                      f"[N, A, C]; got {boxes.shape} and {scores.shape}") from e
   spec = jax.ShapeDtypeStruct((_BATCH, size, size, 3), jnp.uint8)
-  # onnx_ir logs a warning per constant whose type it does not record (harmless, and dozens).
-  serde_log = logging.getLogger("onnx_ir.serde")
-  level = serde_log.level
-  serde_log.setLevel(logging.ERROR)
-  try:
-    model = to_onnx(detector.forward, [spec], model_name="jaxdet_network", opset=opset,
-                    input_names=[input_name], output_names=["raw_boxes", "raw_scores"],
-                    return_mode="proto")
-  finally:
-    serde_log.setLevel(level)
-  # jax2onnx records NHWC shapes for some NCHW intermediates; the strict checker rejects them
-  # and onnxruntime re-infers shapes anyway.
-  del model.graph.value_info[:]
+  model = _to_onnx(detector.forward, [spec], [input_name], ["raw_boxes", "raw_scores"],
+                   opset=opset)
   if fp16:
     from onnxconverter_common import float16  # pylint: disable=g-import-not-at-top
     _outputs_through_identity(model.graph)
@@ -169,6 +164,23 @@ def _network_model(detector, *, size, opset, fp16, input_name):
       model = float16.convert_float_to_float16(
           model, keep_io_types=True, node_block_list=_input_prefix_nodes(model.graph, input_name))
     del model.graph.value_info[:]
+  return model
+
+
+def _to_onnx(fn, specs, input_names, output_names, *, opset):
+  """`fn` converted by jax2onnx (``value_info`` dropped: jax2onnx records NHWC shapes for some
+  NCHW intermediates, the strict checker rejects them and onnxruntime re-infers shapes)."""
+  from jax2onnx import to_onnx  # heavy import, only when exporting
+  # onnx_ir logs a warning per constant whose type it does not record (harmless, and dozens).
+  serde_log = logging.getLogger("onnx_ir.serde")
+  level = serde_log.level
+  serde_log.setLevel(logging.ERROR)
+  try:
+    model = to_onnx(fn, specs, model_name="jaxdet_network", opset=opset, input_names=input_names,
+                    output_names=output_names, return_mode="proto")
+  finally:
+    serde_log.setLevel(level)
+  del model.graph.value_info[:]
   return model
 
 
@@ -269,16 +281,7 @@ def _resize_rule(detector):
 
 def _merge(first, second, io_map):
   """``onnx.compose.merge_models`` after aligning IR versions and opset imports."""
-  ir_version = max(first.ir_version, second.ir_version)
-  first.ir_version = second.ir_version = ir_version
-  opsets = {}
-  for m in (first, second):
-    for o in m.opset_import:
-      opsets[o.domain] = max(opsets.get(o.domain, 0), o.version)
-  for m in (first, second):
-    del m.opset_import[:]
-    m.opset_import.extend(onnx.helper.make_opsetid(d, v) for d, v in sorted(opsets.items()))
-  return onnx.compose.merge_models(first, second, io_map=io_map)
+  return two_stage_graph.merge(first, second, io_map)
 
 
 def _model_name(detector):

@@ -3,7 +3,7 @@
 import flax.linen as nn
 
 from jaxdet.models.conv import Conv
-from jaxdet.models.layers import conv_padding, upsample_nearest
+from jaxdet.models.layers import ConvBN, conv_padding, upsample_nearest
 
 # torchvision initialises FPN convs with kaiming_uniform(a=1), i.e. variance 1 / fan_in.
 _FPN_INIT = nn.initializers.variance_scaling(1.0, "fan_in", "uniform")
@@ -19,22 +19,33 @@ class FPN(nn.Module):
     features: channels of every output level.
     extra_levels: add P6 and P7 (RetinaNet).
     p6_from: "p5" (torchvision RetinaNet v1) or "c5" (v2 / original paper).
+    min_level: finest level, 3 (C3..C5) or 2 (C2..C5, Faster R-CNN).
+    norm: "none" (conv with bias) or "batch" (conv + BatchNorm, torchvision's Faster R-CNN v2:
+      each conv is a `ConvBN` module of that name).
 
-  Returns from `__call__(feats: {"c3","c4","c5"} float32 [B,h,w,C], *, train)`: dict
-  `{"p3","p4","p5"[,"p6","p7"]}` float32 `[B, H/2**l, W/2**l, features]`.
+  Returns from `__call__(feats: {"c<min_level>",..,"c5"} float32 [B,h,w,C], *, train)`: dict
+  `{"p<min_level>",..,"p5"[,"p6","p7"]}` float32 `[B, H/2**l, W/2**l, features]`.
   """
   features: int = 256
   extra_levels: bool = True
   p6_from: str = "p5"
+  min_level: int = 3
+  norm: str = "none"
 
   @nn.compact
   def __call__(self, feats, *, train):
-    del train  # no BatchNorm in the FPN
-    conv = lambda k, s, name: Conv(self.features, (k, k), strides=(s, s),
-                                      padding=conv_padding(k), kernel_init=_FPN_INIT, name=name)
+    if self.norm not in ("none", "batch"):
+      raise ValueError(f"FPN norm must be 'none' or 'batch', got {self.norm!r}")
+
+    def conv(k, s, name):
+      if self.norm == "batch":
+        return lambda x: ConvBN(self.features, k, s, act=None, name=name)(x, train=train)
+      return Conv(self.features, (k, k), strides=(s, s), padding=conv_padding(k),
+                  kernel_init=_FPN_INIT, name=name)
+
     inner = conv(1, 1, "inner5")(feats["c5"])
     outs = {"p5": conv(3, 1, "layer5")(inner)}
-    for level in (4, 3):
+    for level in range(4, self.min_level - 1, -1):
       lateral = conv(1, 1, f"inner{level}")(feats[f"c{level}"])
       top_down = upsample_nearest(inner, factor=2)[:, :lateral.shape[1], :lateral.shape[2]]
       inner = lateral + top_down

@@ -34,3 +34,8 @@ from jaxdet.ops.matching import match_boxes
 from jaxdet.ops.matching import sample_balanced
 from jaxdet.ops.matching import ssd_matcher
 from jaxdet.ops.roi_align import roi_align
+
+# --- two-stage pooling (faster_rcnn) ---
+from jaxdet.ops.multiscale_roi_align import multiscale_roi_align
+from jaxdet.ops.multiscale_roi_align import roi_levels
+from jaxdet.ops.roi_pool import roi_pool

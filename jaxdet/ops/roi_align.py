@@ -322,6 +322,25 @@ def _zero_cotangent(x):
   return None
 
 
+def check_roi_inputs(features, boxes_xyxy, output_size):
+  """(features, boxes_xyxy as arrays, (out_h, out_w)) of a RoI pooling call, or a one-line
+  ValueError naming the bad argument (shared with `roi_pool`)."""
+  output_size = _pair(output_size)
+  features, boxes_xyxy = jnp.asarray(features), jnp.asarray(boxes_xyxy)
+  if features.ndim != 4:
+    raise ValueError(f"features must be [B, H, W, C], got shape {features.shape}")
+  if boxes_xyxy.ndim != 3 or boxes_xyxy.shape[-1] != 4 or boxes_xyxy.shape[0] != features.shape[0]:
+    raise ValueError(f"boxes_xyxy must be [B, K, 4] with B = {features.shape[0]}, got shape "
+                     f"{boxes_xyxy.shape}")
+  if min(output_size) < 1:
+    raise ValueError(f"output_size must be positive, got {output_size}")
+  if not jnp.issubdtype(features.dtype, jnp.floating):
+    raise ValueError(f"features must be a float array, got dtype {features.dtype}")
+  if 0 in features.shape[1:3]:
+    raise ValueError(f"features must have a non-empty map, got shape {features.shape}")
+  return features, boxes_xyxy, output_size
+
+
 def roi_align(features: jnp.ndarray, boxes_xyxy: jnp.ndarray, *, output_size,
               spatial_scale: float = 1.0, sampling_ratio: int = -1,
               aligned: bool = False) -> jnp.ndarray:
@@ -347,19 +366,7 @@ def roi_align(features: jnp.ndarray, boxes_xyxy: jnp.ndarray, *, output_size,
   Returns:
     [B, K, out_h, out_w, C] pooled features, dtype of `features`.
   """
-  output_size = _pair(output_size)
-  features, boxes_xyxy = jnp.asarray(features), jnp.asarray(boxes_xyxy)
-  if features.ndim != 4:
-    raise ValueError(f"features must be [B, H, W, C], got shape {features.shape}")
-  if boxes_xyxy.ndim != 3 or boxes_xyxy.shape[-1] != 4 or boxes_xyxy.shape[0] != features.shape[0]:
-    raise ValueError(f"boxes_xyxy must be [B, K, 4] with B = {features.shape[0]}, got shape "
-                     f"{boxes_xyxy.shape}")
-  if min(output_size) < 1:
-    raise ValueError(f"output_size must be positive, got {output_size}")
-  if not jnp.issubdtype(features.dtype, jnp.floating):
-    raise ValueError(f"features must be a float array, got dtype {features.dtype}")
-  if 0 in features.shape[1:3]:
-    raise ValueError(f"features must have a non-empty map, got shape {features.shape}")
+  features, boxes_xyxy, output_size = check_roi_inputs(features, boxes_xyxy, output_size)
   return _roi_align(features, boxes_xyxy, output_size=output_size,
                     spatial_scale=float(spatial_scale), sampling_ratio=int(sampling_ratio),
                     aligned=bool(aligned))

@@ -12,6 +12,8 @@ from jaxdet.train.state import TrainState
 TRAIN_KEYS = ("image", "boxes", "classes", "box_mask")
 # The batch's targets, also handed to the train-mode forward (a two-stage sampler needs them).
 TARGET_KEYS = ("boxes", "classes", "box_mask")
+# Passed on too when the batch has them: external proposals (faster_rcnn's Fast R-CNN mode).
+OPTIONAL_TARGET_KEYS = ("proposals", "proposal_mask")
 # Named RNG streams of the train-mode forward, each split from the step key.
 RNG_STREAMS = ("dropout", "sampler")
 
@@ -77,7 +79,8 @@ def make_train_step(*, model, loss_fn: Callable, tx: optax.GradientTransformatio
 
     def compute_loss(params):
       variables = {"params": cast(params, dtype), "batch_stats": state.batch_stats}
-      targets = {k: batch[k] for k in TARGET_KEYS if k in batch}  # none: segmentation
+      # Only the target keys a batch has (a segmentation batch has none).
+      targets = {k: batch[k] for k in TARGET_KEYS + OPTIONAL_TARGET_KEYS if k in batch}
       preds, updated = model.apply(variables, batch["image"].astype(dtype), train=True,
                                    targets=targets, mutable=["batch_stats"],
                                    rngs=forward_rngs(step_rng))

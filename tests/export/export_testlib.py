@@ -167,14 +167,59 @@ def class_bias_paths(detector, images, *, forward=None):
   return found
 
 
+def _background_bias(detector, forward):
+  """(path, index) of a softmax background logit's bias: raising it lowers every positive score
+  (found by behaviour, as `class_bias_paths`); None when there is none."""
+  base = np.asarray(forward(detector.variables))
+  live = base > 1e-6
+  if not live.any():
+    return None
+  num_classes = len(detector.class_names)
+  for path, leaf in jax.tree_util.tree_flatten_with_path(detector.variables["params"])[0]:
+    if getattr(path[-1], "key", None) != "bias" or leaf.shape != (num_classes + 1,):
+      continue
+    for index in range(num_classes + 1):
+      shifted = np.asarray(forward(_add_to_bias_entry(detector.variables, path, index, 1.0)))
+      if np.all(shifted[live] < base[live]):
+        return path, index
+  return None
+
+
+def _add_to_bias_entry(variables, path, index, shift):
+  params = jax.tree_util.tree_map_with_path(
+      lambda p, x: x.at[index].add(shift) if p == path else x,
+      jax.tree.map(lambda x: x, variables["params"]))
+  return {**variables, "params": params}
+
+
+def _calibrated_background_bias(detector, forward, found, *, threshold, fraction=0.3):
+  """Bisection on the background bias (scores fall monotonically as it rises) until about
+  ``fraction`` of the live (non-zero: a two-stage head has few RoIs, and zeroes the padding ones)
+  candidates score >= ``threshold``."""
+  import dataclasses
+  path, index = found
+  live = np.asarray(forward(detector.variables)) > 0
+  lo, hi = -30.0, 30.0
+  for _ in range(30):
+    mid = 0.5 * (lo + hi)
+    scores = np.asarray(forward(_add_to_bias_entry(detector.variables, path, index, mid)))
+    if np.quantile(scores[live], 1 - fraction) >= threshold:
+      lo = mid
+    else:
+      hi = mid
+  return dataclasses.replace(
+      detector, variables=_add_to_bias_entry(detector.variables, path, index, lo))
+
+
 def calibrated(detector, images, *, fraction=0.04, threshold=0.1):
   """Shifts the final class biases so about ``fraction`` of candidates score >= ``threshold``.
 
   Random init puts scores anywhere (all near the prior, or saturated): parity at the score
   threshold would be vacuous. The biases are found by `class_bias_paths` (no per-family table);
   for objectness-style scores (YOLOv1/v3/v4), where no bias shifts a score's logit by exactly its
-  own shift, by `score_bias_paths` with the shift found by bisection; for softmax heads with a
-  background column (SSD, Faster R-CNN) by `_calibrated_softmax`.
+  own shift, by `score_bias_paths` with the shift found by bisection; for a softmax head with a
+  background column, by shifting the background bias (Faster R-CNN's RoI head:
+  `_background_bias`; dense heads such as SSD's: `_calibrated_softmax`).
   """
   import dataclasses
   forward = _variables_forward(detector, images)
@@ -184,6 +229,9 @@ def calibrated(detector, images, *, fraction=0.04, threshold=0.1):
     try:  # confidence x class probability (YOLOv1), objectness x class: biases raising scores
       paths = score_bias_paths(detector, forward)
     except ValueError:  # a softmax head: shifting all of its logits alike changes nothing
+      found = _background_bias(detector, forward)
+      if found is not None:
+        return _calibrated_background_bias(detector, forward, found, threshold=threshold)
       return _calibrated_softmax(detector, forward, fraction=fraction, threshold=threshold)
     return _calibrated_by_bisection(detector, forward, paths, fraction=fraction,
                                     threshold=threshold)
@@ -323,7 +371,14 @@ def zoo_detector(name, *, image_size=64, seed=0, **pp):
   model = models.build(config.model, num_classes=len(CLASS_NAMES))
   variables = random_variables(model, image_size, seed=seed)
   detector = build_detector(config, variables, CLASS_NAMES)
-  return calibrated(detector, shapes_images(4, image_size, image_size, seed=123))
+  images = shapes_images(4, image_size, image_size, seed=123)
+  if np.mean(np.asarray(jax.jit(detector.forward)(images)[1]) > 0) < 0.1:
+    # Nearly every candidate removed: He-normal regression weights make most boxes degenerate
+    # and a two-stage head drops boxes under 0.01 px (as torchvision). The module's own init.
+    variables = jax.jit(lambda x: model.init(jax.random.key(seed, impl="rbg"), x, train=False))(
+        jnp.zeros((1, image_size, image_size, 3)))
+    detector = build_detector(config, variables, CLASS_NAMES)
+  return calibrated(detector, images)
 
 
 def assert_same_detections(got, want, *, box_atol=0.5, score_atol=1e-4, min_score=0.1):

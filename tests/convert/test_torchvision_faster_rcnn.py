@@ -1,0 +1,80 @@
+"""torchvision Faster R-CNN v1 / v2 -> jaxdet `faster_rcnn`: the RPN's proposals and the final
+detections of `jaxdet.load(DIR).predict` equal torchvision's `model.eval()` (random weights)."""
+
+import jax
+import numpy as np
+import pytest
+
+from jaxdet.convert import torchvision_faster_rcnn as det
+from tests import testing_torch
+
+SIZE = 128  # P2..P5 = 32..4 pixels, "pool" 2
+NUM_CLASSES = 7  # torchvision's count, background included
+
+
+def _torchvision_model(arch):
+  torch, _ = testing_torch.torch_modules()
+  model = testing_torch.torchvision_model(arch, image_size=SIZE, min_size=SIZE, max_size=SIZE,
+                                          num_classes=NUM_CLASSES)
+  # Random weights through 50 randomized-BN layers give box deltas far beyond a trained model's
+  # (see the RetinaNet test): scale both regressions to trained-model magnitudes, and spread the
+  # class logits so that scores are well separated (no float32 ties in the ranking).
+  with torch.no_grad():
+    for layer in (model.rpn.head.bbox_pred, model.roi_heads.box_predictor.bbox_pred,
+                  model.rpn.head.cls_logits):
+      layer.weight.mul_(0.01)
+      layer.bias.mul_(0.01)
+    model.roi_heads.box_predictor.cls_score.weight.mul_(4.0)
+  return model
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", sorted(det.FASTER_RCNN_VARIANTS))
+def test_proposals_and_detections_match_torchvision(arch, tmp_path):
+  import jaxdet
+  from jaxdet import cli
+  from safetensors.numpy import save_file
+  torch, _ = testing_torch.torch_modules()
+  from torchvision.models.detection.image_list import ImageList
+  model = _torchvision_model(arch)
+  save_file(testing_torch.numpy_state_dict(model), str(tmp_path / "w.safetensors"))
+  assert cli.main(["convert", "torchvision", "--arch", arch, "--weights",
+                   str(tmp_path / "w.safetensors"), "--output", str(tmp_path / "out"),
+                   "--image-size", str(SIZE)]) == 0
+  detector = jaxdet.load(tmp_path / "out")
+  assert detector.class_names == tuple(str(i) for i in range(1, NUM_CLASSES))
+  images = np.random.default_rng(0).integers(0, 256, (2, SIZE, SIZE, 3), dtype=np.uint8)
+  out = detector.predict(images)
+  tensors = [torch.from_numpy(im.transpose(2, 0, 1).copy()).float() / 255 for im in images]
+  with torch.no_grad():
+    ref = model(tensors)
+    batch, _ = model.transform(tensors)
+    ref_proposals, _ = model.rpn(batch, model.backbone(batch.tensors))
+
+  # RPN proposals: the same set (the order of equal objectness is unspecified in torchvision).
+  x = (images.astype(np.float32) / 255 - np.array([0.485, 0.456, 0.406], np.float32)) / np.array(
+      [0.229, 0.224, 0.225], np.float32)
+  preds = jax.jit(lambda v, x: detector.model.apply(v, x, train=False))(detector.variables, x)
+  for i, r in enumerate(ref_proposals):
+    mask = np.asarray(preds["proposal_mask"][i]) > 0
+    assert mask.sum() == len(r) > 100, (mask.sum(), len(r))
+    got = np.asarray(preds["proposals"][i])[mask]
+    diff = np.abs(got[:, None] - r.numpy()[None]).max(-1)  # [P, P]
+    used = np.zeros(len(r), bool)  # one-to-one: levels may keep the same (clipped) box twice
+    for row in diff:
+      j = int(np.argmin(np.where(used, np.inf, row)))
+      assert row[j] <= 1e-3, row[j]
+      used[j] = True
+
+  for i, r in enumerate(ref):
+    n = int(out["num_detections"][i])
+    assert n == len(r["scores"]) > 10, (n, len(r["scores"]))
+    testing_torch.assert_same_detections(
+        out["boxes"][i, :n], out["scores"][i, :n], out["classes"][i, :n] + 1,
+        r["boxes"].numpy(), r["scores"].numpy(), r["labels"].numpy(), box_atol=1e-3,
+        score_atol=1e-5)
+
+
+def test_coco_class_names_drop_the_background():
+  assert det.class_names(90) == list(det.COCO_CATEGORIES[1:])
+  assert det.class_names(3) == ["1", "2", "3"]
