@@ -105,6 +105,7 @@ def _run(args) -> int:
           file=sys.stderr)
     return 1
   if metrics:
-    print("final: " + ", ".join(f"{k}={metrics[k]:.4f}" for k in ("AP", "AP50", "AP75")
-                                 if k in metrics))
+    # Detection: COCO AP; segmentation: mIoU and pixel accuracy.
+    keys = ("AP", "AP50", "AP75", "mean_iou", "pixel_accuracy")
+    print("final: " + ", ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics))
   return 0
