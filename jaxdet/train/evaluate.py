@@ -180,7 +180,8 @@ def evaluate_workdir(workdir: str | pathlib.Path, *, split: str | None = None,
         preprocess=config.model.get("preprocess"), masks=True)
     metrics = seg_train.evaluate(seg_train.make_predict_fn(detector.model),
                                  variables=detector.variables, batches=batches,
-                                 class_names=detector.class_names, report_dir=report_dir)
+                                 class_names=detector.class_names, report_dir=report_dir,
+                                 preprocess=config.model.get("preprocess"))
     return metrics, pathlib.Path(report_dir)
   predict = make_predict_fn(detector.model, load_lib.detector_module(config).decode,
                             image_size=detector.image_size,

@@ -61,7 +61,8 @@ def build_components(config):
       train_batches=train_batches, eval_batches=eval_batches, ground_truth=lambda: None,
       freeze_patterns=tuple(models.frozen_param_patterns(config.model)),
       preflight=check,
-      evaluate=functools.partial(evaluate, predict, class_names=class_names),
+      evaluate=functools.partial(evaluate, predict, class_names=class_names,
+                                 preprocess=config.model.get("preprocess")),
       best_metric=BEST_METRIC,
       draw_predictions=functools.partial(write_predictions_png, predict,
                                          preprocess=config.model.get("preprocess")))
@@ -73,9 +74,12 @@ def make_predict_fn(model) -> Callable:
       model.apply(variables, images, train=False)["out"], axis=-1).astype(jnp.int32))
 
 
-def confusion_over(predict, variables, batches: Iterable[dict], num_classes: int) -> np.ndarray:
+def confusion_over(predict, variables, batches: Iterable[dict], num_classes: int, *,
+                   samples: list | None = None, num_samples: int = 8) -> np.ndarray:
   """`[K, K]` int64 confusion (rows target, columns prediction) of `predict` over eval batches
-  (padding examples skipped, 255 ignored), summed over processes."""
+  (padding examples skipped, 255 ignored), summed over processes. With a `samples` list, the
+  first `num_samples` examples' `(image float32 [S,S,3] normalized, pred [S,S], target [S,S])`
+  are appended to it (for `masks.png`)."""
   from jaxdet.eval import segmentation as seg_eval
   from jaxdet.train.distributed import local_copy
   variables = local_copy(variables)
@@ -85,8 +89,11 @@ def confusion_over(predict, variables, batches: Iterable[dict], num_classes: int
     seen = True
     keep = np.asarray(batch["example_mask"], bool)
     pred = np.asarray(jax.device_get(predict(variables, jnp.asarray(batch["image"]))))
-    confusion += seg_eval.confusion_matrix(pred[keep], np.asarray(batch["mask"])[keep],
-                                           num_classes=num_classes)
+    target = np.asarray(batch["mask"])
+    confusion += seg_eval.confusion_matrix(pred[keep], target[keep], num_classes=num_classes)
+    if samples is not None:
+      for i in np.flatnonzero(keep)[:max(0, num_samples - len(samples))]:
+        samples.append((np.asarray(batch["image"][i]), pred[i], target[i]))
   if not seen:
     raise ValueError("the evaluation split yielded no batches")
   if jax.process_count() > 1:  # [distributed] each process evaluated its own shard
@@ -95,21 +102,27 @@ def confusion_over(predict, variables, batches: Iterable[dict], num_classes: int
   return confusion
 
 
-def evaluate(predict, *, variables, batches, class_names, report_dir=None) -> dict[str, float]:
+def evaluate(predict, *, variables, batches, class_names, report_dir=None,
+             preprocess=None) -> dict[str, float]:
   """Segmentation metrics of one model on one split (at network-input resolution).
 
   Returns:
     The scalars `SCALARS` (`mean_iou`, `pixel_accuracy`, `mean_accuracy`, `fw_iou`) as floats;
     with `report_dir`, `jaxdet.eval.segmentation.write_segmentation_report` writes
     `segmentation_metrics.json` (all metrics, per-class IoU, the confusion; NaN as null),
-    `segmentation_table.txt` and `confusion_matrix.png` there.
+    `segmentation_table.txt`, `confusion_matrix.png` and `masks.png` (the first 8 images with
+    their predicted and ground-truth masks; `preprocess`: the model's, to draw the images) there.
   """
+  from jaxdet.data.preprocess import denormalize_image
   from jaxdet.eval import segmentation as seg_eval
   from jaxdet.train.distributed import is_main
-  confusion = confusion_over(predict, variables, batches, len(class_names))
+  samples = []
+  confusion = confusion_over(predict, variables, batches, len(class_names), samples=samples)
   if report_dir is not None and is_main():
-    metrics = seg_eval.write_segmentation_report(confusion, str(report_dir),
-                                                 class_names=list(class_names))
+    images, pred, target = (np.stack(x) for x in zip(*samples))
+    metrics = seg_eval.write_segmentation_report(
+        confusion, str(report_dir), class_names=list(class_names),
+        images=denormalize_image(images, preprocess), pred_masks=pred, target_masks=target)
   else:
     metrics = seg_eval.segmentation_metrics(confusion, class_names=list(class_names))
   return {k: float(metrics[k]) for k in SCALARS}
