@@ -9,7 +9,7 @@
    or the graph input ``proposals`` ``[N, P, 4]`` (rows with a non-finite coordinate masked, as
    the model does); then the RoI pooling: ``RoiAlign`` on each level (``output_half_pixel``:
    torchvision's aligned=False) with the FPN level rule selecting each RoI's level, or
-   ``MaxRoiPool`` on ``roi_pool_level`` (`_max_roi_pool`: exact through value ranks);
+   ``MaxRoiPool`` on ``roi_pool_level`` (torchvision's RoIPool exactly);
 3. ``roi`` (jax2onnx): box head + predictor + `faster_rcnn.decode` -> ``raw_boxes``
    ``[N, P, C, 4]``, ``raw_scores`` ``[N, P, C]``, which the usual post-processing graph ends.
 """
@@ -312,59 +312,15 @@ def _multiscale_roi_align(g, rois, batch_index, *, spatial_scales, output_size, 
 
 
 def _max_roi_pool(g, level, rois, batch_index, *, spatial_scale, output_size):
-  """`jaxdet.ops.roi_pool` (= torchvision's) with ONNX ``MaxRoiPool``, exactly.
-
-  onnxruntime's MaxRoiPool computes torchvision's cells and bins (float product, round half away
-  from zero, floor/ceil bin edges, empty bins 0) but starts each non-empty bin's max at FLT_MIN
-  (``numeric_limits<float>::min()``, the smallest positive normal) instead of -FLT_MAX: a bin
-  whose maximum is below 1.2e-38 (any all-negative bin of an FPN map) would read 1.2e-38. So the
-  pool runs on value ranks instead: each map channel is sorted (``TopK`` ascending), every cell
-  holds its rank 1..h*w (exact in float32 below 2^24 cells), MaxRoiPool takes the highest rank
-  of each bin (0 for an empty bin) and the rank gathers the value back (rank 0 -> 0).
-  Returns NCHW ``[N*P, F, s, s]``.
-  """
-  nodes, _, const, op = g
+  """`jaxdet.ops.roi_pool` (= torchvision's) as ONNX ``MaxRoiPool``: onnxruntime computes
+  torchvision's cells and bins (float32 product, round half away from zero, floor/ceil bin
+  edges clipped to the map, 0 for an empty bin, the max starting at -FLT_MAX; onnxruntime
+  releases before 2019 started it at FLT_MIN, microsoft/onnxruntime#319).
+  Returns NCHW ``[N*P, F, s, s]``."""
+  _, _, const, op = g
   fmap = op("Transpose", [level], "pool_nchw", perm=[0, 3, 1, 2])  # [N, F, h, w]
-  flat = op("Reshape", [fmap, const("nf_1", [0, 0, -1], np.int64)], "pool_flat")  # [N, F, hw]
-  cells = op("Slice", [op("Shape", [flat], "flat_shape"), const("a2", [2], np.int64),
-                       const("a3", [3], np.int64)], "cells")
-  nodes.append(helper.make_node("TopK", [flat, cells], ["tsg_sorted", "tsg_order"],
-                                name="tsg_sort", axis=2, largest=0, sorted=1))
-  ranks = op("Cast", [op("Range", [const("rk0", 1, np.int64),
-                                   op("Add", [op("Squeeze", [cells], "cells_s"),
-                                              const("rk1", 1, np.int64)], "cells_1"),
-                                   const("rk2", 1, np.int64)], "rank_range")],
-             "rank_f", to=TensorProto.FLOAT)
-  ranks = op("Expand", [ranks, op("Shape", [flat], "flat_shape2")], "ranks")
-  rank_map = op("ScatterElements", [op("Mul", [flat, const("zero_p", 0.0, np.float32)],
-                                       "flat_zero"), "tsg_order", ranks], "rank_flat", axis=2)
-  rank_map = op("Reshape", [rank_map, op("Shape", [fmap], "fmap_shape")], "rank_map")
   rois5 = op("Concat", [op("Unsqueeze", [op("Cast", [batch_index], "bi_f", to=TensorProto.FLOAT),
                                           const("ax1p", [1], np.int64)], "bi_u"), rois],
-             "rois5", axis=1)
-  best = op("MaxRoiPool", [rank_map, rois5], "maxroipool", pooled_shape=[output_size] * 2,
-            spatial_scale=float(spatial_scale))  # [N*P, F, s, s] ranks
-  # [N*P, F, s, s] -> [N, F, P*s*s] index into [0, sorted...] per (image, channel).
-  best = op("Reshape", [op("Cast", [best], "best_i", to=TensorProto.INT64),
-                        const("npf", [0, -1], np.int64)], "best_rows")  # [N*P, F*s*s]
-  n = op("Slice", [op("Shape", [flat], "flat_shape3"), const("b0", [0], np.int64),
-                   const("b1", [1], np.int64)], "pool_n")
-  f = op("Slice", [op("Shape", [flat], "flat_shape4"), const("c1", [1], np.int64),
-                   const("c2", [2], np.int64)], "pool_f")
-  best = op("Reshape", [best, op("Concat", [n, const("m1", [-1], np.int64), f,
-                                            const("ss", [output_size * output_size], np.int64)],
-                                 "npfss", axis=0)], "best_npf")  # [N, P, F, s*s]
-  best = op("Reshape", [op("Transpose", [best], "best_nfp", perm=[0, 2, 1, 3]),
-                        const("nf_2", [0, 0, -1], np.int64)], "best_flat")  # [N, F, P*s*s]
-  zero_col = op("Slice", [op("Mul", ["tsg_sorted", const("zero_q", 0.0, np.float32)], "sz"),
-                          const("s0c", [0], np.int64), const("s1c", [1], np.int64),
-                          const("s2c", [2], np.int64)], "zero_col")
-  padded = op("Concat", [zero_col, "tsg_sorted"], "padded", axis=2)  # [N, F, 1 + hw]
-  values = op("GatherElements", [padded, best], "pooled_flat", axis=2)  # [N, F, P*s*s]
-  values = op("Reshape", [values, op("Concat", [n, f, const("m1b", [-1], np.int64),
-                                                const("s_s", [output_size] * 2, np.int64)],
-                                     "nfpss", axis=0)], "pooled_nfp")  # [N, F, P, s, s]
-  values = op("Transpose", [values], "pooled_pn", perm=[0, 2, 1, 3, 4])  # [N, P, F, s, s]
-  return op("Reshape", [values, op("Concat", [const("m1c", [-1], np.int64), f,
-                                              const("s_s2", [output_size] * 2, np.int64)],
-                                   "rfss", axis=0)], "pooled_max")
+             "rois5", axis=1)  # [batch index, x1, y1, x2, y2]
+  return op("MaxRoiPool", [fmap, rois5], "maxroipool", pooled_shape=[output_size] * 2,
+            spatial_scale=float(spatial_scale))
