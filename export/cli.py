@@ -65,7 +65,9 @@ def _export(args):
   m = served.metadata
   print(f"wrote {args.output} ({pathlib.Path(args.output).stat().st_size / 2**20:.1f} MiB, "
         f"{seconds:.1f} s): {m.model_name}, input {'[N, H, W, 3]' if m.dynamic_image_size else f'[N, {size}, {size}, 3]'} "
-        f"uint8, {len(m.class_names)} classes, "
+        f"uint8"
+        + (f" + proposals [N, {served.num_proposals}, 4]" if served.num_proposals else "")
+        + f", {len(m.class_names)} classes, "
         + (f"K={m.max_detections}, score>={m.score_threshold}, IoU {m.iou_threshold}"
            if m.include_nms else "raw boxes/scores (no NMS)")
         + (", fp16" if m.fp16 else "") + f"; step {m.checkpoint_step} ({m.checkpoint_kind}); "
