@@ -165,10 +165,12 @@ def proposals_model(*, cand_levels, num_proposals, nms_threshold, pooling, featu
   Inputs: the pooled FPN maps (``p2..p5``, or ``pooling["level"]``) float32 ``[N, h_l, w_l, F]``,
   ``cand_boxes`` ``[N, K, 4]``, ``cand_scores`` ``[N, K]`` (-1: never kept). Outputs:
   ``roi_feats`` ``[N, P, s, s, F]``, ``roi_boxes`` ``[N, P, 4]`` (zeros past the valid ones),
-  ``roi_valid`` ``[N, P]`` 0/1. ``pooling``: see `_pool_rois`.
+  ``roi_valid`` ``[N, P]`` 0/1. ``pooling``: ``dict(kind="align", spatial_scales=[4 floats],
+  output_size, sampling_ratio)`` (multi-scale RoIAlign) or ``dict(kind="pool", level="p4",
+  spatial_scale, output_size)`` (RoIPool on one map).
   """
   g = _builder()
-  nodes, inits, const, op = g
+  nodes, _, const, op = g
   k, num_levels, p = len(cand_levels), int(max(cand_levels)) + 1, int(num_proposals)
   # Each candidate in its level's score row, -1 elsewhere: NMS per level.
   onehot = (cand_levels[None, :] == np.arange(num_levels)[:, None])[None]  # [1, L, K]
