@@ -54,16 +54,20 @@ def _export(args):
       score_threshold=args.score_threshold, iou_threshold=args.iou_threshold,
       pre_nms_top_k=args.pre_nms_top_k, opset=args.opset,
       dynamic_image_size=args.dynamic_image_size, fp16=args.fp16, include_nms=not args.no_nms,
-      checkpoint_step=step, checkpoint_kind=kind)
+      checkpoint_step=step, checkpoint_kind=kind, num_proposals=args.num_proposals)
   seconds = time.perf_counter() - start
   # Smoke-run the file as a user would, so a broken export fails here and not in deployment.
   served = runtime.Detector(args.output)
   size = served.image_size
-  served.predict(np.zeros((size, size, 3), np.uint8))
+  extra = ({} if served.num_proposals is None  # Fast R-CNN: one proposal box
+           else {"proposals": np.asarray([[[0, 0, size / 2, size / 2]]], np.float32)})
+  served.predict(np.zeros((size, size, 3), np.uint8), **extra)
   m = served.metadata
   print(f"wrote {args.output} ({pathlib.Path(args.output).stat().st_size / 2**20:.1f} MiB, "
         f"{seconds:.1f} s): {m.model_name}, input {'[N, H, W, 3]' if m.dynamic_image_size else f'[N, {size}, {size}, 3]'} "
-        f"uint8, {len(m.class_names)} classes, "
+        f"uint8"
+        + (f" + proposals [N, {served.num_proposals}, 4]" if served.num_proposals else "")
+        + f", {len(m.class_names)} classes, "
         + (f"K={m.max_detections}, score>={m.score_threshold}, IoU {m.iou_threshold}"
            if m.include_nms else "raw boxes/scores (no NMS)")
         + (", fp16" if m.fp16 else "") + f"; step {m.checkpoint_step} ({m.checkpoint_kind}); "
@@ -128,6 +132,9 @@ def register(subparsers):
   p.add_argument("--fp16", action="store_true", help="run the network in float16")
   p.add_argument("--no-nms", action="store_true",
                  help="output raw decoded boxes [N,A,4] and scores [N,A,C] instead of detections")
+  p.add_argument("--num-proposals", type=cli_common.positive_int, default=None,
+                 help="Fast R-CNN models (proposals=external): P, the proposals per image of "
+                      "the graph's `proposals` input (default: rpn_post_nms_top_n_test)")
   p.add_argument("--probabilities", action="store_true",
                  help="segmentation models: also output per-class probabilities [N,S,S,K]")
   p.set_defaults(func=cli_common.guarded(_COMMAND, _export))

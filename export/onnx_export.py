@@ -33,7 +33,8 @@ _BATCH = "N"
 
 def export_onnx(detector, path, *, image_size=None, max_detections=None, score_threshold=None,
                 iou_threshold=None, pre_nms_top_k=None, opset=None, dynamic_image_size=False,
-                fp16=False, include_nms=True, checkpoint_step=None, checkpoint_kind=None):
+                fp16=False, include_nms=True, checkpoint_step=None, checkpoint_kind=None,
+                num_proposals=None):
   """Exports a detector to ONNX with preprocessing and NMS inside the graph.
 
   Args:
@@ -55,13 +56,17 @@ def export_onnx(detector, path, *, image_size=None, max_detections=None, score_t
       instead of the detections.
     checkpoint_step: training step of the detector's weights, recorded in the metadata.
     checkpoint_kind: ``"best"`` or ``"latest"``, recorded in the metadata.
+    num_proposals: P, the static proposal count of a Fast R-CNN (``faster_rcnn`` with
+      proposals="external") graph (default: its ``rpn_post_nms_top_n_test``); only for those.
 
   Returns:
     The ``onnx.ModelProto`` (also written to ``path``). Inputs: ``images`` uint8
     ``[N, S, S, 3]`` (or ``[N, H, W, 3]``). Outputs: ``num_detections`` int64 ``[N]``,
     ``detection_boxes`` float32 ``[N, K, 4]`` xyxy input-image pixels, ``detection_scores``
     float32 ``[N, K]``, ``detection_classes`` int64 ``[N, K]``, zero past ``num_detections``
-    (or ``boxes`` / ``scores`` with ``include_nms=False``).
+    (or ``boxes`` / ``scores`` with ``include_nms=False``). A Fast R-CNN graph has a second
+    input ``proposals`` float32 ``[N, P, 4]`` xyxy in the pixels of ``images`` (rows with a
+    non-finite coordinate are padding).
 
   Raises:
     ValueError: a setting is out of range.
@@ -85,8 +90,12 @@ def export_onnx(detector, path, *, image_size=None, max_detections=None, score_t
   pp = detector.postprocess_args()
   resize = _resize_rule(detector)
 
+  external = two_stage_graph.needs_proposals(detector)
   model = _network_model(detector, size=size, opset=opset, fp16=fp16,
-                         input_name="letterboxed_images" if dynamic_image_size else "images")
+                         input_name="letterboxed_images" if dynamic_image_size else "images",
+                         num_proposals=num_proposals,
+                         proposals_name="letterboxed_proposals" if dynamic_image_size
+                         else "proposals")
   num_anchors, num_classes, class_specific = _raw_output_dims(model)
   if num_classes != len(detector.class_names):
     raise ValueError(f"the model predicts {num_classes} classes but the detector has "
@@ -98,10 +107,12 @@ def export_onnx(detector, path, *, image_size=None, max_detections=None, score_t
           else postprocess_graph.raw_outputs_model(**common))
   model = _merge(model, tail, [("raw_boxes", "raw_boxes"), ("raw_scores", "raw_scores")])
   if dynamic_image_size:
+    p = _input_dims(model, "letterboxed_proposals")[1] if external else None
     head = preprocess_graph.resize_model(image_size=size, opset=opset, batch_dim=_BATCH,
-                                         resize=resize)
-    model = _merge(head, model, [("letterboxed_images", "letterboxed_images"),
-                                 ("box_scale", "box_scale"), ("box_limit", "box_limit")])
+                                         resize=resize, num_proposals=p)
+    io_map = [(n, n) for n in ("letterboxed_images", "box_scale", "box_limit")]
+    model = _merge(head, model, io_map + ([("letterboxed_proposals", "letterboxed_proposals")]
+                                          if external else []))
   model.graph.name = "jaxdet_detector"
   model.producer_name = "jaxdet"
 
@@ -130,17 +141,24 @@ def finish_model(model, meta, path):
   return model
 
 
-def _network_model(detector, *, size, opset, fp16, input_name):
+def _network_model(detector, *, size, opset, fp16, input_name, num_proposals=None,
+                   proposals_name="proposals"):
   """``Detector.forward`` converted by jax2onnx: ``input_name`` uint8 ``[N, S, S, 3]`` ->
-  ``raw_boxes`` float32 ``[N, A, 4]``, ``raw_scores`` float32 ``[N, A, C]``."""
+  ``raw_boxes`` float32 ``[N, A, 4]``, ``raw_scores`` float32 ``[N, A, C]`` (a two-stage
+  detector: `two_stage_graph.network_model`)."""
   if fp16 and two_stage_graph.is_two_stage(detector):
     raise ValueError("fp16 export is not supported for two-stage detectors (faster_rcnn)")
+  if num_proposals is not None and not two_stage_graph.is_two_stage(detector):
+    raise ValueError(f"num_proposals is only for Fast R-CNN (faster_rcnn, proposals='external') "
+                     f"exports, got {num_proposals!r} for {_model_name(detector)}")
   _import_converter_plugins()
   _fix_max_pool_padding()
   if two_stage_graph.is_two_stage(detector):
     return two_stage_graph.network_model(detector, size=size, opset=opset,
                                          input_name=input_name,
-                                         to_onnx=functools.partial(_to_onnx, opset=opset))
+                                         to_onnx=functools.partial(_to_onnx, opset=opset),
+                                         num_proposals=num_proposals,
+                                         proposals_name=proposals_name)
   # Trace once outside the converter: imports that `forward` does lazily must not happen while
   # jax2onnx has jax.nn/flax functions patched (module defaults would capture the patches), and a
   # wrong output structure is reported here rather than deep inside the converter.
@@ -260,6 +278,12 @@ def _fix_max_pool_padding():
 
   cls._make_patch = classmethod(make_patch_with_padding)
   cls._jaxdet_explicit_padding = True
+
+
+def _input_dims(model, name):
+  """The dims of graph input ``name`` (0 for a symbolic one)."""
+  value = next(i for i in model.graph.input if i.name == name)
+  return [d.dim_value for d in value.type.tensor_type.shape.dim]
 
 
 def _raw_output_dims(model):

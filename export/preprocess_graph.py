@@ -23,7 +23,7 @@ def letterbox_model(*, image_size, opset, batch_dim="N"):
   return resize_model(image_size=image_size, opset=opset, batch_dim=batch_dim, resize="letterbox")
 
 
-def resize_model(*, image_size, opset, batch_dim="N", resize="letterbox"):
+def resize_model(*, image_size, opset, batch_dim="N", resize="letterbox", num_proposals=None):
   """Builds the resize ONNX model.
 
   Args:
@@ -31,6 +31,9 @@ def resize_model(*, image_size, opset, batch_dim="N", resize="letterbox"):
     opset: ONNX opset of the default domain (>= 18, for ``Resize(antialias=1, axes=...)``).
     batch_dim: symbolic name of the batch dimension.
     resize: the model's rule, ``"letterbox"`` or ``"stretch"``.
+    num_proposals: P of a Fast R-CNN graph: adds the input ``proposals`` float32 ``[N, P, 4]``
+      (xyxy input-image pixels) and the output ``letterboxed_proposals`` (times ``box_scale``:
+      network pixels, as the images; top-left letterbox, so no offset).
 
   Returns:
     ``onnx.ModelProto`` with input ``images`` uint8 ``[N, H, W, 3]`` and outputs
@@ -92,13 +95,18 @@ def resize_model(*, image_size, opset, batch_dim="N", resize="letterbox"):
      to=TensorProto.FLOAT)
 
   n = batch_dim
-  graph = helper.make_graph(
-      nodes, "jaxdet_letterbox",
-      inputs=[helper.make_tensor_value_info("images", TensorProto.UINT8, [n, "H", "W", 3])],
-      outputs=[helper.make_tensor_value_info("letterboxed_images", TensorProto.UINT8,
-                                             [n, size, size, 3]),
-               helper.make_tensor_value_info("box_scale", TensorProto.FLOAT, [4]),
-               helper.make_tensor_value_info("box_limit", TensorProto.FLOAT, [4])],
-      initializer=inits)
+  inputs = [helper.make_tensor_value_info("images", TensorProto.UINT8, [n, "H", "W", 3])]
+  outputs = [helper.make_tensor_value_info("letterboxed_images", TensorProto.UINT8,
+                                           [n, size, size, 3]),
+             helper.make_tensor_value_info("box_scale", TensorProto.FLOAT, [4]),
+             helper.make_tensor_value_info("box_limit", TensorProto.FLOAT, [4])]
+  if num_proposals is not None:
+    op("Mul", ["proposals", "box_scale"], ["letterboxed_proposals"])
+    inputs.append(helper.make_tensor_value_info("proposals", TensorProto.FLOAT,
+                                                [n, int(num_proposals), 4]))
+    outputs.append(helper.make_tensor_value_info("letterboxed_proposals", TensorProto.FLOAT,
+                                                 [n, int(num_proposals), 4]))
+  graph = helper.make_graph(nodes, "jaxdet_letterbox", inputs=inputs, outputs=outputs,
+                            initializer=inits)
   return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                            producer_name="jaxdet")

@@ -173,6 +173,54 @@ def boxes_to_images(boxes_xyxy, scale, limits, num_detections=None) -> np.ndarra
   return boxes.astype(np.float32)
 
 
+def check_proposals_wanted(external, proposals, proposal_mask, model_name):
+  """Raises a one-line ValueError when `proposals` is missing for a Fast R-CNN model (external
+  proposals) or given to another model."""
+  if external and proposals is None:
+    raise ValueError(f"this {model_name} model runs on external proposals (Fast R-CNN): pass "
+                     f"proposals=[N, P, 4] float32 xyxy in the images' pixels")
+  if not external and (proposals is not None or proposal_mask is not None):
+    raise ValueError(f"proposals= is only for Fast R-CNN models (config.model.proposals="
+                     f"'external'); this {model_name} model finds its own boxes")
+
+
+def proposals_to_inputs(proposals_xyxy, proposal_mask, scale, *, num_images):
+  """Checks external proposals (Fast R-CNN) and maps them into network-input pixels.
+
+  The same resize as the images: boxes are multiplied by (sx, sy, sx, sy) of `resize_batch`
+  (its letterbox is top-left, so there is no offset).
+
+  Args:
+    proposals_xyxy: float `[N, P, 4]` xyxy in the pixels of the images as passed (N images).
+    proposal_mask: optional bool `[N, P]` (False: a padding row); None: all valid.
+    scale: `[N, 2]` float32 (sx, sy) from `resize_batch`.
+    num_images: N.
+
+  Returns:
+    `(proposals float32 [N, P, 4] in network-input pixels, mask bool [N, P])`.
+
+  Raises:
+    ValueError: a wrong shape or dtype, naming the argument and its shape.
+  """
+  if not hasattr(proposals_xyxy, "__array__") and not isinstance(proposals_xyxy, (list, tuple)):
+    raise ValueError(f"proposals must be a float array [N, P, 4] (xyxy image pixels), got "
+                     f"{type(proposals_xyxy).__name__}")
+  boxes = np.asarray(proposals_xyxy)
+  if boxes.dtype.kind not in "fiu" or boxes.ndim != 3 or boxes.shape[0] != num_images \
+      or boxes.shape[1] < 1 or boxes.shape[2] != 4:
+    raise ValueError(f"proposals must be a float array [N, P, 4] with N = {num_images} images "
+                     f"and P >= 1, got shape {boxes.shape} dtype {boxes.dtype}")
+  if proposal_mask is None:
+    mask = np.ones(boxes.shape[:2], bool)
+  else:
+    mask = np.asarray(proposal_mask)
+    if mask.shape != boxes.shape[:2] or mask.dtype != bool:
+      raise ValueError(f"proposal_mask must be bool [N, P] = {boxes.shape[:2]} like proposals, "
+                       f"got shape {mask.shape} dtype {mask.dtype}")
+  factor = np.concatenate([scale, scale], axis=1)[:, None, :].astype(np.float32)
+  return boxes.astype(np.float32) * factor, mask
+
+
 def _first_line(error) -> str:
   text = str(error).strip()
   return text.splitlines()[0] if text else type(error).__name__

@@ -53,27 +53,39 @@ class Detector:
     # Variables are a jit argument, not closed-over constants, so XLA does not fold big weights.
     object.__setattr__(self, "_predict_jit", jax.jit(self._forward_postprocess))
 
-  def forward(self, images_uint8):
+  @property
+  def external_proposals(self) -> bool:
+    """True for a Fast R-CNN model (`config.model.proposals == "external"`): `forward` and
+    `predict` then need `proposals`."""
+    return uses_external_proposals(self.config)
+
+  def forward(self, images_uint8, proposals=None, proposal_mask=None):
     """Normalize + model + decode, pure and jit-able (closes over `variables`).
 
     Args:
       images_uint8: `[N, S, S, 3]` uint8 images already resized by the model's rule.
+      proposals: float32 `[N, P, 4]` xyxy in input pixels, for an `external_proposals` model
+        only (the model checks the shapes).
+      proposal_mask: optional bool `[N, P]` with `proposals`.
 
     Returns:
-      `(boxes_xyxy [N, A, 4] float32 in input pixels, scores [N, A, C] float32 in [0, 1])`.
+      `(boxes_xyxy [N, A, 4] float32 in input pixels, scores [N, A, C] float32 in [0, 1])`
+      (`[N, P, C, 4]` class-specific boxes for a two-stage model).
     """
-    return self._forward_with(self.variables, images_uint8)
+    return self._forward_with(self.variables, images_uint8,
+                              _proposal_targets(proposals, proposal_mask))
 
-  def _forward_with(self, variables, images_uint8):
+  def _forward_with(self, variables, images_uint8, targets=None):
     from jaxdet.data import preprocess
     images = preprocess.normalize_image(jnp.asarray(images_uint8),
                                         preprocess.of_model(self.config.get("model")))
-    preds = self.model.apply(variables, images, train=False)
+    extra = {} if targets is None else {"targets": targets}
+    preds = self.model.apply(variables, images, train=False, **extra)
     return detector_module(self.config).decode(preds, image_size=self.image_size)
 
-  def _forward_postprocess(self, variables, images_uint8):
+  def _forward_postprocess(self, variables, images_uint8, targets=None):
     from jaxdet.models.postprocess import postprocess
-    boxes, scores = self._forward_with(variables, images_uint8)
+    boxes, scores = self._forward_with(variables, images_uint8, targets)
     return postprocess(boxes, scores, **self.postprocess_args())
 
   def postprocess_args(self) -> dict:
@@ -83,7 +95,7 @@ class Detector:
     return postprocess_args(self.postprocess, model_config=self.config.get("model"),
                             image_size=self.image_size)
 
-  def predict(self, images) -> dict[str, np.ndarray]:
+  def predict(self, images, *, proposals=None, proposal_mask=None) -> dict[str, np.ndarray]:
     """Detects objects in images of any size (the same inputs as `jaxdet_export.Detector`).
 
     Images whose size is not S x S are resized by the model's rule (top-left letterbox or
@@ -93,6 +105,10 @@ class Detector:
       images: uint8 RGB `[N, H, W, 3]` or one `[H, W, 3]` image (N = 1), a PIL image, an image
         path (EXIF orientation applied), or a list of these of mixed sizes
         (`jaxdet.predict_inputs`).
+      proposals: float32 `[N, P, 4]` xyxy in the pixels of `images`: the RoIs of a Fast R-CNN
+        model (`external_proposals`), required for it and refused for any other; mapped through
+        the images' resize. Rows with a non-finite coordinate are ignored. A new P compiles anew.
+      proposal_mask: optional bool `[N, P]` (False: a padding row), with `proposals`.
 
     Returns:
       dict of NumPy arrays: `boxes` `[N, K, 4]` float32 xyxy in each image's pixels, `scores`
@@ -100,20 +116,43 @@ class Detector:
       are 0).
 
     Raises:
-      ValueError: an input is not an image; the message names what was passed.
+      ValueError: an input is not an image; the message names what was passed. Missing
+        `proposals` for a Fast R-CNN model, `proposals` for another model, or proposals of the
+        wrong shape.
       FileNotFoundError: a path does not exist.
     """
     from jaxdet import predict_inputs
     from jaxdet.data import preprocess
+    predict_inputs.check_proposals_wanted(self.external_proposals, proposals, proposal_mask,
+                           self.config.model.get("name"))
     batch = predict_inputs.as_image_list(images)
     rule = preprocess.of_model(self.config.get("model")).resize
     inputs, scale, limits = predict_inputs.resize_batch(batch, self.image_size, rule)
-    out = jax.device_get(self._predict_jit(self.variables, inputs))
+    targets = None
+    if proposals is not None:
+      targets = _proposal_targets(*predict_inputs.proposals_to_inputs(
+          proposals, proposal_mask, scale, num_images=len(batch)))
+    out = jax.device_get(self._predict_jit(self.variables, inputs, targets))
     return {"boxes": predict_inputs.boxes_to_images(out["boxes"], scale, limits,
                                                     out["num_detections"]),
             "scores": np.asarray(out["scores"], np.float32),
             "classes": np.asarray(out["classes"], np.int32),
             "num_detections": np.asarray(out["num_detections"], np.int32)}
+
+
+def uses_external_proposals(config) -> bool:
+  """True when the model runs on supplied proposals (`faster_rcnn` with proposals="external")."""
+  model = config.get("model") if config is not None else None
+  return model is not None and model.get("proposals", "rpn") == "external"
+
+
+def _proposal_targets(proposals, proposal_mask):
+  if proposals is None:
+    return None
+  targets = {"proposals": jnp.asarray(proposals, jnp.float32)}
+  if proposal_mask is not None:
+    targets["proposal_mask"] = jnp.asarray(proposal_mask, bool)
+  return targets
 
 
 def postprocess_settings(config: ml_collections.ConfigDict) -> dict:
@@ -128,8 +167,11 @@ def model_variables(model, variables: dict | None, config) -> dict:
   if variables is None:
     size = int(config.image_size)
     # Jitted init: eager init of a CSP-Darknet dispatches thousands of small ops (~10x slower).
+    # A Fast R-CNN model needs proposals to trace (any shape: its variables do not depend on P).
+    extra = ({"targets": {"proposals": jnp.zeros((1, 1, 4), jnp.float32)}}
+             if uses_external_proposals(config) else {})
     variables = jax.jit(lambda key: model.init(key, jnp.zeros((1, size, size, 3), jnp.float32),
-                                               train=False))(
+                                               train=False, **extra))(
                                                    jax.random.PRNGKey(int(config.get("seed", 0))))
   return {"params": jax.tree.map(jnp.asarray, dict(variables["params"])),
           "batch_stats": jax.tree.map(jnp.asarray, dict(variables.get("batch_stats", {})))}

@@ -335,16 +335,17 @@ def _calibrated_by_bisection(detector, forward, paths, *, fraction, threshold):
                              variables=_add_to_leaves(detector.variables, paths, np.float32(hi)))
 
 
-def random_variables(model, image_size, *, seed):
+def random_variables(model, image_size, *, seed, targets=None):
   """He-normal kernels, small random biases and random BatchNorm statistics for ``model``.
 
   Shapes come from ``jax.eval_shape(model.init)`` (no compilation: compiling Flax's own init of
   a YOLO takes ~50 s on a loaded 2-core CPU). Random BN statistics make the export fold
-  non-trivial normalizations.
+  non-trivial normalizations. ``targets``: passed to the init (a Fast R-CNN model's proposals).
   """
+  extra = {} if targets is None else {"targets": targets}
   shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
                                              jnp.zeros((1, image_size, image_size, 3)),
-                                             train=False))
+                                             train=False, **extra))
   rng = np.random.default_rng(seed)
 
   def fill(path, leaf):

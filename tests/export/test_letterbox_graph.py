@@ -77,3 +77,19 @@ def test_stretch_matches_stretch_image(stretch_session, hw):
 def test_unknown_resize_rule():
   with pytest.raises(ValueError, match="resize"):
     preprocess_graph.resize_model(image_size=SIZE, opset=21, resize="crop")
+
+
+@pytest.mark.parametrize("resize", ["letterbox", "stretch"])
+def test_proposals_follow_the_images_like_predict(resize):
+  """A Fast R-CNN export's ``proposals`` go into network pixels as `Detector.predict` maps them."""
+  from jaxdet import predict_inputs
+  model = preprocess_graph.resize_model(image_size=SIZE, opset=21, resize=resize,
+                                        num_proposals=3)
+  session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+  images = shapes_images(2, 50, 90, seed=3)
+  proposals = np.random.default_rng(0).uniform(0, 50, (2, 3, 4)).astype(np.float32)
+  outs = dict(zip([o.name for o in session.get_outputs()],
+                  session.run(None, {"images": images, "proposals": proposals})))
+  _, scale, _ = predict_inputs.resize_batch(list(images), SIZE, resize)
+  want, _ = predict_inputs.proposals_to_inputs(proposals, None, scale, num_images=2)
+  np.testing.assert_array_equal(outs["letterboxed_proposals"], want)
