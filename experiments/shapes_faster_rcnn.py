@@ -11,8 +11,9 @@ def get_config():
   c.max_boxes = 16
   c.batch_size = 8
   c.eval_batch_size = 50
-  c.total_steps = 1000
-  c.eval_every = 1000
+  # Measured (BENCHMARKS.md): 1000 steps gave AP 0.529 / AP50 0.693; 3000 give 0.779 / 0.923.
+  c.total_steps = 3000
+  c.eval_every = 1500
   c.checkpoint.every = 250
   c.optimizer.name = "adamw"
   c.optimizer.learning_rate = 1e-3
