@@ -7,7 +7,8 @@ cfg, batch 1 at S px (default 416), the network and box decoding only (no NMS on
 - jaxdet ONNX: `export_onnx(..., include_nms=False)` run by onnxruntime (CPU).
 Prints median latencies (interleaved repeats, as bench_export.py) and the ratios to OpenCV.
 
-Usage: `python benchmarks/bench_darknet.py [--cfgs yolov4-tiny,yolov3] [--size 416] [--repeats 10]`.
+Usage: `python benchmarks/bench_darknet.py [--cfgs yolov4-tiny,yolov3] [--size 416] [--repeats 10]
+[--spinning]`.
 """
 
 import argparse
@@ -26,6 +27,8 @@ def main():
   parser.add_argument("--size", type=int, default=416)
   parser.add_argument("--repeats", type=int, default=10)
   parser.add_argument("--threads", type=int, default=os.cpu_count())
+  parser.add_argument("--spinning", action="store_true",
+                      help="let onnxruntime's threads busy-wait (best on an otherwise idle machine)")
   args = parser.parse_args()
   import cv2
   import jax
@@ -36,7 +39,7 @@ def main():
   jaxdet_export = cli.import_export_package()
   cv2.setNumThreads(args.threads)
   print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, S={args.size}, "
-        f"batch 1, median of {args.repeats}")
+        f"batch 1, median of {args.repeats}, onnxruntime spinning {args.spinning}")
   print(f"{'cfg':<12} {'OpenCV ms':>10} {'jit ms':>10} {'ORT ms':>10} {'jit/cv':>7} {'ORT/cv':>7}")
   with tempfile.TemporaryDirectory() as tmp:
     for name in args.cfgs.split(","):
@@ -59,7 +62,7 @@ def main():
       forward = jax.jit(det.forward)
       onnx_path = os.path.join(tmp, f"{name}.onnx")
       jaxdet_export.export_onnx(det, onnx_path, include_nms=False)
-      session = _ort_session(onnx_path, args.threads, spinning=False)
+      session = _ort_session(onnx_path, args.threads, spinning=args.spinning)
       feed = {session.get_inputs()[0].name: images}
       ms = _interleaved_medians_ms(
           {"cv": opencv, "jit": lambda: jax.block_until_ready(forward(images)),

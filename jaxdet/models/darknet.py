@@ -51,7 +51,9 @@ def mish(x):
 
 ACTIVATIONS = {
     "linear": lambda x: x,
-    "leaky": lambda x: jnp.where(x > 0, x, 0.1 * x),
+    # jax.nn.leaky_relu (not a jnp.where) exports as ONNX LeakyRelu, which onnxruntime fuses
+    # into the convolution; darknet's `x > 0 ? x : 0.1x` equals it (both 0 at 0).
+    "leaky": lambda x: jax.nn.leaky_relu(x, 0.1),
     "relu": jax.nn.relu,
     "logistic": jax.nn.sigmoid,
     "mish": mish,
