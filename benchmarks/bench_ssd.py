@@ -13,15 +13,13 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-from bench_export import _interleaved_medians_ms, _ort_session  # same folder (script path)
+import bench_common  # same folder (script path)
+from bench_export import _interleaved_medians_ms, _ort_session
 
 S, C = 300, 91  # torchvision's num_classes counts the background: jaxdet has C - 1 classes
 
@@ -70,8 +68,7 @@ def infer(args):
     med = _interleaved_medians_ms(fns, repeats=args.repeats)
   print(f"inference, batch 1 ({S}x{S}, medians of {args.repeats}; load {load:.1f} -> "
         f"{os.getloadavg()[0]:.1f}); jaxdet ONNX export {export_s:.0f} s")
-  for name, ms in med.items():
-    print(f"  {name:28s}{ms:9.0f} ms   {ms / med['torchvision eager']:.2f}x torchvision")
+  bench_common.print_latencies(med, reference="torchvision eager")
 
 
 def _boxes(batch):
@@ -107,13 +104,13 @@ def train_jax(args):
   start = time.perf_counter()
   step = jax.jit(step, donate_argnums=0).lower(state, images, batch).compile()
   compile_s = time.perf_counter() - start
-  times = []
-  for _ in range(args.steps + 1):
-    start = time.perf_counter()
+
+  def run():
+    nonlocal state
     state, loss = step(state, images, batch)
     loss.block_until_ready()
-    times.append(time.perf_counter() - start)
-  return {"step_s": statistics.median(times[1:]), "compile_s": compile_s}
+
+  return {"step_s": bench_common.median_step_s(run, args.steps), "compile_s": compile_s}
 
 
 def train_torch(args):
@@ -126,33 +123,19 @@ def train_torch(args):
             for _ in range(args.batch)]
   targets = [{"boxes": torch.from_numpy(b), "labels": torch.from_numpy(c + 1)}
              for b, c in zip(boxes, classes)]
-  times = []
-  for _ in range(args.steps + 1):
-    start = time.perf_counter()
+
+  def run():
     loss = sum(model(images, targets).values())
     opt.zero_grad()
     loss.backward()
     opt.step()
-    times.append(time.perf_counter() - start)
-  return {"step_s": statistics.median(times[1:])}
+
+  return {"step_s": bench_common.median_step_s(run, args.steps)}
 
 
 def train(args):
-  out = {}
-  for side in ("jax", "torch"):
-    cmd = [sys.executable, __file__, "--side", side, "--batch", str(args.batch), "--steps",
-           str(args.steps)]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=False,
-                         env=dict(os.environ, JAX_PLATFORMS="cpu"))
-    if res.returncode:
-      raise SystemExit(f"{side} failed:\n{res.stderr[-3000:]}")
-    out[side] = json.loads(res.stdout.strip().splitlines()[-1])
-  jax_s, tv_s = out["jax"]["step_s"], out["torch"]["step_s"]
-  print(f"training step, batch {args.batch} ({S}x{S}, median of {args.steps} after the first):")
-  print(f"  jaxdet jax.jit   {jax_s:7.2f} s/step ({args.batch / jax_s:.2f} img/s; compile "
-        f"{out['jax']['compile_s']:.0f} s)")
-  print(f"  torchvision      {tv_s:7.2f} s/step ({args.batch / tv_s:.2f} img/s)")
-  print(f"  throughput jaxdet / torchvision: {tv_s / jax_s:.2f}x")
+  bench_common.compare_training(__file__, ["--batch", str(args.batch), "--steps", str(args.steps)],
+                                batch=args.batch, size=S, steps=args.steps)
 
 
 def main():

@@ -1,0 +1,51 @@
+"""Shared pieces of the detector-vs-torchvision benchmarks (`bench_ssd.py`, `bench_faster_rcnn.py`):
+latency rows, timed training steps, and the training comparison with each side in its own process
+(so that one side's compiled code, threads and memory do not slow the other)."""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+
+def print_latencies(medians_ms, *, reference):
+  """One row per entry of `{name: median ms}`, with its ratio to the `reference` entry."""
+  for name, ms in medians_ms.items():
+    print(f"  {name:30s}{ms:9.0f} ms   {ms / medians_ms[reference]:.2f}x {reference}")
+
+
+def median_step_s(step, steps):
+  """Median wall seconds of `steps` calls of `step()` after a first (compile / warm-up) call;
+  `step` must block until its work is done."""
+  times = []
+  for _ in range(steps + 1):
+    start = time.perf_counter()
+    step()
+    times.append(time.perf_counter() - start)
+  return statistics.median(times[1:])
+
+
+def run_side(script, side, flags):
+  """Runs `python script --side side *flags` (JAX on CPU) and returns the JSON object that its
+  last stdout line holds; exits with the child's stderr tail when it fails."""
+  res = subprocess.run([sys.executable, script, "--side", side, *flags], capture_output=True,
+                       text=True, check=False, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  if res.returncode:
+    raise SystemExit(f"{side} side failed:\n{res.stderr[-3000:]}")
+  return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def compare_training(script, flags, *, batch, size, steps):
+  """Runs the "jax" then the "torch" side of `script` (each returns `step_s`, jax also
+  `compile_s`) and prints seconds per step, images/s and the throughput ratio."""
+  out = {side: run_side(script, side, flags) for side in ("jax", "torch")}
+  jax_s, tv_s = out["jax"]["step_s"], out["torch"]["step_s"]
+  print(f"training step, batch {batch} ({size}x{size}, median of {steps} after the first; "
+        f"load {os.getloadavg()[0]:.1f}):")
+  print(f"  jaxdet jax.jit   {jax_s:7.2f} s/step ({batch / jax_s:.2f} img/s; compile "
+        f"{out['jax']['compile_s']:.0f} s)")
+  print(f"  torchvision      {tv_s:7.2f} s/step ({batch / tv_s:.2f} img/s)")
+  print(f"  throughput jaxdet / torchvision: {tv_s / jax_s:.2f}x")
+  return out
