@@ -123,7 +123,8 @@ def infer(args):
   bench_common.print_latencies(med, reference="torchvision eager")
   print("  detections (same weights): " + ", ".join(f"{k} {n}" for k, n in counts.items()))
   if args.profile:
-    profile(detector, model, x, xt, repeats=args.repeats)
+    profile(detector, model, x, xt, repeats=args.repeats,
+            whole=(med["jaxdet jax.jit"], med["torchvision eager"]))
 
 
 def _jax_stages(detector, x):
@@ -201,16 +202,19 @@ def _torch_stages(model, xt):
           "postprocess": no_grad(lambda: post(images, logits, deltas, proposals))}
 
 
-def profile(detector, model, x, xt, *, repeats):
-  """Prints the per-stage medians of both sides (each stage jitted alone on the jaxdet side)."""
+def profile(detector, model, x, xt, *, repeats, whole):
+  """Prints the per-stage medians of both sides (each stage jitted alone on the jaxdet side), their
+  sums and the `whole` (jaxdet, torchvision) end-to-end medians."""
   jx, tv = _jax_stages(detector, x), _torch_stages(model, xt)
   med = _interleaved_medians_ms({**{("jax", k): f for k, f in jx.items()},
                                  **{("tv", k): f for k, f in tv.items()}}, repeats=repeats)
   print(f"  per stage (medians of {repeats}; transform/normalization in the first):")
   print(f"    {'stage':18s}{'jaxdet jit':>12s}{'torchvision':>14s}{'ratio':>8s}")
-  for k in jx:
-    print(f"    {k:18s}{med[('jax', k)]:9.0f} ms{med[('tv', k)]:11.0f} ms"
-          f"{med[('jax', k)] / med[('tv', k)]:7.2f}x")
+  rows = [(k, med[("jax", k)], med[("tv", k)]) for k in jx]
+  rows += [("sum of stages", sum(r[1] for r in rows), sum(r[2] for r in rows)),
+           ("end to end", *whole)]
+  for name, ms_jax, ms_tv in rows:
+    print(f"    {name:18s}{ms_jax:9.0f} ms{ms_tv:11.0f} ms{ms_jax / ms_tv:7.2f}x")
 
 
 def _targets(batch, size):
@@ -251,30 +255,33 @@ def train_jax(args):
   tx = optax.sgd(1e-3, momentum=0.9)
   key = jax.random.key(0)
 
-  def loss(trainable, step):
+  def loss(trainable, frozen, batch_stats, images, targets, step):
     params = traverse_util.unflatten_dict({**frozen, **trainable}, sep="/")
     preds, _ = model.apply({"params": params, "batch_stats": batch_stats}, images, train=True,
                            targets=targets, mutable=["batch_stats"],
                            rngs={"sampler": jax.random.fold_in(key, step)})
     return faster_rcnn.loss_fn(preds, targets, config=config.model)[0]
 
-  def step(state):
+  def step(state, *inputs):  # inputs are arguments, not constants XLA would fold
     trainable, opt_state, n = state
-    value, grads = jax.value_and_grad(loss)(trainable, n)
+    value, grads = jax.value_and_grad(loss)(trainable, *inputs, n)
     updates, opt_state = tx.update(grads, opt_state, trainable)
     return (optax.apply_updates(trainable, updates), opt_state, n + 1), value
 
   state = (trainable, tx.init(trainable), jnp.int32(0))
+  inputs = (frozen, batch_stats, images, targets)
   start = time.perf_counter()
-  step = jax.jit(step, donate_argnums=0).lower(state).compile()
+  step = jax.jit(step, donate_argnums=0).lower(state, *inputs).compile()
   compile_s = time.perf_counter() - start
 
   def run():
-    nonlocal state
-    state, value = step(state)
+    nonlocal state, value
+    state, value = step(state, *inputs)
     value.block_until_ready()
 
-  return {"step_s": bench_common.median_step_s(run, args.steps), "compile_s": compile_s}
+  value = None
+  step_s = bench_common.median_step_s(run, args.steps)
+  return {"step_s": step_s, "compile_s": compile_s, "loss": float(value)}
 
 
 def train_torch(args):
@@ -290,12 +297,15 @@ def train_torch(args):
              for b, c in zip(boxes, classes)]
 
   def run():
+    nonlocal loss
     loss = sum(model(images, targets).values())
     opt.zero_grad()
     loss.backward()
     opt.step()
 
-  return {"step_s": bench_common.median_step_s(run, args.steps)}
+  loss = None
+  step_s = bench_common.median_step_s(run, args.steps)
+  return {"step_s": step_s, "loss": float(loss)}
 
 
 def main():
