@@ -1,13 +1,44 @@
 """Shared pieces of the detector-vs-torchvision benchmarks (`bench_ssd.py`, `bench_faster_rcnn.py`):
-latency rows, timed training steps, and the training comparison with each side in its own process
-(so that one side's compiled code, threads and memory do not slow the other)."""
+their command line and driver, latency rows, timed training steps, and the training comparison
+with each side in its own process (so that one side's compiled code, threads and memory do not
+slow the other)."""
 
+import argparse
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+
+
+def parser(doc, *, batch):
+  """The shared flags: `--part infer|train|all`, `--repeats`, `--steps`, `--batch` (training) and
+  the internal `--side jax|torch` (one training side, run by `compare_training`)."""
+  p = argparse.ArgumentParser(description=doc.splitlines()[0])
+  p.add_argument("--part", choices=["infer", "train", "all"], default="all")
+  p.add_argument("--repeats", type=int, default=5, help="inference repeats (medians)")
+  p.add_argument("--steps", type=int, default=2, help="timed training steps after the first")
+  p.add_argument("--batch", type=int, default=batch, help="training batch")
+  p.add_argument("--side", choices=["jax", "torch"], help=argparse.SUPPRESS)
+  return p
+
+
+def run(args, script, *, infer, train_jax, train_torch, size):
+  """A benchmark's driver. With `--side`: one training side, its result dict printed as JSON.
+  Otherwise: the machine and load average, then `infer(args)` and the training comparison as
+  `--part` says (the children get this process's own flags)."""
+  os.environ.setdefault("JAX_PLATFORMS", "cpu")
+  if args.side:
+    print(json.dumps((train_jax if args.side == "jax" else train_torch)(args)))
+    return
+  from bench_backbones import _cpu_model  # pylint: disable=import-outside-toplevel
+  print(f"machine: {_cpu_model()}, {os.cpu_count()} CPU cores, load average "
+        f"{' / '.join(f'{x:.1f}' for x in os.getloadavg())} (1 / 5 / 15 min)")
+  if args.part in ("infer", "all"):
+    infer(args)
+  if args.part in ("train", "all"):
+    compare_training(script, sys.argv[1:], batch=args.batch, size=size, steps=args.steps)
 
 
 def print_latencies(medians_ms, *, reference):

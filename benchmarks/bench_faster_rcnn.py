@@ -1,4 +1,4 @@
-"""Faster R-CNN R50-FPN v1: jaxdet `faster_rcnn` vs torchvision `fasterrcnn_resnet50_fpn` on this CPU.
+"""Faster R-CNN R50-FPN v1: jaxdet vs torchvision `fasterrcnn_resnet50_fpn` on this CPU.
 
 torchvision's model as `fasterrcnn_resnet50_fpn` builds it for training from an ImageNet backbone
 (ResNet-50 with FrozenBatchNorm2d, 3 trainable backbone layers, FPN P2-P5 + pool), random weights
@@ -21,9 +21,9 @@ Usage: `python benchmarks/bench_faster_rcnn.py [--part infer|train|all] [--size 
 [--repeats 5] [--steps 2] [--batch 2] [--profile]`; smoke test: `--size 128 --repeats 1 --steps 1`.
 """
 
-import argparse
-import json
 import os
+import pathlib
+import sys
 import tempfile
 import time
 import warnings
@@ -31,8 +31,9 @@ import warnings
 import numpy as np
 
 import bench_common  # same folder (script path)
-from bench_backbones import _cpu_model
 from bench_export import _interleaved_medians_ms, _ort_session
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))  # tests.testing_torch
 
 ARCH = "fasterrcnn_resnet50_fpn"
 C = 91  # torchvision's num_classes counts the background: jaxdet has C - 1 classes
@@ -47,14 +48,9 @@ def _torch_model(size):
   torch.set_num_threads(os.cpu_count() or 1)
   torch.manual_seed(0)
   backbone = resnet_fpn_backbone(backbone_name="resnet50", weights=None, trainable_layers=3)
+  from tests import testing_torch
   model = FasterRCNN(backbone, num_classes=C, min_size=size, max_size=size)
-  with torch.no_grad():  # trained-model magnitudes (see the module docstring)
-    for layer in (model.rpn.head.bbox_pred, model.roi_heads.box_predictor.bbox_pred,
-                  model.rpn.head.cls_logits):
-      layer.weight.mul_(0.01)
-      layer.bias.mul_(0.01)
-    model.roi_heads.box_predictor.cls_score.weight.mul_(4.0)
-  return model
+  return testing_torch.scale_faster_rcnn_heads(model)
 
 
 def _detector(model, size):
@@ -309,28 +305,13 @@ def train_torch(args):
 
 
 def main():
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--part", choices=["infer", "train", "all"], default="all")
+  p = bench_common.parser(__doc__, batch=2)
   p.add_argument("--size", type=int, default=512, help="square input S (both sides)")
-  p.add_argument("--repeats", type=int, default=5, help="inference repeats (medians)")
-  p.add_argument("--steps", type=int, default=2, help="timed training steps after the first")
-  p.add_argument("--batch", type=int, default=2, help="training batch")
   p.add_argument("--profile", action="store_true",
                  help="inference: per-stage split of both sides")
-  p.add_argument("--side", choices=["jax", "torch"], help=argparse.SUPPRESS)
   args = p.parse_args()
-  os.environ.setdefault("JAX_PLATFORMS", "cpu")
-  if args.side:
-    print(json.dumps((train_jax if args.side == "jax" else train_torch)(args)))
-    return
-  print(f"machine: {_cpu_model()}, {os.cpu_count()} CPU cores, load average "
-        f"{' / '.join(f'{x:.1f}' for x in os.getloadavg())} (1 / 5 / 15 min)")
-  if args.part in ("infer", "all"):
-    infer(args)
-  if args.part in ("train", "all"):
-    bench_common.compare_training(
-        __file__, ["--size", str(args.size), "--batch", str(args.batch), "--steps",
-                   str(args.steps)], batch=args.batch, size=args.size, steps=args.steps)
+  bench_common.run(args, __file__, infer=infer, train_jax=train_jax, train_torch=train_torch,
+                   size=args.size)
 
 
 if __name__ == "__main__":

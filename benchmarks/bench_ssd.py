@@ -9,10 +9,7 @@
 Usage: `python benchmarks/bench_ssd.py [--part infer|train|all] [--repeats 5] [--steps 2]`.
 """
 
-import argparse
-import json
 import os
-import platform
 import tempfile
 import time
 
@@ -133,29 +130,10 @@ def train_torch(args):
   return {"step_s": bench_common.median_step_s(run, args.steps)}
 
 
-def train(args):
-  bench_common.compare_training(__file__, ["--batch", str(args.batch), "--steps", str(args.steps)],
-                                batch=args.batch, size=S, steps=args.steps)
-
-
 def main():
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--part", choices=["infer", "train", "all"], default="all")
-  p.add_argument("--repeats", type=int, default=5)
-  p.add_argument("--steps", type=int, default=2)
-  p.add_argument("--batch", type=int, default=8)
-  p.add_argument("--side", choices=["jax", "torch"], help=argparse.SUPPRESS)
-  args = p.parse_args()
-  os.environ.setdefault("JAX_PLATFORMS", "cpu")
-  if args.side:
-    print(json.dumps((train_jax if args.side == "jax" else train_torch)(args)))
-    return
-  print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores "
-        f"(shared with other jobs: figures are noisy)")
-  if args.part in ("infer", "all"):
-    infer(args)
-  if args.part in ("train", "all"):
-    train(args)
+  args = bench_common.parser(__doc__, batch=8).parse_args()
+  bench_common.run(args, __file__, infer=infer, train_jax=train_jax, train_torch=train_torch,
+                   size=S)
 
 
 if __name__ == "__main__":
