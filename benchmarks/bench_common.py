@@ -70,15 +70,20 @@ def run_side(script, side, flags):
 
 def compare_training(script, flags, *, batch, size, steps):
   """Runs the "jax" then the "torch" side of `script` (each returns `step_s`, optionally `loss`
-  of its last step, jax also `compile_s`) and prints seconds per step, images/s and the
-  throughput ratio."""
+  of its last step and `forward_s` of the forward alone, jax also `compile_s`) and prints
+  seconds per step, images/s and the throughput ratio."""
   out = {side: run_side(script, side, flags) for side in ("jax", "torch")}
   jax_s, tv_s = out["jax"]["step_s"], out["torch"]["step_s"]
   print(f"training step, batch {batch} ({size}x{size}, median of {steps} after the first; "
         f"load {os.getloadavg()[0]:.1f}):")
-  loss = lambda side: f"; loss {out[side]['loss']:.3f}" if "loss" in out[side] else ""
+
+  def extra(side):
+    r = out[side]
+    return ((f"; loss {r['loss']:.3f}" if "loss" in r else "")
+            + (f"; forward alone {r['forward_s']:.2f} s" if "forward_s" in r else ""))
+
   print(f"  jaxdet jax.jit   {jax_s:7.2f} s/step ({batch / jax_s:.2f} img/s; compile "
-        f"{out['jax']['compile_s']:.0f} s{loss('jax')})")
-  print(f"  torchvision      {tv_s:7.2f} s/step ({batch / tv_s:.2f} img/s{loss('torch')})")
+        f"{out['jax']['compile_s']:.0f} s{extra('jax')})")
+  print(f"  torchvision      {tv_s:7.2f} s/step ({batch / tv_s:.2f} img/s{extra('torch')})")
   print(f"  throughput jaxdet / torchvision: {tv_s / jax_s:.2f}x")
   return out

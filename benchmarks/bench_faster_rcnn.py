@@ -11,7 +11,8 @@ parity test, so that random weights give realistic boxes and some detections abo
   writes): jaxdet `jax.jit` (`Detector.predict`'s jitted forward + postprocess), jaxdet ONNX
   under onnxruntime, torchvision eager `model.eval()`, and torchvision's own ONNX export
   (`torch.onnx.export`, TorchScript exporter) under onnxruntime. `--profile` adds a per-stage
-  split of both sides (backbone + FPN, RPN + proposals, RoI head, postprocess).
+  split of both sides (backbone + FPN, RPN + proposals, RoI head, postprocess) and times the
+  training forward (losses, no gradients) alone.
 - training step, batch 2 (4 random boxes an image, SGD momentum 0.9, stem and layer1 frozen as
   torchvision's 3 trainable layers): jaxdet `jax.jit` (`value_and_grad` of `faster_rcnn.loss_fn`
   w.r.t. the trainable parameters, sampler key `fold_in(key, step)`, donated state) vs
@@ -276,8 +277,13 @@ def train_jax(args):
     value.block_until_ready()
 
   value = None
-  step_s = bench_common.median_step_s(run, args.steps)
-  return {"step_s": step_s, "compile_s": compile_s, "loss": float(value)}
+  out = {"step_s": bench_common.median_step_s(run, args.steps), "compile_s": compile_s,
+         "loss": float(value)}
+  if args.profile:  # the forward alone (loss, no gradients): the rest is backward + update
+    forward = jax.jit(loss)
+    out["forward_s"] = bench_common.median_step_s(
+        lambda: forward(state[0], *inputs, state[2]).block_until_ready(), args.steps)
+  return out
 
 
 def train_torch(args):
@@ -300,15 +306,18 @@ def train_torch(args):
     opt.step()
 
   loss = None
-  step_s = bench_common.median_step_s(run, args.steps)
-  return {"step_s": step_s, "loss": float(loss)}
+  out = {"step_s": bench_common.median_step_s(run, args.steps), "loss": float(loss)}
+  if args.profile:
+    out["forward_s"] = bench_common.median_step_s(
+        torch.no_grad()(lambda: model(images, targets)), args.steps)
+  return out
 
 
 def main():
   p = bench_common.parser(__doc__, batch=2)
   p.add_argument("--size", type=int, default=512, help="square input S (both sides)")
   p.add_argument("--profile", action="store_true",
-                 help="inference: per-stage split of both sides")
+                 help="per-stage inference split of both sides, and training's forward time")
   args = p.parse_args()
   bench_common.run(args, __file__, infer=infer, train_jax=train_jax, train_torch=train_torch,
                    size=args.size)
