@@ -41,6 +41,34 @@ def run(args, script, *, infer, train_jax, train_torch, size):
     compare_training(script, sys.argv[1:], batch=args.batch, size=size, steps=args.steps)
 
 
+def jaxdet_latency_fns(detector, images, folder):
+  """The two jaxdet inference paths, as zero-argument fns for `_interleaved_medians_ms`.
+
+  Args:
+    detector: a `jaxdet.inference.load.Detector`.
+    images: uint8 `[N, S, S, 3]`.
+    folder: where the ONNX file is written.
+
+  Returns:
+    `({"jaxdet jax.jit": fn, "jaxdet ONNX, onnxruntime": fn}, ONNX export seconds)`: the
+    detector's jitted forward + postprocess, and its `export_onnx` graph under onnxruntime (all
+    cores, no spinning); each fn returns its output dict (`num_detections` ...).
+  """
+  import jax  # pylint: disable=import-outside-toplevel
+  from bench_export import _ort_session  # pylint: disable=import-outside-toplevel
+  from jaxdet import cli  # pylint: disable=import-outside-toplevel
+  path = os.path.join(folder, "jaxdet.onnx")
+  start = time.perf_counter()
+  cli.import_export_package().export_onnx(detector, path)
+  export_s = time.perf_counter() - start
+  session = _ort_session(path, os.cpu_count() or 1, False)
+  names = [o.name for o in session.get_outputs()]
+  predict = detector._predict_jit  # pylint: disable=protected-access
+  return {"jaxdet jax.jit": lambda: jax.block_until_ready(predict(detector.variables, images)),
+          "jaxdet ONNX, onnxruntime": lambda: dict(zip(names, session.run(
+              None, {"images": images})))}, export_s
+
+
 def print_latencies(medians_ms, *, reference):
   """One row per entry of `{name: median ms}`, with its ratio to the `reference` entry."""
   for name, ms in medians_ms.items():

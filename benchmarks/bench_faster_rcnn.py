@@ -77,30 +77,16 @@ def _torchvision_onnx(model, image, path):
 
 
 def infer(args):
-  import jax
   import torch
-  from jaxdet import cli
-  export = cli.import_export_package()
   s = args.size
   model = _torch_model(s).eval()
   detector = _detector(model, s)
   x = np.random.default_rng(0).integers(0, 256, (1, s, s, 3), np.uint8)
   xt = torch.from_numpy(x[0].transpose(2, 0, 1).copy()).float() / 255
-  predict = detector._predict_jit  # pylint: disable=protected-access
-  counts = {}
   with tempfile.TemporaryDirectory() as tmp:
-    path = os.path.join(tmp, "jaxdet.onnx")
-    start = time.perf_counter()
-    export.export_onnx(detector, path)
-    export_s = time.perf_counter() - start
-    session = _ort_session(path, os.cpu_count() or 1, False)
-    fns = {"jaxdet jax.jit": lambda: jax.block_until_ready(predict(detector.variables, x)),
-           "jaxdet ONNX, onnxruntime": lambda: session.run(None, {"images": x}),
-           "torchvision eager": lambda: torch.no_grad()(model)([xt])}
-    counts["jaxdet jax.jit"] = int(fns["jaxdet jax.jit"]()["num_detections"][0])
-    counts["jaxdet ONNX, onnxruntime"] = int(
-        dict(zip([o.name for o in session.get_outputs()], fns["jaxdet ONNX, onnxruntime"]()))[
-            "num_detections"][0])
+    fns, export_s = bench_common.jaxdet_latency_fns(detector, x, tmp)
+    counts = {k: int(f()["num_detections"][0]) for k, f in fns.items()}
+    fns["torchvision eager"] = lambda: torch.no_grad()(model)([xt])
     counts["torchvision eager"] = len(fns["torchvision eager"]()[0]["scores"])
     tv_path, tv_note = os.path.join(tmp, "tv.onnx"), ""
     try:

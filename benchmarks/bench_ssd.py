@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 import bench_common  # same folder (script path)
-from bench_export import _interleaved_medians_ms, _ort_session
+from bench_export import _interleaved_medians_ms
 
 S, C = 300, 91  # torchvision's num_classes counts the background: jaxdet has C - 1 classes
 
@@ -43,24 +43,14 @@ def _torch_model():
 
 
 def infer(args):
-  import jax
   import torch
-  from jaxdet import cli
-  export = cli.import_export_package()
   detector = _detector()
   x = np.random.default_rng(0).integers(0, 256, (1, S, S, 3), np.uint8)
   model = _torch_model().eval()
   xt = [torch.from_numpy(x[0].transpose(2, 0, 1).copy()).float() / 255]
   with tempfile.TemporaryDirectory() as tmp:
-    path = os.path.join(tmp, "ssd.onnx")
-    start = time.perf_counter()
-    export.export_onnx(detector, path)
-    export_s = time.perf_counter() - start
-    session = _ort_session(path, os.cpu_count() or 1, False)
-    predict = detector._predict_jit  # pylint: disable=protected-access
-    fns = {"jaxdet jax.jit": lambda: jax.block_until_ready(predict(detector.variables, x)),
-           "jaxdet ONNX, onnxruntime": lambda: session.run(None, {"images": x}),
-           "torchvision eager": lambda: torch.no_grad()(model)(xt)}
+    fns, export_s = bench_common.jaxdet_latency_fns(detector, x, tmp)
+    fns["torchvision eager"] = lambda: torch.no_grad()(model)(xt)
     load = os.getloadavg()[0]
     med = _interleaved_medians_ms(fns, repeats=args.repeats)
   print(f"inference, batch 1 ({S}x{S}, medians of {args.repeats}; load {load:.1f} -> "
