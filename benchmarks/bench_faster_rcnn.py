@@ -46,10 +46,10 @@ def _torch_model(size):
   import torch
   from torchvision.models.detection import FasterRCNN
   from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+  from tests import testing_torch
   torch.set_num_threads(os.cpu_count() or 1)
   torch.manual_seed(0)
   backbone = resnet_fpn_backbone(backbone_name="resnet50", weights=None, trainable_layers=3)
-  from tests import testing_torch
   model = FasterRCNN(backbone, num_classes=C, min_size=size, max_size=size)
   return testing_torch.scale_faster_rcnn_heads(model)
 
