@@ -9,19 +9,14 @@
 Usage: `python benchmarks/bench_ssd.py [--part infer|train|all] [--repeats 5] [--steps 2]`.
 """
 
-import argparse
-import json
 import os
-import platform
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-from bench_export import _interleaved_medians_ms, _ort_session  # same folder (script path)
+import bench_common  # same folder (script path)
+from bench_export import _interleaved_medians_ms
 
 S, C = 300, 91  # torchvision's num_classes counts the background: jaxdet has C - 1 classes
 
@@ -48,30 +43,19 @@ def _torch_model():
 
 
 def infer(args):
-  import jax
   import torch
-  from jaxdet import cli
-  export = cli.import_export_package()
   detector = _detector()
   x = np.random.default_rng(0).integers(0, 256, (1, S, S, 3), np.uint8)
   model = _torch_model().eval()
   xt = [torch.from_numpy(x[0].transpose(2, 0, 1).copy()).float() / 255]
   with tempfile.TemporaryDirectory() as tmp:
-    path = os.path.join(tmp, "ssd.onnx")
-    start = time.perf_counter()
-    export.export_onnx(detector, path)
-    export_s = time.perf_counter() - start
-    session = _ort_session(path, os.cpu_count() or 1, False)
-    predict = detector._predict_jit  # pylint: disable=protected-access
-    fns = {"jaxdet jax.jit": lambda: jax.block_until_ready(predict(detector.variables, x)),
-           "jaxdet ONNX, onnxruntime": lambda: session.run(None, {"images": x}),
-           "torchvision eager": lambda: torch.no_grad()(model)(xt)}
+    fns, export_s = bench_common.jaxdet_latency_fns(detector, x, tmp)
+    fns["torchvision eager"] = lambda: torch.no_grad()(model)(xt)
     load = os.getloadavg()[0]
     med = _interleaved_medians_ms(fns, repeats=args.repeats)
   print(f"inference, batch 1 ({S}x{S}, medians of {args.repeats}; load {load:.1f} -> "
         f"{os.getloadavg()[0]:.1f}); jaxdet ONNX export {export_s:.0f} s")
-  for name, ms in med.items():
-    print(f"  {name:28s}{ms:9.0f} ms   {ms / med['torchvision eager']:.2f}x torchvision")
+  bench_common.print_latencies(med, reference="torchvision eager")
 
 
 def _boxes(batch):
@@ -107,13 +91,13 @@ def train_jax(args):
   start = time.perf_counter()
   step = jax.jit(step, donate_argnums=0).lower(state, images, batch).compile()
   compile_s = time.perf_counter() - start
-  times = []
-  for _ in range(args.steps + 1):
-    start = time.perf_counter()
+
+  def run():
+    nonlocal state
     state, loss = step(state, images, batch)
     loss.block_until_ready()
-    times.append(time.perf_counter() - start)
-  return {"step_s": statistics.median(times[1:]), "compile_s": compile_s}
+
+  return {"step_s": bench_common.median_step_s(run, args.steps), "compile_s": compile_s}
 
 
 def train_torch(args):
@@ -126,53 +110,20 @@ def train_torch(args):
             for _ in range(args.batch)]
   targets = [{"boxes": torch.from_numpy(b), "labels": torch.from_numpy(c + 1)}
              for b, c in zip(boxes, classes)]
-  times = []
-  for _ in range(args.steps + 1):
-    start = time.perf_counter()
+
+  def run():
     loss = sum(model(images, targets).values())
     opt.zero_grad()
     loss.backward()
     opt.step()
-    times.append(time.perf_counter() - start)
-  return {"step_s": statistics.median(times[1:])}
 
-
-def train(args):
-  out = {}
-  for side in ("jax", "torch"):
-    cmd = [sys.executable, __file__, "--side", side, "--batch", str(args.batch), "--steps",
-           str(args.steps)]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=False,
-                         env=dict(os.environ, JAX_PLATFORMS="cpu"))
-    if res.returncode:
-      raise SystemExit(f"{side} failed:\n{res.stderr[-3000:]}")
-    out[side] = json.loads(res.stdout.strip().splitlines()[-1])
-  jax_s, tv_s = out["jax"]["step_s"], out["torch"]["step_s"]
-  print(f"training step, batch {args.batch} ({S}x{S}, median of {args.steps} after the first):")
-  print(f"  jaxdet jax.jit   {jax_s:7.2f} s/step ({args.batch / jax_s:.2f} img/s; compile "
-        f"{out['jax']['compile_s']:.0f} s)")
-  print(f"  torchvision      {tv_s:7.2f} s/step ({args.batch / tv_s:.2f} img/s)")
-  print(f"  throughput jaxdet / torchvision: {tv_s / jax_s:.2f}x")
+  return {"step_s": bench_common.median_step_s(run, args.steps)}
 
 
 def main():
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--part", choices=["infer", "train", "all"], default="all")
-  p.add_argument("--repeats", type=int, default=5)
-  p.add_argument("--steps", type=int, default=2)
-  p.add_argument("--batch", type=int, default=8)
-  p.add_argument("--side", choices=["jax", "torch"], help=argparse.SUPPRESS)
-  args = p.parse_args()
-  os.environ.setdefault("JAX_PLATFORMS", "cpu")
-  if args.side:
-    print(json.dumps((train_jax if args.side == "jax" else train_torch)(args)))
-    return
-  print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores "
-        f"(shared with other jobs: figures are noisy)")
-  if args.part in ("infer", "all"):
-    infer(args)
-  if args.part in ("train", "all"):
-    train(args)
+  args = bench_common.parser(__doc__, batch=8).parse_args()
+  bench_common.run(args, __file__, infer=infer, train_jax=train_jax, train_torch=train_torch,
+                   size=S)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,23 @@ def torchvision_model(arch, *, seed=0, image_size=64, **kwargs):
   return randomize_batchnorm(model, image_size=image_size, seed=seed, forward=forward)
 
 
+def scale_faster_rcnn_heads(model):
+  """A random torchvision Faster R-CNN's heads at trained-model magnitudes, in place.
+
+  Random weights through 50 randomized-BN layers give box deltas far beyond a trained model's
+  (see the RetinaNet test): both regressions and the RPN's objectness are scaled by 0.01, and the
+  class logits spread by 4 so that scores are well separated (no float32 ties in the ranking).
+  """
+  import torch  # the caller has a torch model
+  with torch.no_grad():
+    for layer in (model.rpn.head.bbox_pred, model.roi_heads.box_predictor.bbox_pred,
+                  model.rpn.head.cls_logits):
+      layer.weight.mul_(0.01)
+      layer.bias.mul_(0.01)
+    model.roi_heads.box_predictor.cls_score.weight.mul_(4.0)
+  return model
+
+
 def numpy_state_dict(model):
   """The model's `state_dict()` as NumPy arrays."""
   return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}

@@ -13,19 +13,9 @@ NUM_CLASSES = 7  # torchvision's count, background included
 
 
 def _torchvision_model(arch):
-  torch, _ = testing_torch.torch_modules()
   model = testing_torch.torchvision_model(arch, image_size=SIZE, min_size=SIZE, max_size=SIZE,
                                           num_classes=NUM_CLASSES)
-  # Random weights through 50 randomized-BN layers give box deltas far beyond a trained model's
-  # (see the RetinaNet test): scale both regressions to trained-model magnitudes, and spread the
-  # class logits so that scores are well separated (no float32 ties in the ranking).
-  with torch.no_grad():
-    for layer in (model.rpn.head.bbox_pred, model.roi_heads.box_predictor.bbox_pred,
-                  model.rpn.head.cls_logits):
-      layer.weight.mul_(0.01)
-      layer.bias.mul_(0.01)
-    model.roi_heads.box_predictor.cls_score.weight.mul_(4.0)
-  return model
+  return testing_torch.scale_faster_rcnn_heads(model)
 
 
 @pytest.mark.slow
