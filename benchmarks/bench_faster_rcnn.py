@@ -41,8 +41,10 @@ C = 91  # torchvision's num_classes counts the background: jaxdet has C - 1 clas
 BOXES = 4  # ground-truth boxes an image in training
 
 
-def _torch_model(size):
-  """torchvision's Faster R-CNN v1 (FrozenBatchNorm2d, trainable_layers=3), seeded random."""
+def _torch_model(size, *, scaled_heads=True):
+  """torchvision's Faster R-CNN v1 (FrozenBatchNorm2d, trainable_layers=3), seeded random; with
+  `scaled_heads` (inference) the heads get trained magnitudes so that random weights detect;
+  training keeps torchvision's own init (scaled heads give a loss of ~2e4 and a diverging step)."""
   import torch
   from torchvision.models.detection import FasterRCNN
   from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
@@ -51,7 +53,7 @@ def _torch_model(size):
   torch.manual_seed(0)
   backbone = resnet_fpn_backbone(backbone_name="resnet50", weights=None, trainable_layers=3)
   model = FasterRCNN(backbone, num_classes=C, min_size=size, max_size=size)
-  return testing_torch.scale_faster_rcnn_heads(model)
+  return testing_torch.scale_faster_rcnn_heads(model) if scaled_heads else model
 
 
 def _detector(model, size):
@@ -274,7 +276,7 @@ def train_jax(args):
 
 def train_torch(args):
   import torch
-  model = _torch_model(args.size).train()
+  model = _torch_model(args.size, scaled_heads=False).train()
   opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3,
                         momentum=0.9)
   boxes, classes = _targets(args.batch, args.size)
