@@ -76,3 +76,51 @@ def lookup(table: dict, image_id: int, max_proposals: int, *, path="") -> np.nda
   if boxes is None:
     raise ValueError(f"image id {int(image_id)} has no proposals in {path or 'the proposals file'}")
   return boxes[:max_proposals]
+
+
+def detector_proposals(workdir, split, *, top=300, checkpoint="best", data_dir=None,
+                       min_score=0.0) -> tuple[np.ndarray, list[np.ndarray]]:
+  """Proposals of every image of a split: a trained jaxdet detector's best detections.
+
+  Runs the detector as its evaluation does (its dataset, resize and postprocess, with
+  `max_detections = top` and `score_threshold = min_score`; a Fast R-CNN reads its own
+  `config.proposals_file`) and keeps the boxes, best first, whatever their class.
+
+  Args:
+    workdir: a training workdir (or a checkpoint folder with `checkpoint=None`).
+    split: split of the detector's dataset (TFDS slicing accepted).
+    top: most proposals per image.
+    checkpoint: `"best"`, `"latest"`, a step or None (`jaxdet.train.checkpoint`).
+    data_dir: TFDS data dir (default: the run's).
+    min_score: lowest detection score kept.
+
+  Returns:
+    `(image_ids [N] int64, [boxes_xyxy [n_i, 4] float32 original pixels])`, for
+    `write_proposals`.
+  """
+  from jaxdet import data  # pylint: disable=g-import-not-at-top
+  from jaxdet.inference import load as load_lib  # pylint: disable=g-import-not-at-top
+  from jaxdet.train import checkpoint as ckpt  # pylint: disable=g-import-not-at-top
+  from jaxdet.train import evaluate as eval_lib  # pylint: disable=g-import-not-at-top
+  if int(top) < 1:
+    raise ValueError(f"top must be >= 1, got {top}")
+  detector = load_lib.load(ckpt.resolve_checkpoint(workdir, checkpoint))
+  config = detector.config
+  settings = dict(detector.postprocess_args(), max_detections=int(top),
+                  score_threshold=float(min_score))
+  predict = eval_lib.make_predict_fn(detector.model, load_lib.detector_module(config).decode,
+                                     image_size=detector.image_size, postprocess=settings)
+  batches = data.input_pipeline(
+      config.dataset, split, batch_size=int(config.eval_batch_size), train=False,
+      image_size=detector.image_size, max_boxes=int(config.max_boxes), seed=int(config.seed),
+      data_dir=data_dir or config.get("data_dir") or None, shard_index=0, shard_count=1,
+      preprocess=config.model.get("preprocess"), **eval_lib.proposal_args(config))
+  ids, boxes = [], []
+  for batch in batches:
+    dets = eval_lib.detections_to_original(
+        eval_lib.predict_batch(predict, detector.variables, batch), batch)
+    for image_id, valid in zip(batch["image_id"], batch["example_mask"]):
+      if valid:  # detections are in score order within each image
+        ids.append(int(image_id))
+        boxes.append(dets["boxes_xyxy"][dets["image_id"] == image_id])
+  return np.asarray(ids, np.int64), boxes
