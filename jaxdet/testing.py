@@ -100,3 +100,41 @@ def random_darknet_weights(rng, plan, *, header=(0, 2, 5, 0)):
     blobs.append(rng.normal(0, 1 / np.sqrt(cin * layer.size ** 2), f * cin * layer.size ** 2))
     out += [np.asarray(b, "<f4").tobytes() for b in blobs]
   return b"".join(out)
+
+
+def write_split_proposals(path, dataset, split, data_dir, *, rng=None, jitter=0.0, num_random=0,
+                          skip_ids=()):
+  """Writes a proposals file (`jaxdet.data.proposals`) of a split: its ground-truth boxes,
+  each corner moved by up to `jitter` x the box side, then `num_random` random boxes.
+
+  Args:
+    path: output `.npz`.
+    dataset, split, data_dir: the TFDS split (e.g. `shapes/tiny`).
+    rng: `np.random.Generator` (needed when `jitter` or `num_random`).
+    jitter: relative corner noise.
+    num_random: random boxes appended per image (inside the image).
+    skip_ids: image ids to leave out of the file.
+
+  Returns:
+    `{image_id: boxes_xyxy [n, 4] float32}` as written (original pixels).
+  """
+  from jaxdet.data import proposals, sources, tfds_maps  # pylint: disable=g-import-not-at-top
+  source, _ = sources.open_split(dataset, split, data_dir)
+  table = {}
+  for i in range(len(source)):
+    ex = sources.record_to_example(tfds_maps.to_jaxdet_record(source[i], i))
+    if int(ex["image_id"]) in skip_ids:
+      continue
+    boxes = np.asarray(ex["boxes"], np.float32).reshape(-1, 4)
+    if jitter:
+      wh = np.tile(boxes[:, 2:] - boxes[:, :2], 2)
+      boxes = boxes + rng.uniform(-jitter, jitter, boxes.shape) * wh
+    h, w = (int(v) for v in ex["orig_size"])
+    if num_random:
+      side = float(min(h, w))
+      extra = random_boxes_xyxy(rng, num_random, xy_range=(0.0, side / 2),
+                                wh_range=(side / 16, side / 2), clip=side)
+      boxes = np.concatenate([boxes, extra])
+    table[int(ex["image_id"])] = boxes.astype(np.float32)
+  proposals.write_proposals(path, list(table), list(table.values()))
+  return table

@@ -14,6 +14,10 @@ An example may also hold ``mask`` uint8 ``[H, W]`` (semantic class ids, 255 = ig
 geometric op moves it with the pixels (the same source window, nearest neighbour; padding 255).
 Mixup keeps the mask of the image with the larger weight; CutMix pastes the mask with the patch.
 
+An example may hold ``proposals`` float32 ``[p, 4]`` xyxy (external RoIs of a Fast R-CNN): the
+flip and the scale jitter move and clip them like boxes but never drop a row; the multi-image
+and SSD ops do not carry them (``PROPOSAL_UNSAFE_OPS``, refused by the input pipeline).
+
 Presets (``config.augment``): ``none``, ``default``, ``full`` (mosaic 0.5, mixup, CutMix),
 ``ssd`` (the SSD paper's recipe: photometric distortion, zoom-out up to 4x onto the mean colour,
 IoU crop, flip; ``SSD_AUGMENT``) and ``mosaic`` (YOLOv4: every example a 4-image mosaic, then
@@ -101,6 +105,10 @@ PRESETS = {"none": NO_AUGMENT, "default": AugmentConfig(), "full": FULL_AUGMENT,
            "ssd": SSD_AUGMENT, "mosaic": MOSAIC_AUGMENT}
 
 
+# Ops that do not move ``proposals`` (multi-image or SSD crops): off when training on proposals.
+PROPOSAL_UNSAFE_OPS = ("mosaic", "mixup", "cutmix", "zoom_out", "iou_crop")
+
+
 def make_config(augment):
   """``AugmentConfig`` from None (defaults), a config, a dict or an ``ml_collections.ConfigDict``."""
   if augment is None:
@@ -172,13 +180,21 @@ def place(canvas, image, boxes, sx, sy, ox, oy, region, *, min_visible, min_size
     if mask is not None:
       mask_canvas[y0:y1, x0:x1] = masks_lib.resize_mask_window(
           mask, (y1 - y0, x1 - x0), _source_box(image, sx, sy, ox, oy, x0, y0, x1, y1))
+  moved, clipped = move_boxes(boxes, (h, w), sx, sy, ox, oy, region)
+  keep = _visible_enough(moved, clipped, min_visible=min_visible, min_size=min_size)
+  return clipped[keep].astype(np.float32), keep
+
+
+def move_boxes(boxes, image_hw, sx, sy, ox, oy, region):
+  """``(moved, clipped)`` ``[n, 4]`` float32: ``boxes`` (xyxy pixels of an ``image_hw`` image)
+  resized by (sx, sy), shifted by (ox, oy), then clipped to what is visible in ``region``."""
+  h, w = image_hw
+  rx0, ry0, rx1, ry1 = region
   moved = boxes * np.array([sx, sy, sx, sy], np.float32) + np.array([ox, oy, ox, oy], np.float32)
   # The visible part is bounded by both the region and the resized image itself.
   lo = np.array([max(rx0, ox), max(ry0, oy)] * 2, np.float32)
   hi = np.array([min(rx1, ox + w * sx), min(ry1, oy + h * sy)] * 2, np.float32)
-  clipped = np.clip(moved, lo, hi)
-  keep = _visible_enough(moved, clipped, min_visible=min_visible, min_size=min_size)
-  return clipped[keep].astype(np.float32), keep
+  return moved, np.clip(moved, lo, hi)
 
 
 def _area(b):
@@ -226,6 +242,9 @@ def scale_jitter(rng, example, size, cfg):
   out = dict(example, image=canvas, boxes=new_boxes, classes=example["classes"][keep])
   if mask is not None:
     out["mask"] = mask_canvas
+  if "proposals" in example:  # moved and clipped like the boxes, never dropped (row order kept)
+    out["proposals"] = move_boxes(example["proposals"], (h, w), sx, sy, ox, oy,
+                                  (0, 0, size, size))[1].astype(np.float32)
   return out
 
 
@@ -239,11 +258,13 @@ def hflip(example):
     the example with ``image`` ``[H, W, 3]`` flipped and ``boxes`` ``[n, 4]`` mirrored.
   """
   w = example["image"].shape[1]
-  b = example["boxes"]
-  flipped = np.stack([w - b[:, 2], b[:, 1], w - b[:, 0], b[:, 3]], axis=1).astype(np.float32)
-  out = dict(example, image=example["image"][:, ::-1], boxes=flipped.reshape(-1, 4))
+  flip = lambda b: np.stack([w - b[:, 2], b[:, 1], w - b[:, 0], b[:, 3]], axis=1).astype(
+      np.float32).reshape(-1, 4)
+  out = dict(example, image=example["image"][:, ::-1], boxes=flip(example["boxes"]))
   if "mask" in example:
     out["mask"] = example["mask"][:, ::-1]
+  if "proposals" in example:
+    out["proposals"] = flip(example["proposals"])
   return out
 
 

@@ -1,5 +1,5 @@
-"""``jaxdet data {build,import,show,stats,anchors}``: prepare, import, look at and summarize
-datasets, and cluster their boxes into anchors."""
+"""``jaxdet data {build,import,show,stats,anchors,proposals}``: prepare, import, look at and
+summarize datasets, cluster their boxes into anchors, and write Fast R-CNN proposals files."""
 
 import sys
 import time
@@ -139,6 +139,19 @@ def _anchors(args):
   return 0
 
 
+def _proposals(args):
+  from jaxdet.data import proposals  # pylint: disable=g-import-not-at-top
+  checkpoint = int(args.checkpoint) if args.checkpoint.isdigit() else args.checkpoint
+  ids, boxes = proposals.detector_proposals(args.workdir, args.split, top=args.top,
+                                            checkpoint=checkpoint, data_dir=args.data_dir,
+                                            min_score=args.min_score)
+  proposals.write_proposals(args.output, ids, boxes)
+  counts = [len(b) for b in boxes]
+  print(f"{args.output}: {len(ids)} images, {sum(counts)} proposals "
+        f"({min(counts, default=0)}..{max(counts, default=0)} per image)")
+  return 0
+
+
 def format_stats(title, gt, class_names):
   """Text summary of a COCO ground-truth dict: per-class counts, boxes/image, sizes."""
   from jaxdet.eval.report import pad  # pylint: disable=g-import-not-at-top
@@ -224,6 +237,17 @@ def register(subparsers):
   p.add_argument("--split", default=None, help="one split (default: all)")
   p.add_argument("--data-dir", default=None)
   p.set_defaults(func=_guarded(_stats))
+
+  p = sub.add_parser("proposals", help="a proposals file (for Fast R-CNN, config.proposals_file) "
+                                       "from a trained detector's detections on a split")
+  p.add_argument("--workdir", required=True, help="training workdir of any jaxdet detector")
+  p.add_argument("--split", required=True, help="split of its dataset, e.g. train")
+  p.add_argument("--output", required=True, help="output .npz (see jaxdet.data.proposals)")
+  p.add_argument("--top", type=int, default=300, help="most proposals per image")
+  p.add_argument("--checkpoint", default="best", help="best, latest or a step number")
+  p.add_argument("--data-dir", default=None, help="TFDS data dir (default: the run's)")
+  p.add_argument("--min-score", type=float, default=0.0, help="lowest detection score kept")
+  p.set_defaults(func=_guarded(_proposals))
 
   p = sub.add_parser("anchors", help="k-means anchors (1 - IoU distance) from a split's boxes")
   p.add_argument("name")

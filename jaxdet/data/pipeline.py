@@ -15,6 +15,7 @@ import numpy as np
 from jaxdet.data import augment as augment_lib
 from jaxdet.data import masks as masks_lib
 from jaxdet.data import preprocess as preprocess_lib
+from jaxdet.data import proposals as proposals_lib
 from jaxdet.data import sources
 from jaxdet.data import tfds_maps
 
@@ -52,9 +53,37 @@ class _Records:
     return sources.record_to_example(record, masks=self.masks)
 
 
-def _finalize(example, *, max_boxes, scale, example_mask, preprocess=preprocess_lib.DEFAULT):
+class _WithProposals:
+  """Records with ``proposals`` ``[p, 4]`` float32 (original pixels, p <= max_proposals) joined
+  by image id from a proposals file (``jaxdet.data.proposals``)."""
+
+  def __init__(self, records, path, max_proposals):
+    self.records, self.path, self.max_proposals = records, str(path), max_proposals
+    self.table = proposals_lib.load_proposals(path)
+
+  def __len__(self):
+    return len(self.records)
+
+  def __getitem__(self, index):
+    example = self.records[index]
+    return dict(example, proposals=proposals_lib.lookup(
+        self.table, example["image_id"], self.max_proposals, path=self.path))
+
+
+def _pad_proposals(proposals, max_proposals):
+  """``(proposals [P, 4] float32, proposal_mask [P] bool)``: padded to P = ``max_proposals``;
+  degenerate (e.g. cropped away) or non-finite rows are masked, never moved."""
+  p = np.asarray(proposals, np.float32).reshape(-1, 4)[:max_proposals]
+  out = np.zeros((max_proposals, 4), np.float32)
+  out[:len(p)] = p
+  valid = np.all(np.isfinite(p), 1) & (p[:, 2] > p[:, 0]) & (p[:, 3] > p[:, 1])
+  return out, np.pad(valid, (0, max_proposals - len(p)))
+
+
+def _finalize(example, *, max_boxes, scale, example_mask, preprocess=preprocess_lib.DEFAULT,
+              max_proposals=0):
   """Drops zero-area boxes, pads/truncates to ``max_boxes`` and normalizes the image (by the
-  model's ``preprocess``)."""
+  model's ``preprocess``); with ``max_proposals``, pads the example's ``proposals``."""
   global _truncation_warned
   boxes = np.asarray(example["boxes"], np.float32).reshape(-1, 4)
   classes = np.asarray(example["classes"], np.int32).reshape(-1)
@@ -83,32 +112,39 @@ def _finalize(example, *, max_boxes, scale, example_mask, preprocess=preprocess_
   }
   if "mask" in example:
     out["mask"] = np.asarray(example["mask"], np.int32)
+  if max_proposals:
+    out["proposals"], out["proposal_mask"] = _pad_proposals(
+        example.get("proposals", np.zeros((0, 4), np.float32)), max_proposals)
   return out
 
 
 def eval_example(example, *, image_size, max_boxes, example_mask=True,
-                 preprocess=preprocess_lib.DEFAULT):
+                 preprocess=preprocess_lib.DEFAULT, max_proposals=0):
   """One example resized by the model's rule (top-left letterbox or stretch), no randomness
-  (boxes scaled with the pixels; a ``mask`` uint8 ``[H, W]`` resized by nearest neighbour and
-  padded with 255), normalized as the model says (``preprocess``: a
-  ``jaxdet.data.preprocess.Preprocess`` or None for the defaults)."""
+  (boxes, and ``proposals`` ``[p, 4]`` if any, scaled with the pixels; a ``mask`` uint8
+  ``[H, W]`` resized by nearest neighbour and padded with 255), normalized as the model says
+  (``preprocess``: a ``jaxdet.data.preprocess.Preprocess`` or None for the defaults). With
+  ``max_proposals``, the output has ``proposals`` ``[max_proposals, 4]`` + ``proposal_mask``."""
   pre = preprocess_lib.settings(preprocess)
   image, (sx, sy) = preprocess_lib.resize_to_input(example["image"], image_size, pre.resize)
-  boxes = example["boxes"] * np.array([sx, sy, sx, sy], np.float32)
-  example = dict(example, image=image, boxes=boxes)
+  to_input = np.array([sx, sy, sx, sy], np.float32)
+  example = dict(example, image=image, boxes=example["boxes"] * to_input)
+  if "proposals" in example:
+    example["proposals"] = np.asarray(example["proposals"], np.float32) * to_input
   if "mask" in example:  # nearest neighbour, the letterbox padding ignored (255)
     example["mask"] = masks_lib.mask_to_input(example["mask"], image_size, pre.resize)
-  return _finalize(example, max_boxes=max_boxes,
-                   scale=(sx, sy), example_mask=example_mask, preprocess=pre)
+  return _finalize(example, max_boxes=max_boxes, scale=(sx, sy), example_mask=example_mask,
+                   preprocess=pre, max_proposals=max_proposals)
 
 
 class _TrainFn:
   """Stream index -> augmented, finalized example (a pure function of ``(seed, index)``)."""
 
-  def __init__(self, records, shard, *, seed, image_size, max_boxes, cfg, preprocess):
+  def __init__(self, records, shard, *, seed, image_size, max_boxes, cfg, preprocess,
+               max_proposals=0):
     self.records, self.shard, self.seed = records, shard, seed
     self.image_size, self.max_boxes, self.cfg = image_size, max_boxes, cfg
-    self.preprocess = preprocess
+    self.preprocess, self.max_proposals = preprocess, max_proposals
 
   @functools.lru_cache(maxsize=2)
   def _permutation(self, epoch):
@@ -126,7 +162,7 @@ class _TrainFn:
     else:
       scale = (self.image_size / max(h, w),) * 2
     return _finalize(out, max_boxes=self.max_boxes, scale=scale, example_mask=True,
-                     preprocess=self.preprocess)
+                     preprocess=self.preprocess, max_proposals=self.max_proposals)
 
 
 def _shard_indices(n, shard_index, shard_count, *, pad):
@@ -143,9 +179,11 @@ def _shard_indices(n, shard_index, shard_count, *, pad):
 class _EvalFn:
   """Position -> letterboxed example; positions past the shard give ``example_mask=False``."""
 
-  def __init__(self, records, shard, *, image_size, max_boxes, preprocess, masks=False):
+  def __init__(self, records, shard, *, image_size, max_boxes, preprocess, masks=False,
+               max_proposals=0):
     self.records, self.shard, self.masks = records, shard, masks
     self.image_size, self.max_boxes, self.preprocess = image_size, max_boxes, preprocess
+    self.max_proposals = max_proposals
 
   def __call__(self, pos):
     valid = pos < len(self.shard)
@@ -158,12 +196,15 @@ class _EvalFn:
       if self.masks:
         example["mask"] = np.full((s, s), masks_lib.IGNORE, np.uint8)
     out = eval_example(example, image_size=self.image_size, max_boxes=self.max_boxes,
-                       example_mask=valid, preprocess=self.preprocess)
+                       example_mask=valid, preprocess=self.preprocess,
+                       max_proposals=self.max_proposals)
     if not valid:
       out["box_mask"][:] = False
       out["image_id"] = np.int64(-1)
       if "mask" in out:  # a padding row never counts, even where example_mask is not read
         out["mask"][:] = masks_lib.IGNORE
+      if "proposal_mask" in out:
+        out["proposal_mask"][:] = False
     return out
 
 
@@ -195,7 +236,8 @@ def _rows_of_batches(fn, stop, batch_size, batch_rows, *, train):
 def input_pipeline(dataset, split, *, batch_size, image_size, max_boxes, train, seed,
                    data_dir=None, augment=None, num_epochs=None, shard_index=None,
                    shard_count=None, drop_remainder=None, start_step=0, worker_count=0,
-                   num_threads=2, prefetch=4, preprocess=None, batch_rows=None, masks=False):
+                   num_threads=2, prefetch=4, preprocess=None, batch_rows=None, masks=False,
+                   proposals_file=None, max_proposals=300):
   """Batches of a TFDS detection dataset with static shapes.
 
   Training streams shuffled (per-epoch permutation), augmented examples; evaluation reads the
@@ -238,6 +280,11 @@ def input_pipeline(dataset, split, *, batch_size, image_size, max_boxes, train, 
     masks: also yield ``mask`` (the dataset's ``segmentation/mask``), moved with the image by
       every geometric step (resize, letterbox, flip, crop, mosaic, cutmix; nearest neighbour;
       padding 255 = ignore; with mixup, the mask of the image of larger weight).
+    proposals_file: a proposals ``.npz`` (``jaxdet.data.proposals``; ``{split}`` in the name is
+      replaced by ``split``): also yield the first ``max_proposals`` proposals of each image
+      (joined by image id), moved by the same resize, flip and crop as its boxes (and clipped;
+      rows are never dropped). Mosaic, mixup, CutMix and the SSD ops are refused with it.
+    max_proposals: ``P``, proposals per example after padding/truncation.
 
   Returns:
     a grain ``IterDataset``; iterating yields dicts of NumPy arrays: ``image`` float32
@@ -246,11 +293,14 @@ def input_pipeline(dataset, split, *, batch_size, image_size, max_boxes, train, 
     ``[B]``, ``orig_size`` int32 ``[B,2]`` (h, w), ``scale`` float32 ``[B,2]`` (sx, sy) with
     ``boxes_orig = boxes / [sx, sy, sx, sy]`` (eval), ``example_mask`` bool ``[B]``; with
     ``masks``, ``mask`` int32 ``[B,S,S]`` class ids in network-input pixels (0 background,
-    label + 1, 255 ignore).
+    label + 1, 255 ignore); with ``proposals_file``, ``proposals`` float32 ``[B,P,4]`` xyxy input
+    pixels and ``proposal_mask`` bool ``[B,P]`` (False: padding, or cropped away).
 
   Raises:
     ValueError: bad arguments, an unknown dataset/split, or ``masks=True`` on a dataset without
-      the ``segmentation/mask`` feature (named, with the dataset).
+      the ``segmentation/mask`` feature (named, with the dataset); an image id missing from the
+      proposals file (when read), or an augmentation that cannot move proposals.
+    FileNotFoundError: no proposals file.
   """
   import grain  # pylint: disable=g-import-not-at-top
   for name, value in (("batch_size", batch_size), ("image_size", image_size),
@@ -265,6 +315,12 @@ def input_pipeline(dataset, split, *, batch_size, image_size, max_boxes, train, 
     shard_count = jax.process_count() if shard_count is None else shard_count
   pre = preprocess_lib.settings(preprocess)
   records = _Records(dataset, split, data_dir, masks=masks)
+  max_proposals = int(max_proposals) if proposals_file else 0
+  if proposals_file:
+    if max_proposals < 1:
+      raise ValueError(f"max_proposals must be >= 1 with a proposals file, got {max_proposals}")
+    records = _WithProposals(records, proposals_lib.split_path(proposals_file, split),
+                             max_proposals)
   if drop_remainder is None:
     drop_remainder = train
   if train:
@@ -275,13 +331,18 @@ def input_pipeline(dataset, split, *, batch_size, image_size, max_boxes, train, 
     cfg = augment_lib.make_config(augment)
     if pre.resize == "stretch":  # train on what the model sees at inference: no letterbox
       cfg = dataclasses.replace(cfg, resize="plain")
+    unsafe = [f"{k}={getattr(cfg, k)}" for k in augment_lib.PROPOSAL_UNSAFE_OPS
+              if max_proposals and getattr(cfg, k) > 0]
+    if unsafe:
+      raise ValueError(f"augment ops {unsafe} cannot move external proposals; use augment "
+                       f"'none' or 'default' (scale jitter, flip, colour) with a proposals file")
     fn = _TrainFn(records, shard, seed=seed, image_size=image_size, max_boxes=max_boxes, cfg=cfg,
-                  preprocess=pre)
+                  preprocess=pre, max_proposals=max_proposals)
     stop = sys.maxsize if num_epochs is None else int(num_epochs) * len(shard)
   else:
     shard, per = _shard_indices(len(records), shard_index, shard_count, pad=True)
     fn = _EvalFn(records, shard, image_size=image_size, max_boxes=max_boxes, preprocess=pre,
-                 masks=masks)
+                 masks=masks, max_proposals=max_proposals)
     # Every host yields the same number of batches; positions past the shard are padding.
     stop = per if drop_remainder else -(-per // batch_size) * batch_size
   if batch_rows is not None:

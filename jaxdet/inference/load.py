@@ -165,14 +165,10 @@ def model_variables(model, variables: dict | None, config) -> dict:
   """`{"params", "batch_stats"}` as JAX arrays; None: a random init from `config.seed` at
   `config.image_size`."""
   if variables is None:
-    size = int(config.image_size)
-    # Jitted init: eager init of a CSP-Darknet dispatches thousands of small ops (~10x slower).
-    # A Fast R-CNN model needs proposals to trace (any shape: its variables do not depend on P).
-    extra = ({"targets": {"proposals": jnp.zeros((1, 1, 4), jnp.float32)}}
-             if uses_external_proposals(config) else {})
-    variables = jax.jit(lambda key: model.init(key, jnp.zeros((1, size, size, 3), jnp.float32),
-                                               train=False, **extra))(
-                                                   jax.random.PRNGKey(int(config.get("seed", 0))))
+    from jaxdet.train.state import init_variables
+    variables = init_variables(model, jax.random.PRNGKey(int(config.get("seed", 0))),
+                               image_size=int(config.image_size),
+                               external_proposals=uses_external_proposals(config))
   return {"params": jax.tree.map(jnp.asarray, dict(variables["params"])),
           "batch_stats": jax.tree.map(jnp.asarray, dict(variables.get("batch_stats", {})))}
 

@@ -220,6 +220,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.image_size = 256  # S, square network input
   c.max_boxes = 32
   c.augment = "default"  # jaxdet.data augmentation preset: none | default | full | ssd | mosaic
+  # Fast R-CNN (model.proposals="external"): proposals .npz ({split} -> the split's name; format:
+  # jaxdet.data.proposals) and how many of each image's first proposals a batch carries.
+  c.proposals_file = ""
+  c.max_proposals = 300
   c.data_workers = 0  # grain worker processes (0: threads)
   c.data_threads = 2
   c.batch_size = 16

@@ -9,7 +9,8 @@ import numpy as np
 
 
 def make_predict_fn(model, decode: Callable, *, image_size: int, postprocess: dict) -> Callable:
-  """Jitted `predict(variables, images float32 [B,S,S,3] normalized) -> postprocess dict`.
+  """Jitted `predict(variables, images float32 [B,S,S,3] normalized, targets=None) -> postprocess
+  dict`; `targets` (`model_targets(batch)`) carries a Fast R-CNN batch's `proposals`.
 
   Args:
     model: Linen module.
@@ -23,12 +24,28 @@ def make_predict_fn(model, decode: Callable, *, image_size: int, postprocess: di
   """
   from jaxdet.models import postprocess as postprocess_fn
 
-  def predict(variables, images):
-    preds = model.apply(variables, images, train=False)
+  def predict(variables, images, targets=None):
+    extra = {} if targets is None else {"targets": targets}
+    preds = model.apply(variables, images, train=False, **extra)
     boxes, scores = decode(preds, image_size=image_size)
     return postprocess_fn(boxes, scores, **postprocess)
 
   return jax.jit(predict)
+
+
+def model_targets(batch: dict) -> dict | None:
+  """The inference-time targets of a batch: its `proposals` [B,P,4] float32 and `proposal_mask`
+  [B,P] bool (external proposals, Fast R-CNN), or None when it has none."""
+  from jaxdet.train.step import OPTIONAL_TARGET_KEYS
+  targets = {k: jnp.asarray(batch[k]) for k in OPTIONAL_TARGET_KEYS if k in batch}
+  return targets or None
+
+
+def predict_batch(predict: Callable, variables, batch: dict) -> dict:
+  """`predict(variables, batch["image"])`, with the batch's `model_targets` when it has any."""
+  targets = model_targets(batch)
+  images = jnp.asarray(batch["image"])
+  return predict(variables, images) if targets is None else predict(variables, images, targets)
 
 
 def detections_to_original(out: dict, batch: dict) -> dict[str, np.ndarray]:
@@ -77,7 +94,7 @@ def predict_dataset(predict: Callable, variables, batches: Iterable[dict]) -> di
   """Runs `predict` over eval batches; returns the concatenated `detections_to_original` arrays."""
   parts = []
   for batch in batches:
-    out = predict(variables, jnp.asarray(batch["image"]))
+    out = predict_batch(predict, variables, batch)
     parts.append(detections_to_original(out, batch))
   if not parts:
     raise ValueError("the evaluation split yielded no batches")
@@ -121,6 +138,27 @@ def evaluate(*, predict: Callable, variables, batches: Iterable[dict], ground_tr
     write_report(ground_truth, arrays, str(report_dir), class_names=list(class_names),
                  result=report)
   return scalar_metrics(report)
+
+
+def proposal_args(config) -> dict:
+  """`input_pipeline`'s `proposals_file` / `max_proposals` from `config.proposals_file` and
+  `config.max_proposals` (nothing when the config has no proposals file).
+
+  Raises:
+    ValueError: a Fast R-CNN model (`model.proposals = "external"`) without a proposals file, or
+      a proposals file for a model that makes its own.
+  """
+  from jaxdet.inference.load import uses_external_proposals
+  path = config.get("proposals_file") or ""
+  external = uses_external_proposals(config)
+  if external and not path:
+    raise ValueError("model.proposals='external' (Fast R-CNN) needs --config.proposals_file="
+                     "PATH.npz (see jaxdet.data.proposals)")
+  if path and not external:
+    raise ValueError(f"proposals_file={path!r} is only read by a model with "
+                     f"model.proposals='external' (Fast R-CNN)")
+  return {"proposals_file": path, "max_proposals": int(config.get("max_proposals", 300))} \
+      if path else {}
 
 
 def scalar_metrics(report: dict) -> dict[str, float]:
@@ -190,7 +228,8 @@ def evaluate_workdir(workdir: str | pathlib.Path, *, split: str | None = None,
       config.dataset, split, batch_size=int(config.eval_batch_size), train=False,
       image_size=detector.image_size, max_boxes=int(config.max_boxes), seed=int(config.seed),
       data_dir=data_dir, num_threads=int(config.get("data_threads", 2)),
-      preprocess=config.model.get("preprocess"))  # the model's normalization and resize rule
+      preprocess=config.model.get("preprocess"),  # the model's normalization and resize rule
+      **proposal_args(config))
   metrics = evaluate(predict=predict, variables=detector.variables, batches=batches,
                      ground_truth=data.coco_ground_truth(config.dataset, split, data_dir=data_dir),
                      class_names=detector.class_names, report_dir=report_dir)

@@ -10,6 +10,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from jaxdet.inference import load as load_lib
 from jaxdet.train import checkpoint as ckpt
 from jaxdet.train import config as config_lib
 from jaxdet.train import curves
@@ -116,6 +117,7 @@ def batch_sources(config, **pipeline_args):
   common = dict(image_size=config.image_size, max_boxes=config.max_boxes, seed=config.seed,
                 data_dir=config.get("data_dir") or None, num_threads=config.data_threads,
                 preprocess=config.model.get("preprocess"),  # the model's normalization/resize
+                **eval_lib.proposal_args(config),  # Fast R-CNN: config.proposals_file
                 **pipeline_args)
 
   def train_batches(start_step):
@@ -187,7 +189,7 @@ def _write_predictions_png(path, variables, batches, class_names, *, predict, co
   from jaxdet.data import draw
   tiles = []
   for batch in batches:
-    out = jax.device_get(predict(variables, batch["image"]))
+    out = jax.device_get(eval_lib.predict_batch(predict, variables, batch))
     images = _denormalize(batch["image"], preprocess)
     for i in range(len(images)):
       if not batch["example_mask"][i] or len(tiles) >= count:
@@ -257,8 +259,9 @@ def _train(config, workdir, components, progress, stop):
   tx, schedule = optimizers.build_optimizer(config.optimizer, total_steps=total_steps,
                                             freeze_patterns=components.freeze_patterns)
   base_rng = jax.random.PRNGKey(int(config.seed))
-  state = state_lib.create_train_state(components.model, tx, rng=base_rng,
-                                       image_size=config.image_size)
+  state = state_lib.create_train_state(
+      components.model, tx, rng=base_rng, image_size=config.image_size,
+      external_proposals=load_lib.uses_external_proposals(config))
   init = config.get("init_from")
   latest = ckpt.latest_manager(workdir, keep=int(config.checkpoint.keep_latest))
   best = ckpt.best_manager(workdir, keep=int(config.checkpoint.keep_best))

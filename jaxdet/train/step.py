@@ -114,9 +114,10 @@ def make_train_step(*, model, loss_fn: Callable, tx: optax.GradientTransformatio
 
 def train_batch(batch: dict) -> dict:
   """The subset of an input-pipeline batch that the step consumes (`TRAIN_KEYS`, plus a
-  segmentation batch's `mask` [B,S,S] int32: then the box keys are optional)."""
+  segmentation batch's `mask` [B,S,S] int32: then the box keys are optional; plus the
+  `OPTIONAL_TARGET_KEYS` a batch has: `proposals` [B,P,4] float32, `proposal_mask` [B,P] bool)."""
   needed = ("image",) if "mask" in batch else TRAIN_KEYS
   missing = [k for k in needed if k not in batch]
   if missing:
     raise KeyError(f"batch is missing {missing}; got keys {sorted(batch)}")
-  return {k: batch[k] for k in TRAIN_KEYS + ("mask",) if k in batch}
+  return {k: batch[k] for k in TRAIN_KEYS + ("mask",) + OPTIONAL_TARGET_KEYS if k in batch}
