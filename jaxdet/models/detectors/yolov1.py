@@ -91,7 +91,9 @@ def test_config() -> ml_collections.ConfigDict:
 
 
 def _leaky(x):
-  return nn.leaky_relu(x, negative_slope=0.1)
+  # jax.nn's (looked up at call time, not flax's alias) exports as ONNX LeakyRelu, which
+  # onnxruntime fuses into the convolution (as darknet.py's).
+  return jax.nn.leaky_relu(x, negative_slope=0.1)
 
 
 class PaperBackbone(nn.Module):
