@@ -18,17 +18,10 @@ import pathlib
 import statistics
 import sys
 import tempfile
-import time
 
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
-
-
-def _time(fn) -> float:
-  start = time.perf_counter()
-  fn()
-  return time.perf_counter() - start
 
 
 def main(argv=None) -> int:
@@ -47,7 +40,7 @@ def main(argv=None) -> int:
   from safetensors.numpy import save_file
 
   import jaxdet
-  from benchmarks.bench_backbones import _cpu_model
+  from benchmarks.bench_backbones import _cpu_model, _time
   from jaxdet.convert import torchvision as tv_convert
   from jaxdet import cli
   cli.import_export_package()  # registers this checkout's export/ folder as `jaxdet_export`

@@ -79,11 +79,12 @@ def network_model(detector, *, size, opset, input_name, to_onnx, num_proposals=N
 
     return model.apply(variables, images, method=run)
 
-  # Static facts of the graph: map shapes, candidate levels, P.
-  shapes = jax.eval_shape(rpn_fn, jax.ShapeDtypeStruct((1, size, size, 3), jnp.uint8))
-  features = shapes[0].shape[-1]
+  # Static facts of the graph: map shapes (traced once, abstractly), candidate levels, P.
+  maps = jax.eval_shape(lambda x: model.apply(variables, x, method=lambda m, x: m.features(
+      x, train=False)), jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32))
+  features = maps[levels[0]].shape[-1]
   out = cfg.roi_output_size
-  scales = [s.shape[1] / size for s in shapes[:len(levels)]]
+  scales = [maps[l].shape[1] / size for l in levels]
   if cfg.roi_pooler == "pool":
     pooling = dict(kind="pool", level=levels[0], spatial_scale=scales[0], output_size=out)
   else:
@@ -99,8 +100,6 @@ def network_model(detector, *, size, opset, input_name, to_onnx, num_proposals=N
   else:
     rpn_outputs += ["cand_boxes", "cand_scores"]
     # The RPN's levels: P2..P5 and "pool" (P5 subsampled by 2), whatever the pooled maps.
-    maps = jax.eval_shape(lambda x: model.apply(variables, x, method=lambda m, x: m.features(
-        x, train=False)), jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32))
     hw = [tuple(maps[l].shape[1:3]) for l in _LEVELS]
     hw.append(tuple(-(-d // 2) for d in hw[-1]))
     per_cell = len(cfg.anchor_sizes[0]) * len(cfg.aspect_ratios)

@@ -34,6 +34,7 @@ from jaxdet.models import darknet_cfg as dc
 from jaxdet.models import layers as layers_lib
 from jaxdet.models.conv import Conv
 from jaxdet.models.postprocess import clip_boxes, objectness_scores
+from jaxdet.models.registry import model_config
 from jaxdet.ops import boxes as box_ops
 
 # Darknet's BatchNorm divides by sqrt(var) + 1e-6; OpenCV's reader runs it as sqrt(var + 1e-6).
@@ -239,20 +240,16 @@ ignore_thresh=.7
 """
 
 
-def _model_config(config):
-  return config.model if "model" in config else config
-
-
 def cfg_text(config) -> str:
   """The cfg text of a model config: `cfg_text`, else the built-in `cfg`."""
-  cfg = _model_config(config)
+  cfg = model_config(config)
   return cfg.get("cfg_text", "") or dc.builtin_text(cfg.cfg)
 
 
 def plan_of(config, *, num_classes=None, image_size=None) -> dc.Plan:
   """The checked `darknet_cfg.Plan` of a model config (classes set to `num_classes`, and the
   config's `anchors` and `width` applied)."""
-  cfg = _model_config(config)
+  cfg = model_config(config)
   sections = dc.parse_cfg(cfg_text(cfg))
   if cfg.get("anchors", ""):
     sections = dc.set_anchors(sections, cfg.anchors)
@@ -357,7 +354,7 @@ def _head_outputs(heads, input_hw):
 
 def build(config, *, num_classes) -> Darknet:
   """The `Darknet` module of a model config, its `[yolo]` layers set to `num_classes` classes."""
-  cfg = _model_config(config)
+  cfg = model_config(config)
   p = plan_of(cfg, num_classes=num_classes)
   return Darknet(layers=p.layers, frozen_bn=cfg.get("frozen_bn", False))
 
@@ -493,7 +490,7 @@ def loss_fn(preds, batch, *, config):
   Returns:
     `(loss [], metrics)`: `loss`, `box_loss`, `obj_loss`, `cls_loss`, `num_pos`.
   """
-  cfg = _model_config(config)
+  cfg = model_config(config)
   kind = cfg.get("loss", "v3")
   if kind not in ("v3", "v4"):
     raise ValueError(f"unknown darknet loss {kind!r}; expected 'v3' or 'v4'")

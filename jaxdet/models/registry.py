@@ -22,6 +22,12 @@ ALIASES = {"yolo": "yolo_anchor_free"}
 DISCOVER_PACKAGE = "jaxdet.models.detectors"
 
 
+def model_config(config):
+  """`config.model` of a full experiment config, or `config` itself when it is already the model
+  block (a family's `loss_fn`/`decode` accept either)."""
+  return config.model if "model" in config else config
+
+
 @runtime_checkable
 class DetectorFamily(Protocol):
   """What a detector family provides (a module satisfies it with module-level functions).

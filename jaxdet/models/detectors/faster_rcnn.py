@@ -25,6 +25,7 @@ import ml_collections
 
 from jaxdet import losses
 from jaxdet.models.backbones import build_backbone
+from jaxdet.models.registry import model_config
 from jaxdet.models.conv import Conv
 from jaxdet.models.fpn import FPN
 from jaxdet.models.layers import ConvBN, conv_padding
@@ -94,7 +95,7 @@ def test_config() -> ml_collections.ConfigDict:
 
 
 def _get(config):
-  cfg = config.model if "model" in config else config
+  cfg = model_config(config)
   d = default_config()
   return lambda k: cfg.get(k, d[k])
 

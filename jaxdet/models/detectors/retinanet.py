@@ -16,6 +16,7 @@ from jaxdet import losses
 from jaxdet.models.backbones import build_backbone
 from jaxdet.models.conv import Conv
 from jaxdet.models.postprocess import clip_and_score
+from jaxdet.models.registry import model_config
 from jaxdet.models.fpn import FPN
 from jaxdet.models.layers import conv_padding
 from jaxdet.ops import anchors as anchor_ops
@@ -208,7 +209,7 @@ def loss_fn(preds, batch, *, config):
   Returns:
     `(loss [] float32, metrics)` with metrics `loss`, `cls_loss`, `box_loss`, `num_fg`.
   """
-  cfg = config.model if "model" in config else config
+  cfg = model_config(config)
   d = default_config()
   get = lambda k: cfg.get(k, d[k])
   logits = preds["cls_logits"].astype(jnp.float32)

@@ -21,6 +21,7 @@ from jaxdet.models.backbones.vgg import CONFIGS as VGG_CONFIGS
 from jaxdet.models.conv import Conv
 from jaxdet.models.layers import conv_padding, max_pool
 from jaxdet.models.postprocess import clip_boxes, softmax_scores
+from jaxdet.models.registry import model_config
 from jaxdet.ops import anchors as anchor_ops
 from jaxdet.ops import boxes as box_ops
 from jaxdet.ops import coders
@@ -288,7 +289,7 @@ def loss_fn(preds, batch, *, config):
   Returns:
     `(loss [] float32, metrics)` with metrics `loss`, `cls_loss`, `box_loss`, `num_fg`.
   """
-  cfg = config.model if "model" in config else config
+  cfg = model_config(config)
   get = _get(cfg)
   logits = preds["cls_logits"].astype(jnp.float32)
   deltas = preds["box_deltas"].astype(jnp.float32)

@@ -23,6 +23,7 @@ from jaxdet import losses
 from jaxdet.models import assigners
 from jaxdet.models.backbones import build_backbone
 from jaxdet.models.postprocess import clip_and_score
+from jaxdet.models.registry import model_config
 from jaxdet.models.conv import Conv
 from jaxdet.models.backbones.csp_darknet import scaled_width
 from jaxdet.models.layers import ConvBN
@@ -163,10 +164,6 @@ def decode(preds, *, image_size, config=None):
   return clip_and_score(boxes, preds["cls_logits"], image_size=image_size)
 
 
-def _model_config(config):
-  return config.model if "model" in config else config
-
-
 def loss_fn(preds, batch, *, config):
   """Training loss of the anchor-free YOLO-style detector.
 
@@ -179,7 +176,7 @@ def loss_fn(preds, batch, *, config):
   Returns:
     `(loss [] float32, metrics)` with metrics `loss`, `cls_loss`, `box_loss`, `num_fg` (scalars).
   """
-  cfg = _model_config(config)
+  cfg = model_config(config)
   kind, box_kind = cfg.get("cls_loss", "bce"), cfg.get("box_loss", "ciou")
   if kind not in ("bce", "varifocal", "focal"):
     raise ValueError(f"unknown cls_loss {kind!r}; expected 'bce', 'varifocal' or 'focal'")

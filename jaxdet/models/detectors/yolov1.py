@@ -35,6 +35,7 @@ from jaxdet.models.backbones import build_backbone
 from jaxdet.models.conv import Conv
 from jaxdet.models.layers import ConvBN, adaptive_avg_pool, max_pool
 from jaxdet.models.postprocess import clip_boxes
+from jaxdet.models.registry import model_config
 from jaxdet.ops import box_iou
 
 name = "yolov1"  # registered name: this file's name and `config.model.name`
@@ -292,10 +293,6 @@ def assign_cells(boxes_xyxy, box_mask, *, grid_size, image_size):
   return jnp.argmax(key, axis=1).astype(jnp.int32), jnp.any(in_cell, axis=1)
 
 
-def _model_config(config):
-  return config.model if "model" in config else config
-
-
 def loss_fn(preds, batch, *, config):
   """The paper's sum-squared-error loss (its equation 3), summed and divided by the batch size.
 
@@ -318,7 +315,7 @@ def loss_fn(preds, batch, *, config):
   Returns:
     `(loss [] float32, metrics)` with `loss`, the five terms above and `num_fg`.
   """
-  cfg = _model_config(config)
+  cfg = model_config(config)
   get = _get(cfg)
   probs = preds["class_probs"].astype(jnp.float32)
   conf = preds["confidence"].astype(jnp.float32)
