@@ -25,8 +25,11 @@ class ExportMetadata:
     jaxdet_version: version of jaxdet that exported the file.
     pre_nms_top_k_per_level: True when the top-k candidates were taken per level.
     pre_nms_top_k_per_class: True when the top-k candidates were taken per class.
-    resize: the model's resize rule ("letterbox" or "stretch", ``config.model.preprocess``): a
-      runtime fitting images to a fixed-size graph must resize the same way.
+    resize: the model's resize rule ("letterbox", "stretch" or "rcnn",
+      ``config.model.preprocess``): a runtime fitting images to a fixed-size graph must resize
+      the same way.
+    interpolation: how it resamples ("pil", "opencv" or "torch"; the graph of a "torch" model
+      resizes itself, `dynamic_image_size`).
     format_version: version of this metadata layout.
     checkpoint_step: training step of the exported weights (-1: unknown, e.g. not from a
       checkpoint, or an export older than this field).
@@ -50,6 +53,7 @@ class ExportMetadata:
   checkpoint_step: int = -1
   checkpoint_kind: str = ""
   pre_nms_top_k_per_class: bool = False  # absent from older exports
+  interpolation: str = "pil"  # absent from older exports
 
 
 def to_props(meta: ExportMetadata) -> dict[str, str]:

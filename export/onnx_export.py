@@ -21,8 +21,9 @@ import onnx.compose
 
 from . import metadata as metadata_lib
 from . import postprocess_graph
-from . import two_stage_graph
 from . import preprocess_graph
+from . import rcnn_graph
+from . import two_stage_graph
 from jaxdet.models.postprocess import check_layout
 
 DEFAULT_OPSET = 21
@@ -49,6 +50,9 @@ def export_onnx(detector, path, *, image_size=None, max_detections=None, score_t
     opset: ONNX opset, 18..23 (default 21).
     dynamic_image_size: accept ``[N, H, W, 3]`` of any H, W and resize inside the graph by the
       model's rule (``config.model.preprocess.resize``); else the input is ``[N, S, S, 3]``.
+      Always on for the models that resize float pixels (``interpolation="torch"``:
+      torchvision's), whose graphs hold the preprocessing op for op (``"rcnn"``: the network
+      runs at each batch's own padded size, `rcnn_graph`).
     fp16: run the network in float16 from its first convolution on (onnxconverter-common;
       constants are clamped to the float16 range, e.g. -inf pooling pads become -1e4); the uint8
       input, normalization, post-processing and outputs keep their dtypes.
@@ -79,16 +83,31 @@ def export_onnx(detector, path, *, image_size=None, max_detections=None, score_t
                      ("iou_threshold", iou_threshold), ("pre_nms_top_k", pre_nms_top_k)):
     if value is not None:
       pp[key] = value
-  postprocess_graph.check_postprocess_params(**pp)
   size = detector.image_size if image_size is None else image_size
   if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
     raise ValueError(f"image_size must be a positive integer, got {size!r}")
   size = int(size)
   # `forward` decodes for `detector.image_size`; the postprocess reads the same settings as
-  # `Detector.predict` (with `level_sizes` for this S).
+  # `Detector.predict` (with `level_sizes` for this S, added before the check needs them).
   detector = dataclasses.replace(detector, image_size=size, postprocess=pp)
-  pp = detector.postprocess_args()
-  resize = _resize_rule(detector)
+  pre = _preprocess(detector)
+  if pre.resize == "rcnn":  # level sizes depend on each input: the graph computes them
+    postprocess_graph.check_postprocess_params(**pp, level_sizes=(1,))
+  else:
+    pp = detector.postprocess_args()
+    postprocess_graph.check_postprocess_params(**pp)
+  resize = pre.resize
+  if pre.interpolation == "torch":  # the preprocessing is float: always in the graph
+    if fp16:
+      raise ValueError("fp16 export is not supported for models with torchvision's float "
+                       "preprocessing (model.preprocess.interpolation='torch')")
+    if num_proposals is not None:
+      raise ValueError("num_proposals is only for Fast R-CNN models")
+    model = _float_preprocess_detector(detector, pp, opset=opset, include_nms=include_nms)
+    return finish_model(model, _metadata(detector, pp, size=size, dynamic_image_size=True,
+                                         include_nms=include_nms, fp16=fp16,
+                                         checkpoint_step=checkpoint_step,
+                                         checkpoint_kind=checkpoint_kind), path)
 
   external = two_stage_graph.needs_proposals(detector)
   model = _network_model(detector, size=size, opset=opset, fp16=fp16,
@@ -109,24 +128,67 @@ def export_onnx(detector, path, *, image_size=None, max_detections=None, score_t
   if dynamic_image_size:
     p = _input_dims(model, "letterboxed_proposals")[1] if external else None
     head = preprocess_graph.resize_model(image_size=size, opset=opset, batch_dim=_BATCH,
-                                         resize=resize, num_proposals=p)
+                                         resize=resize, num_proposals=p,
+                                         antialias=pre.interpolation == "pil")
     io_map = [(n, n) for n in ("letterboxed_images", "box_scale", "box_limit")]
     model = _merge(head, model, io_map + ([("letterboxed_proposals", "letterboxed_proposals")]
                                           if external else []))
-  model.graph.name = "jaxdet_detector"
-  model.producer_name = "jaxdet"
+  return finish_model(model, _metadata(detector, pp, size=size,
+                                       dynamic_image_size=dynamic_image_size,
+                                       include_nms=include_nms, fp16=fp16,
+                                       checkpoint_step=checkpoint_step,
+                                       checkpoint_kind=checkpoint_kind), path)
 
-  meta = metadata_lib.ExportMetadata(
+
+def _metadata(detector, pp, *, size, dynamic_image_size, include_nms, fp16, checkpoint_step,
+              checkpoint_kind):
+  pre = _preprocess(detector)
+  return metadata_lib.ExportMetadata(
       class_names=tuple(detector.class_names), input_size=size,
       dynamic_image_size=bool(dynamic_image_size), model_name=_model_name(detector),
       score_threshold=float(pp["score_threshold"]), iou_threshold=float(pp["iou_threshold"]),
       max_detections=int(pp["max_detections"]), pre_nms_top_k=int(pp["pre_nms_top_k"]),
-      pre_nms_top_k_per_level=bool(pp["pre_nms_top_k_per_level"]), resize=resize,
+      pre_nms_top_k_per_level=bool(pp["pre_nms_top_k_per_level"]), resize=pre.resize,
+      interpolation=pre.interpolation,
       pre_nms_top_k_per_class=bool(pp.get("pre_nms_top_k_per_class", False)),
       include_nms=bool(include_nms), fp16=bool(fp16), jaxdet_version=_jaxdet_version(),
       checkpoint_step=-1 if checkpoint_step is None else int(checkpoint_step),
       checkpoint_kind=checkpoint_kind or "")
-  return finish_model(model, meta, path)
+
+
+def _float_preprocess_detector(detector, pp, *, opset, include_nms):
+  """The graph of a model with torchvision's float preprocessing: the resize in the graph, then
+  the network (a fixed S x S one for "stretch", a dynamic one for "rcnn"), boxes mapped back by
+  torchvision's ratios."""
+  to_onnx = functools.partial(_to_onnx, opset=opset)
+  _import_converter_plugins()
+  _fix_max_pool_padding()
+  if rcnn_graph.is_rcnn(detector):
+    model = rcnn_graph.detector_model(detector, opset=opset, to_onnx=to_onnx,
+                                      include_nms=include_nms)
+  else:
+    if two_stage_graph.is_two_stage(detector):
+      raise ValueError("a faster_rcnn model with interpolation='torch' exports with the 'rcnn' "
+                       "resize rule only")
+    size = detector.image_size
+    head = preprocess_graph.float_resize_model(detector.preprocess, image_size=size,
+                                               opset=opset)
+    boxes, scores = jax.eval_shape(detector.forward_normalized, jax.ShapeDtypeStruct(
+        (1, size, size, 3), jnp.float32))
+    check_layout(boxes.shape, scores.shape)
+    net = to_onnx(detector.forward_normalized,
+                  [jax.ShapeDtypeStruct((_BATCH, size, size, 3), jnp.float32)], ["net_images"],
+                  ["raw_boxes", "raw_scores"])
+    num_anchors, num_classes, class_specific = _raw_output_dims(net)
+    common = dict(num_anchors=num_anchors, num_classes=num_classes, opset=opset,
+                  batch_dim=_BATCH, class_specific_boxes=class_specific, box_back=True)
+    tail = (postprocess_graph.postprocess_model(**common, **pp) if include_nms
+            else postprocess_graph.raw_outputs_model(**common))
+    model = _merge(net, tail, [("raw_boxes", "raw_boxes"), ("raw_scores", "raw_scores")])
+    model = _merge(head, model, [(n, n) for n in ("net_images", "box_back", "box_limit")])
+  model.graph.name = "jaxdet_detector"
+  model.producer_name = "jaxdet"
+  return model
 
 
 def finish_model(model, meta, path):
@@ -296,11 +358,11 @@ def _raw_output_dims(model):
   return a, c, len(boxes) == 4
 
 
-def _resize_rule(detector):
-  """The model's resize rule (``config.model.preprocess.resize``; "letterbox" by default)."""
+def _preprocess(detector):
+  """The model's ``Preprocess`` (``config.model.preprocess``; defaults when absent)."""
   from jaxdet.data import preprocess  # pylint: disable=g-import-not-at-top
   config = getattr(detector, "config", None)
-  return preprocess.of_model(config.get("model") if config is not None else None).resize
+  return preprocess.of_model(config.get("model") if config is not None else None)
 
 
 def _merge(first, second, io_map):

@@ -9,7 +9,7 @@ It reproduces ``jaxdet.models.postprocess`` (DESIGN.md) op for op:
    ``pre_nms_top_k_per_class`` over each class's column (classes concatenated in class order);
    each candidate takes its
    anchor's box (``[N, A, 4]``) or the box of its class (class-specific ``[N, A, C, 4]``);
-3. candidates with ``score < score_threshold`` become invalid;
+3. candidates with ``score < score_threshold`` or a box of zero area become invalid;
 4. class-aware NMS with ONNX ``NonMaxSuppression``: every candidate is placed in the score row of its
    own class (``[N, C, k]``, -1 elsewhere), so NMS runs per class on the exact, un-offset
    coordinates; greedy class-aware NMS truncated to K equals the K best of the per-class survivors;
@@ -79,6 +79,8 @@ def postprocess_model(
     boxes_name="raw_boxes",
     scores_name="raw_scores",
     batch_dim="N",
+    box_back=False,
+    dynamic_levels=None,
 ):
   """Builds the post-processing ONNX model.
 
@@ -102,6 +104,14 @@ def postprocess_model(
     boxes_name: name of the ``[N, A, 4]`` float32 xyxy boxes input.
     scores_name: name of the ``[N, A, C]`` float32 scores input.
     batch_dim: symbolic name of the batch dimension.
+    box_back: add inputs ``box_back`` float32 ``[4]`` (input-image pixels per network pixel,
+      ``bx, by, bx, by``) and ``box_limit`` (as above): boxes are multiplied by the first
+      (torchvision's ``resize_boxes``) and clipped to ``[0, box_limit]``.
+    dynamic_levels: L, for anchors whose per-level counts are known only at run time (a network
+      of dynamic input size): adds the input ``level_sizes`` int64 ``[L]`` (anchors per level, in
+      the order of A, A itself dynamic; ``num_anchors`` is ignored) and takes the top-k per level
+      with ``pre_nms_top_k_per_level``: a level with fewer than ``pre_nms_top_k`` candidates is
+      padded with invalid ones, so the candidate count is static.
 
   Returns:
     ``onnx.ModelProto`` with inputs ``boxes_name`` float32 ``[N, A, 4]`` (or ``[N, A, C, 4]``)
@@ -112,18 +122,24 @@ def postprocess_model(
   check_postprocess_params(score_threshold=score_threshold, iou_threshold=iou_threshold,
                            max_detections=max_detections, pre_nms_top_k=pre_nms_top_k,
                            pre_nms_top_k_per_level=pre_nms_top_k_per_level,
-                           level_sizes=level_sizes,
+                           level_sizes=level_sizes if dynamic_levels is None else (1,),
                            pre_nms_top_k_per_class=pre_nms_top_k_per_class)
   if opset < 13:
     raise ValueError(f"opset must be >= 13 for the post-processing graph, got {opset}")
-  a, c, big_k = int(num_anchors), int(num_classes), int(max_detections)
-  if pre_nms_top_k_per_level and sum(int(n) for n in level_sizes) != a:
-    raise ValueError(f"level_sizes must sum to A = {a}, got {tuple(level_sizes)}")
-  # TopK over fewer than k elements is an error: clamp (per level) to what is there.
-  levels = ([int(n) for n in level_sizes] if pre_nms_top_k_per_level else [a])
-  level_k = [min(int(pre_nms_top_k), n * c) for n in levels]
-  if pre_nms_top_k_per_class:
-    level_k = [min(int(pre_nms_top_k), a) * c]
+  c, big_k = int(num_classes), int(max_detections)
+  if dynamic_levels is not None:
+    if not pre_nms_top_k_per_level:
+      raise ValueError("dynamic_levels needs pre_nms_top_k_per_level")
+    a, level_k = "A", [int(pre_nms_top_k)] * int(dynamic_levels)
+  else:
+    a = int(num_anchors)
+    if pre_nms_top_k_per_level and sum(int(n) for n in level_sizes) != a:
+      raise ValueError(f"level_sizes must sum to A = {a}, got {tuple(level_sizes)}")
+    # TopK over fewer than k elements is an error: clamp (per level) to what is there.
+    levels = ([int(n) for n in level_sizes] if pre_nms_top_k_per_level else [a])
+    level_k = [min(int(pre_nms_top_k), n * c) for n in levels]
+    if pre_nms_top_k_per_class:
+      level_k = [min(int(pre_nms_top_k), a) * c]
   k = sum(level_k)
   kk = min(big_k, k)  # the final TopK runs over the k candidates.
   nodes, inits = [], []
@@ -137,7 +153,11 @@ def postprocess_model(
     return outputs[0] if len(outputs) == 1 else outputs
 
   # 1-2. Flatten and pre-NMS top-k (flat index = anchor * C + class), per level if asked.
-  if pre_nms_top_k_per_class:
+  if dynamic_levels is not None:
+    flat = op("Reshape", [scores_name, const("pp_shape_flat", [0, -1], np.int64)], ["pp_flat"])
+    top_scores, top_idx = _top_k_padded(op, const, flat, k=int(pre_nms_top_k),
+                                        num_levels=int(dynamic_levels), num_classes=c)
+  elif pre_nms_top_k_per_class:
     top_scores, top_idx = _top_k_per_class(op, const, scores_name, k=min(int(pre_nms_top_k), a),
                                            num_classes=c)
   else:
@@ -155,9 +175,14 @@ def postprocess_model(
   else:
     cand_boxes = op("GatherND", [boxes_name, anchor_nd], ["pp_cand_boxes"], batch_dims=1)
 
-  # 3. Score threshold: invalid candidates get the sentinel score.
-  valid = op("GreaterOrEqual", [top_scores, const("pp_score_thr", score_threshold, np.float32)],
-             ["pp_valid"])
+  # 3. Score threshold and non-empty boxes: invalid candidates get the sentinel score.
+  above = op("GreaterOrEqual", [top_scores, const("pp_score_thr", score_threshold, np.float32)],
+             ["pp_above"])
+  corner = [op("Gather", [cand_boxes, const(f"pp_corner{i}", i, np.int64)], [f"pp_cand_c{i}"],
+               axis=2) for i in range(4)]  # [N, k] each: x1, y1, x2, y2
+  nonempty = op("And", [op("Greater", [corner[2], corner[0]], ["pp_wide"]),
+                        op("Greater", [corner[3], corner[1]], ["pp_tall"])], ["pp_nonempty"])
+  valid = op("And", [above, nonempty], ["pp_valid"])
   invalid_score = const("pp_invalid_score", _INVALID_SCORE, np.float32)
   masked = op("Where", [valid, top_scores, invalid_score], ["pp_masked"])
 
@@ -198,7 +223,7 @@ def postprocess_model(
   out_idx_nd = op("Unsqueeze", [out_idx, const("pp_axis_last2", [-1], np.int64)], ["pp_idx_nd"])
   det_boxes = op("GatherND", [cand_boxes, out_idx_nd], ["pp_det_boxes"], batch_dims=1)
   det_boxes = _boxes_to_image(op, const, det_boxes, image_size=image_size,
-                             dynamic_image_size=dynamic_image_size)
+                             dynamic_image_size=dynamic_image_size, box_back=box_back)
   det_classes = op("GatherElements", [cls, out_idx], ["pp_det_classes"], axis=1)
   pos_valid_box = op("Unsqueeze", [pos_valid, const("pp_axis_last3", [-1], np.int64)],
                      ["pp_pos_valid_box"])
@@ -225,7 +250,7 @@ def postprocess_model(
   graph = helper.make_graph(
       nodes, "jaxdet_postprocess",
       inputs=_inputs(n, a, c, boxes_name, scores_name, dynamic_image_size,
-                     class_specific_boxes),
+                     class_specific_boxes, box_back=box_back, dynamic_levels=dynamic_levels),
       outputs=[helper.make_tensor_value_info("num_detections", TensorProto.INT64, [n]),
                helper.make_tensor_value_info("detection_boxes", TensorProto.FLOAT, [n, big_k, 4]),
                helper.make_tensor_value_info("detection_scores", TensorProto.FLOAT, [n, big_k]),
@@ -236,7 +261,7 @@ def postprocess_model(
 
 def raw_outputs_model(*, num_anchors, num_classes, opset, image_size=None,
                       dynamic_image_size=False, boxes_name="raw_boxes", scores_name="raw_scores",
-                      batch_dim="N", class_specific_boxes=False):
+                      batch_dim="N", class_specific_boxes=False, box_back=False):
   """The tail of a graph exported without NMS: boxes mapped to input pixels, scores as they are.
 
   Args:
@@ -249,6 +274,7 @@ def raw_outputs_model(*, num_anchors, num_classes, opset, image_size=None,
     scores_name: name of the ``[N, A, C]`` float32 scores input.
     batch_dim: symbolic name of the batch dimension.
     class_specific_boxes: boxes are ``[N, A, C, 4]``.
+    box_back: see ``postprocess_model``.
 
   Returns:
     ``onnx.ModelProto`` with outputs ``boxes`` float32 ``[N, A, 4]`` or ``[N, A, C, 4]`` (xyxy
@@ -265,14 +291,15 @@ def raw_outputs_model(*, num_anchors, num_classes, opset, image_size=None,
     return outputs[0]
 
   boxes = _boxes_to_image(op, const, boxes_name, image_size=image_size,
-                          dynamic_image_size=dynamic_image_size)
+                          dynamic_image_size=dynamic_image_size, box_back=box_back)
   op("Identity", [boxes], ["boxes"])
   op("Identity", [scores_name], ["scores"])
-  n, a, c = batch_dim, int(num_anchors), int(num_classes)
+  n, c = batch_dim, int(num_classes)
+  a = "A" if num_anchors is None else int(num_anchors)
   graph = helper.make_graph(
       nodes, "jaxdet_raw_outputs",
       inputs=_inputs(n, a, c, boxes_name, scores_name, dynamic_image_size,
-                     class_specific_boxes),
+                     class_specific_boxes, box_back=box_back),
       outputs=[helper.make_tensor_value_info("boxes", TensorProto.FLOAT,
                                              [n, a, c, 4] if class_specific_boxes else [n, a, 4]),
                helper.make_tensor_value_info("scores", TensorProto.FLOAT, [n, a, c])],
@@ -280,9 +307,12 @@ def raw_outputs_model(*, num_anchors, num_classes, opset, image_size=None,
   return _finish(graph, opset)
 
 
-def _boxes_to_image(op, const, boxes, *, image_size, dynamic_image_size):
+def _boxes_to_image(op, const, boxes, *, image_size, dynamic_image_size, box_back=False):
   """Maps network-pixel boxes to input-image pixels and clips them (as `Detector.predict`)."""
-  if dynamic_image_size:
+  if box_back:  # torchvision's models: times original / resized, in float32
+    boxes = op("Mul", [boxes, "box_back"], [f"{boxes}_to_image"])
+    limit = "box_limit"
+  elif dynamic_image_size:
     boxes = op("Div", [boxes, "box_scale"], [f"{boxes}_unscaled"])
     limit = "box_limit"
   elif image_size is not None:
@@ -315,6 +345,38 @@ def _top_k(op, const, flat, *, levels, level_k, num_classes):
           op("Concat", indices, ["pp_top_idx"], axis=1))
 
 
+def _top_k_padded(op, const, flat, *, k, num_levels, num_classes):
+  """Per-level ``TopK(k)`` of ``flat [N, A*C]`` whose level sizes are the run-time input
+  ``level_sizes`` (anchors per level): each level's slice is padded with ``k`` invalid (-1)
+  scores first, so a short level yields its candidates and then invalid ones (score -1, flat
+  index 0). Returns the scores and flat indices ``[N, num_levels * k]``, levels in order."""
+  n_cls = const("pp_dl_c", [num_classes], np.int64)
+  ends = op("Mul", [op("CumSum", ["level_sizes", const("pp_dl_axis", 0, np.int64)],
+                       ["pp_dl_cumsum"]), n_cls], ["pp_dl_ends"])  # [L], flat (anchor * C)
+  starts = op("Sub", [ends, op("Mul", ["level_sizes", n_cls], ["pp_dl_lens"])], ["pp_dl_starts"])
+  rows = op("Slice", [op("Shape", [flat], ["pp_dl_shape"]), const("pp_dl_0", [0], np.int64),
+                      const("pp_dl_1", [1], np.int64)], ["pp_dl_rows"])
+  pad = op("Expand", [const("pp_dl_pad", np.full((1, k), _INVALID_SCORE, np.float32), np.float32),
+                      op("Concat", [rows, const("pp_dl_k", [k], np.int64)], ["pp_dl_pad_shape"],
+                         axis=0)], ["pp_dl_pad_block"])
+  scores, indices = [], []
+  for i in range(num_levels):
+    at = const(f"pp_dl{i}_at", [i], np.int64)
+    lo = op("Gather", [starts, at], [f"pp_dl{i}_lo"], axis=0)
+    hi = op("Gather", [ends, at], [f"pp_dl{i}_hi"], axis=0)
+    part = op("Slice", [flat, lo, hi, const(f"pp_dl{i}_axis", [1], np.int64)], [f"pp_dl{i}_part"])
+    padded = op("Concat", [part, pad], [f"pp_dl{i}_padded"], axis=1)
+    s, idx = op("TopK", [padded, const(f"pp_dl{i}_k", [k], np.int64)],
+                [f"pp_dl{i}_scores", f"pp_dl{i}_idx"], axis=-1, largest=1, sorted=1)
+    real = op("Less", [idx, op("Sub", [hi, lo], [f"pp_dl{i}_len"])], [f"pp_dl{i}_real"])
+    scores.append(op("Where", [real, s, const(f"pp_dl{i}_inv", _INVALID_SCORE, np.float32)],
+                     [f"pp_dl{i}_s"]))
+    indices.append(op("Where", [real, op("Add", [idx, lo], [f"pp_dl{i}_flat"]),
+                                const(f"pp_dl{i}_zero", 0, np.int64)], [f"pp_dl{i}_i"]))
+  return (op("Concat", scores, ["pp_top_scores"], axis=1),
+          op("Concat", indices, ["pp_top_idx"], axis=1))
+
+
 def _top_k_per_class(op, const, scores, *, k, num_classes):
   """``TopK(k)`` over the anchors of each class of ``scores [N, A, C]``; returns the scores and
   flat (anchor * C + class) indices ``[N, C * k]``, concatenated in class order."""
@@ -329,13 +391,20 @@ def _top_k_per_class(op, const, scores, *, k, num_classes):
           op("Reshape", [flat, shape], ["pp_top_idx"]))
 
 
-def _inputs(n, a, c, boxes_name, scores_name, dynamic_image_size, class_specific_boxes):
+def _inputs(n, a, c, boxes_name, scores_name, dynamic_image_size, class_specific_boxes,
+            box_back=False, dynamic_levels=None):
   boxes_shape = [n, a, c, 4] if class_specific_boxes else [n, a, 4]
   inputs = [helper.make_tensor_value_info(boxes_name, TensorProto.FLOAT, boxes_shape),
             helper.make_tensor_value_info(scores_name, TensorProto.FLOAT, [n, a, c])]
-  if dynamic_image_size:
+  if box_back:
+    inputs += [helper.make_tensor_value_info("box_back", TensorProto.FLOAT, [4]),
+               helper.make_tensor_value_info("box_limit", TensorProto.FLOAT, [4])]
+  elif dynamic_image_size:
     inputs += [helper.make_tensor_value_info("box_scale", TensorProto.FLOAT, [4]),
                helper.make_tensor_value_info("box_limit", TensorProto.FLOAT, [4])]
+  if dynamic_levels is not None:
+    inputs.append(helper.make_tensor_value_info("level_sizes", TensorProto.INT64,
+                                                [int(dynamic_levels)]))
   return inputs
 
 

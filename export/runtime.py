@@ -19,8 +19,9 @@ def default_providers():
 class Detector:
   """An onnxruntime session around a `jaxdet export` file.
 
-  Takes uint8 RGB images of any size, letterboxes them as the model expects (top-left,
-  ``jaxdet.data.preprocess``; in the graph for ``--dynamic-image-size`` exports) and returns
+  Takes uint8 RGB images of any size, resizes them as the model expects (``jaxdet.data.
+  preprocess``: letterbox or stretch with PIL or OpenCV here; in the graph for
+  ``--dynamic-image-size`` exports and for torchvision's float preprocessing) and returns
   detections in original-image pixels, the same dict as ``jaxdet.load(...).predict``.
 
   Attributes:
@@ -148,7 +149,10 @@ class Detector:
 
   def _predict_letterboxed(self, batch, proposals=None):
     from jaxdet import predict_inputs  # pylint: disable=g-import-not-at-top
-    inputs, scale, limits = predict_inputs.resize_batch(batch, self.image_size, self.metadata.resize)
+    from jaxdet.data import preprocess  # pylint: disable=g-import-not-at-top
+    rule = preprocess.Preprocess(resize=self.metadata.resize,
+                                 interpolation=self.metadata.interpolation)
+    inputs, scale, limits = predict_inputs.resize_batch(batch, self.image_size, rule)
     if proposals is not None:  # into network pixels as the images (NaN rows stay NaN)
       proposals = proposals * np.concatenate([scale, scale], axis=1)[:, None, :]
     out = self._run(inputs, proposals)

@@ -111,7 +111,7 @@ def export_segmentation_onnx(segmenter, path, *, image_size=None, opset=None,
   meta = SegmentationMetadata(
       class_names=tuple(segmenter.class_names), input_size=size,
       model_name=str(segmenter.config.model.name),
-      resize=onnx_export._resize_rule(segmenter),  # pylint: disable=protected-access
+      resize=onnx_export._preprocess(segmenter).resize,  # pylint: disable=protected-access
       probabilities=bool(probabilities),
       jaxdet_version=onnx_export._jaxdet_version(),  # pylint: disable=protected-access
       checkpoint_step=-1 if checkpoint_step is None else int(checkpoint_step),

@@ -8,6 +8,7 @@ any of these (arrays `[H, W, 3]`), of mixed sizes. In-memory images (arrays, PIL
 they are: boxes refer to their pixels.
 """
 
+import dataclasses
 import os
 import pathlib
 
@@ -128,12 +129,16 @@ def _is_pil(value) -> bool:
 
 
 def resize_batch(images: list[np.ndarray], size: int, resize="letterbox"):
-  """Resizes images to the network input by the model's rule (`config.model.preprocess.resize`).
+  """Resizes images to the uint8 network input by the model's rule (`config.model.preprocess`).
+
+  For the rules that resize uint8 pixels (letterbox or stretch, PIL or OpenCV resampling:
+  `jaxdet.data.preprocess.resizes_uint8`); `network_inputs` serves every rule.
 
   Args:
     images: list of `[H_i, W_i, 3]` uint8 (from `as_image_list`).
     size: S, the network input side.
-    resize: "letterbox" (top-left, `jaxdet.data.preprocess.letterbox_image`) or "stretch".
+    resize: "letterbox" (top-left, `jaxdet.data.preprocess.letterbox_image`) or "stretch" with
+      PIL's resampling, or the model's `Preprocess` (its rule and interpolation).
 
   Returns:
     `(inputs [N, S, S, 3] uint8, scale [N, 2] float32 (sx, sy), limits [N, 4] float32
@@ -153,6 +158,86 @@ def resize_batch(images: list[np.ndarray], size: int, resize="letterbox"):
   return np.stack(inputs), np.asarray(scales, np.float32), np.asarray(limits, np.float32)
 
 
+@dataclasses.dataclass(frozen=True)
+class InputGroup:
+  """Images that share one network input shape (`network_inputs`).
+
+  Attributes:
+    indices: int64 `[n]`, their positions in the caller's list.
+    images: float32 `[n, Hc, Wc, 3]`, resized, normalized and padded (the network's input).
+    image_hw: int32 `[n, 2]`, `(new_h, new_w)`: each image's extent in `images`.
+    scale: float32 `[n, 2]`, `(new_w / w, new_h / h)`: network pixels per image pixel (what
+      `resize_batch` gives; maps proposals in, and boxes back for the uint8 rules).
+    back: float32 `[n, 2]`, `(w / new_w, h / new_h)` in float32: image pixels per network pixel
+      along x and y (torchvision's `resize_boxes` ratios).
+    limits: float32 `[n, 4]`, `(W, H, W, H)` of each image.
+  """
+  indices: np.ndarray
+  images: np.ndarray
+  image_hw: np.ndarray
+  scale: np.ndarray
+  back: np.ndarray
+  limits: np.ndarray
+
+
+def network_inputs(images: list[np.ndarray], size: int, pre) -> list[InputGroup]:
+  """The network inputs of images of any size, grouped by input shape.
+
+  Every rule of `config.model.preprocess` (`jaxdet.data.preprocess.network_input`): letterbox
+  and stretch give one S x S group; the "rcnn" rule gives one group per padded extent (each image
+  at its own size padded to a multiple of `size_divisible`, as torchvision runs one image).
+
+  Args:
+    images: list of `[H_i, W_i, 3]` uint8 (from `as_image_list`).
+    size: S, the model's input side.
+    pre: the model's `jaxdet.data.preprocess.Preprocess`.
+
+  Returns:
+    list of `InputGroup`, in order of first appearance.
+  """
+  from jaxdet.data import preprocess  # pylint: disable=g-import-not-at-top
+  groups = {}
+  for i, image in enumerate(images):
+    h, w = image.shape[:2]
+    pixels, (new_h, new_w) = preprocess.network_input(image, size, pre)
+    back = (np.float32(w) / np.float32(new_w), np.float32(h) / np.float32(new_h))
+    groups.setdefault(pixels.shape, []).append(
+        (i, pixels, (new_h, new_w), (new_w / w, new_h / h), back, (w, h, w, h)))
+  out = []
+  for members in groups.values():
+    index, pixels, hw, scale, back, limits = zip(*members)
+    out.append(InputGroup(indices=np.asarray(index, np.int64), images=np.stack(pixels),
+                          image_hw=np.asarray(hw, np.int32), scale=np.asarray(scale, np.float32),
+                          back=np.asarray(back, np.float32),
+                          limits=np.asarray(limits, np.float32)))
+  return out
+
+
+def boxes_to_image_pixels(boxes_xyxy, back, limits, num_detections=None) -> np.ndarray:
+  """Maps network-input boxes of an `InputGroup` back to each image's pixels.
+
+  Args:
+    boxes_xyxy: `[n, K, 4]` float boxes in network-input pixels.
+    back: `[n, 2]` float32 `InputGroup.back`.
+    limits: `[n, 4]` float32 `InputGroup.limits`.
+    num_detections: optional `[n]` int; boxes past it are zeroed.
+
+  Returns:
+    `[n, K, 4]` float32: times (bx, by, bx, by) in float32 (torchvision's `resize_boxes`), clipped
+    to the image.
+  """
+  factor = np.concatenate([back, back], axis=1)[:, None, :].astype(np.float32)
+  return _clip_and_zero(np.asarray(boxes_xyxy, np.float32) * factor, limits, num_detections)
+
+
+def _clip_and_zero(boxes, limits, num_detections):
+  boxes = np.clip(boxes, 0.0, limits[:, None, :])
+  if num_detections is not None:
+    valid = np.arange(boxes.shape[1])[None, :] < np.asarray(num_detections)[:, None]
+    boxes = np.where(valid[..., None], boxes, 0.0)
+  return boxes.astype(np.float32)
+
+
 def boxes_to_images(boxes_xyxy, scale, limits, num_detections=None) -> np.ndarray:
   """Maps network-input boxes back to each image's pixels.
 
@@ -166,11 +251,7 @@ def boxes_to_images(boxes_xyxy, scale, limits, num_detections=None) -> np.ndarra
     `[N, K, 4]` float32: divided by (sx, sy, sx, sy) in float32 and clipped to the image.
   """
   boxes = np.asarray(boxes_xyxy, np.float32) / np.concatenate([scale, scale], axis=1)[:, None, :]
-  boxes = np.clip(boxes, 0.0, limits[:, None, :])
-  if num_detections is not None:
-    valid = np.arange(boxes.shape[1])[None, :] < np.asarray(num_detections)[:, None]
-    boxes = np.where(valid[..., None], boxes, 0.0)
-  return boxes.astype(np.float32)
+  return _clip_and_zero(boxes, limits, num_detections)
 
 
 def check_proposals_wanted(external, proposals, proposal_mask, model_name):

@@ -138,3 +138,43 @@ def write_split_proposals(path, dataset, split, data_dir, *, rng=None, jitter=0.
     table[int(ex["image_id"])] = boxes.astype(np.float32)
   proposals.write_proposals(path, list(table), list(table.values()))
   return table
+
+
+# The photographs shipped with scikit-image (a dev dependency; nothing is downloaded), and
+# generated sizes a real folder holds: a portrait, a tiny, a huge and a strip-like image.
+PHOTOS = ("landscape", "odd", "portrait", "square", "tiny", "huge", "strip")
+
+
+def photos(names=PHOTOS) -> dict[str, np.ndarray]:
+  """Real photographs of many sizes and aspect ratios, uint8 RGB `[H, W, 3]`.
+
+  `landscape`: skimage's coffee, 400 x 600; `odd`: chelsea, 300 x 451; `portrait`: the rocket
+  turned upright, 640 x 427; `square`: the astronaut, 512 x 512; `tiny`: chelsea resized to
+  16 x 20; `huge`: coffee resized to 2667 x 4000; `strip`: a 120 x 1000 band of the Hubble deep
+  field (the PIL resizes are bilinear).
+
+  Args:
+    names: which of `PHOTOS`.
+
+  Returns:
+    dict name -> image, in the order of `names`.
+  """
+  import skimage.data  # pylint: disable=g-import-not-at-top  (a test-only dependency)
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  def resized(image, h, w):
+    return np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
+
+  make = {
+      "landscape": skimage.data.coffee,
+      "odd": skimage.data.chelsea,
+      "portrait": lambda: np.ascontiguousarray(np.rot90(skimage.data.rocket())),
+      "square": skimage.data.astronaut,
+      "tiny": lambda: resized(skimage.data.chelsea(), 16, 20),
+      "huge": lambda: resized(skimage.data.coffee(), 2667, 4000),
+      "strip": lambda: np.ascontiguousarray(skimage.data.hubble_deep_field()[300:420]),
+  }
+  unknown = sorted(set(names) - set(make))
+  if unknown:
+    raise ValueError(f"unknown photos {unknown}; known: {PHOTOS}")
+  return {name: make[name]() for name in names}

@@ -154,3 +154,52 @@ def assert_same_detections(boxes, scores, classes, ref_boxes, ref_scores, ref_cl
                   f"matches no reference detection of equal score; reference {i}: class "
                   f"{ref_classes[i]}, box {ref_boxes[i]}")
     used[same[0]] = True
+
+
+def convert_torchvision(model, arch, folder, *args):
+  """Saves `model`'s state dict as safetensors and runs `jaxdet convert torchvision` into
+  `folder` (a `pathlib.Path`, created) with `args` (e.g. `--image-size 128`); returns `folder`."""
+  from jaxdet import cli
+  from safetensors.numpy import save_file
+  folder.mkdir(parents=True, exist_ok=True)
+  weights = folder.parent / f"{folder.name}.safetensors"
+  save_file(numpy_state_dict(model), str(weights))
+  assert cli.main(["convert", "torchvision", "--arch", arch, "--weights", str(weights),
+                   "--output", str(folder / "out"), *args]) == 0
+  return folder / "out"
+
+
+def torchvision_detections(model, image):
+  """A torchvision detector's `model.eval()([image])[0]` of one uint8 `[H, W, 3]` photo (as
+  `ToTensor`: pixels / 255): `(boxes [n, 4], scores [n], labels [n])` NumPy, photo pixels."""
+  torch, _ = torch_modules()
+  with torch.no_grad():
+    ref = model([torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float() / 255])
+  return tuple(ref[0][k].numpy() for k in ("boxes", "scores", "labels"))
+
+
+def assert_photo_detections(out, ref, *, index=0, label_offset=0, min_count=1, box_atol=1e-2,
+                            score_atol=1e-4, what=""):
+  """Image `index` of a predict dict (`jaxdet.load(...).predict` or `jaxdet_export.Detector`)
+  against the reference's `(boxes, scores, labels)` by `assert_same_detections` (issue 28's
+  photo tolerances by default: 1e-2 px, 1e-4). `label_offset`: the reference's label of jaxdet
+  class 0 (torchvision's background shift).
+
+  jaxdet drops detections of zero area (a box clipped away onto an image edge, e.g. from an
+  anchor in the padding); torchvision's RetinaNet and SSD keep them. Such a box suppresses
+  nothing (IoU 0), so jaxdet's detections are the reference's without them, followed, where the
+  reference stopped at its cap, by the next ones: the reference's non-empty detections must be
+  jaxdet's first ones, and jaxdet has at most as many as the reference.
+  """
+  boxes, scores, labels = (np.asarray(x) for x in ref)
+  nonempty = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+  n, m = int(out["num_detections"][index]), int(nonempty.sum())
+  assert m >= min_count, (what, "too few reference detections", m)
+  if nonempty.all():
+    assert n == m, (what, n, m)
+  else:
+    assert m <= n <= len(scores), (what, n, m, len(scores))
+  assert_same_detections(out["boxes"][index, :m], out["scores"][index, :m],
+                         out["classes"][index, :m] + label_offset, boxes[nonempty],
+                         scores[nonempty], labels[nonempty], box_atol=box_atol,
+                         score_atol=score_atol)

@@ -24,8 +24,13 @@ def register(subparsers) -> None:
   tv.add_argument("--weights", required=True, help=".pth (needs torch) or .safetensors file")
   tv.add_argument("--output", required=True, help="checkpoint folder to create")
   tv.add_argument("--image-size", type=int, default=None,
-                  help="square input size S stored in the config (default 224 for classifiers, "
-                       "800 for detectors)")
+                  help="the model's input size S: classifiers 224 by default, ssd300_vgg16 300, "
+                       "fcn_resnet* 520; the R-CNN family and RetinaNet resize as torchvision "
+                       "(min_size 800, max_size 1333), and S sets both to S")
+  tv.add_argument("--min-size", type=int, default=None,
+                  help="R-CNN family and RetinaNet: torchvision's min_size (default 800)")
+  tv.add_argument("--max-size", type=int, default=None,
+                  help="R-CNN family and RetinaNet: torchvision's max_size (default 1333)")
   tv.__class__ = _OverridesParser
   tv.set_defaults(func=_run)
   dn = sources.add_parser(
@@ -63,7 +68,8 @@ def _run(args) -> int:
   try:
     start = time.perf_counter()
     step_dir = tv_convert.convert_file(args.arch, args.weights, args.output,
-                                       image_size=args.image_size,
+                                       image_size=args.image_size, min_size=args.min_size,
+                                       max_size=args.max_size,
                                        overrides=list(args.config_overrides))
   except (tv_convert.ConversionError, config_lib.ConfigError, FileNotFoundError,
           FileExistsError) as e:

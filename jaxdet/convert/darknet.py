@@ -166,6 +166,10 @@ def from_darknet(cfg_text: str, weights: bytes, *, image_size: int | None = None
   config.image_size = p.image_size
   config.model = models.default_config(family_of(p))
   config.model.cfg_text = cfg_text
+  # OpenCV DNN's preprocessing (`blobFromImage(img, 1 / 255, (S, S), swapRB=True)`): the photo
+  # stretched to S x S by `cv2.resize` (INTER_LINEAR, uint8), so a photo of any size gives
+  # OpenCV's outputs.
+  config.model.preprocess.interpolation = "opencv"
   config.postprocess.update(POSTPROCESS)
   _check_against_model(config, classes.pop(), variables)
   return config, variables, header

@@ -26,6 +26,43 @@ from jaxdet.convert.loader import (ConversionError, convert_variables, read_weig
 # torchvision's ImageNet normalization in the units of `config.model.preprocess` (CONTRACT.md).
 IMAGENET_PREPROCESS = {"value_range": 1.0, "mean": (0.485, 0.456, 0.406),
                        "std": (0.229, 0.224, 0.225), "resize": "letterbox"}
+# torchvision's detection defaults (`GeneralizedRCNNTransform`: min_size, max_size).
+RCNN_MIN_SIZE, RCNN_MAX_SIZE = 800, 1333
+
+
+def rcnn_preprocess(*, image_size=None, min_size=None, max_size=None):
+  """The `config.model.preprocess` of torchvision's R-CNN family and RetinaNet, and S.
+
+  torchvision's `GeneralizedRCNNTransform`: ImageNet normalization of pixels / 255, then the
+  `"rcnn"` resize rule (`jaxdet.data.preprocess`) with `F.interpolate`'s bilinear, padded to a
+  multiple of 32 with zeros.
+
+  Args:
+    image_size: S: `min_size = max_size = S` (torchvision built with both equal to S).
+    min_size: torchvision's `min_size` (default 800); not with `image_size`.
+    max_size: torchvision's `max_size` (default 1333); not with `image_size`.
+
+  Returns:
+    `(preprocess ConfigDict, S)`: S, the square canvas of batched training and evaluation,
+    is `max_size` rounded up to a multiple of 32.
+
+  Raises:
+    ConversionError: `image_size` with `min_size`/`max_size`, or a size that is not positive.
+  """
+  import ml_collections
+  if image_size is not None and (min_size is not None or max_size is not None):
+    raise ConversionError("give --image-size S (min_size = max_size = S) or --min-size/"
+                          "--max-size, not both")
+  if image_size is not None:
+    min_size = max_size = image_size
+  min_size = RCNN_MIN_SIZE if min_size is None else min_size
+  max_size = RCNN_MAX_SIZE if max_size is None else max_size
+  for name, value in (("min_size", min_size), ("max_size", max_size)):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+      raise ConversionError(f"{name} must be a positive integer, got {value!r}")
+  pre = dict(IMAGENET_PREPROCESS, resize="rcnn", interpolation="torch", min_size=min_size,
+             max_size=max_size, size_divisible=32)
+  return ml_collections.ConfigDict(pre), -(-max_size // 32) * 32
 
 # ---------------------------------------------------------------------------------------------
 # Name maps: module path (without the leaf) -> (torchvision prefix, CHW shape of a flattened
@@ -134,18 +171,22 @@ class ModelConverter:
 
   Attributes:
     archs: the torchvision architecture names it converts.
-    config: `(arch, state_dict, *, image_size: int | None) -> (config, class_names)`: the resolved
-      training config (`base_config()` + the family's model, preprocess and postprocess settings;
-      `image_size=None`: the family's default), with the number of classes read from the state
-      dict; `class_names` a list of str, one per class index.
+    config: `(arch, state_dict, *, image_size: int | None, **sizes) -> (config, class_names)`:
+      the resolved training config (`base_config()` + the family's model, preprocess and
+      postprocess settings; `image_size=None`: the family's default), with the number of classes
+      read from the state dict; `class_names` a list of str, one per class index. `sizes`:
+      `min_size`, `max_size` for a family with `min_max_sizes`.
     convert: `(arch, state_dict, *, config) -> (module, variables)` for that config (strict:
       a missing/unexpected/mis-shaped key raises `ConversionError` naming it).
     prepare: optional `state_dict -> state_dict` applied first (legacy key names).
+    min_max_sizes: the family resizes by torchvision's min/max-size rule (`rcnn_preprocess`):
+      its config takes `min_size` and `max_size`.
   """
   archs: tuple[str, ...]
   config: Callable
   convert: Callable
   prepare: Callable = lambda state_dict: dict(state_dict)
+  min_max_sizes: bool = False
 
 
 @functools.cache
@@ -264,7 +305,7 @@ def classifier_config(arch: str, *, num_classes: int, image_size: int = 224):
 
 
 def convert_file(arch: str, weights, output, *, image_size: int | None = None,
-                 overrides=()):
+                 min_size: int | None = None, max_size: int | None = None, overrides=()):
   """Converts a torchvision weights file into a checkpoint folder (what `jaxdet convert
   torchvision` runs).
 
@@ -272,7 +313,9 @@ def convert_file(arch: str, weights, output, *, image_size: int | None = None,
     arch: torchvision architecture name.
     weights: `.pth` / `.pt` (needs torch) or `.safetensors` file.
     output: checkpoint folder to create (`config.json`, `checkpoints/latest/0`).
-    image_size: square input size S of the config (default 224).
+    image_size: square input size S of the config (default: the family's, `ModelConverter`).
+    min_size: torchvision's `min_size` of the R-CNN family and RetinaNet (default 800).
+    max_size: torchvision's `max_size` of the R-CNN family and RetinaNet (default 1333).
     overrides: `--config.KEY=VALUE` arguments, applied before building the model.
 
   Returns:
@@ -282,13 +325,17 @@ def convert_file(arch: str, weights, output, *, image_size: int | None = None,
   from jaxdet.train import config as config_lib
   if arch not in archs():
     raise ConversionError(f"unknown torchvision arch {arch!r}; expected one of {archs()}")
+  sizes = {k: v for k, v in (("min_size", min_size), ("max_size", max_size)) if v is not None}
+  if sizes and not (arch in converters() and converters()[arch].min_max_sizes):
+    raise ConversionError(f"--min-size/--max-size are for the R-CNN family and RetinaNet "
+                          f"(torchvision's min/max-size resize); {arch} takes --image-size")
   sd = read_weights(weights)
   parse = lambda c: config_lib.apply_overrides(c, config_lib.parse_override_args(list(overrides)))
   source = {"framework": "torchvision", "arch": arch, "weights": pathlib.Path(weights).name}
   if arch in converters():
     converter = converters()[arch]
     sd = converter.prepare(sd)
-    config, names = converter.config(arch, sd, image_size=image_size)
+    config, names = converter.config(arch, sd, image_size=image_size, **sizes)
     config = parse(config)
     _, variables = converter.convert(arch, sd, config=config)
   else:

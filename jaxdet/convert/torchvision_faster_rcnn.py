@@ -70,16 +70,19 @@ def class_names(num_classes: int) -> list[str]:
   return [str(i + 1) for i in range(num_classes)]
 
 
-def faster_rcnn_config(arch: str, *, num_classes: int, image_size: int = 800):
+def faster_rcnn_config(arch: str, *, num_classes: int, image_size: int | None = None,
+                       min_size: int | None = None, max_size: int | None = None):
   """The resolved config of a converted torchvision Faster R-CNN (`base_config()` plus the
   variant's model settings, preprocessing and torchvision's RoIHeads postprocess)."""
   from jaxdet import models
   from jaxdet.train import config as config_lib
   config = config_lib.base_config()
-  config.image_size = image_size
+  # torchvision's transform: min/max-size resize, pad to 32 (`--image-size S`: both sizes S).
+  preprocess, config.image_size = tv.rcnn_preprocess(image_size=image_size, min_size=min_size,
+                                                     max_size=max_size)
   config.model = models.default_config("faster_rcnn")
   config.model.update(backbone="resnet50", **FASTER_RCNN_VARIANTS[arch])
-  config.model.preprocess = ml_collections.ConfigDict(tv.IMAGENET_PREPROCESS)
+  config.model.preprocess = preprocess
   config.optimizer.freeze_regex = r"^backbone/(stem|layer1_\d+)/"  # trainable_backbone_layers=3
   # torchvision thresholds every (RoI, class) score and runs the per-class NMS on all of them:
   # a top-k that keeps every candidate is the same.
@@ -90,10 +93,11 @@ def faster_rcnn_config(arch: str, *, num_classes: int, image_size: int = 800):
   return config
 
 
-def _config(arch, state_dict, *, image_size=None):
+def _config(arch, state_dict, *, image_size=None, min_size=None, max_size=None):
   num_classes = _num_classes(state_dict)
-  return (faster_rcnn_config(arch, num_classes=num_classes, image_size=image_size or 800),
-          class_names(num_classes))
+  config = faster_rcnn_config(arch, num_classes=num_classes, image_size=image_size,
+                              min_size=min_size, max_size=max_size)
+  return config, class_names(num_classes)
 
 
 def _convert(arch, state_dict, *, config):
@@ -109,4 +113,5 @@ def _convert(arch, state_dict, *, config):
   return module, jax.tree.map(jnp.asarray, variables)
 
 
-CONVERTER = tv.ModelConverter(archs=tuple(FASTER_RCNN_VARIANTS), config=_config, convert=_convert)
+CONVERTER = tv.ModelConverter(archs=tuple(FASTER_RCNN_VARIANTS), config=_config, convert=_convert,
+                              min_max_sizes=True)

@@ -12,7 +12,6 @@ import re
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 
 from jaxdet.convert import torchvision as tv
 from jaxdet.convert.loader import to_numpy
@@ -91,16 +90,19 @@ def class_names(num_classes: int) -> list[str]:
       str(i) for i in range(num_classes)]
 
 
-def retinanet_config(arch: str, *, num_classes: int, image_size: int = 800):
+def retinanet_config(arch: str, *, num_classes: int, image_size: int | None = None,
+                     min_size: int | None = None, max_size: int | None = None):
   """The resolved training config of a converted torchvision RetinaNet (`base_config()` plus the
   variant's model settings, preprocessing and postprocess settings)."""
   from jaxdet import models
   from jaxdet.train import config as config_lib
   config = config_lib.base_config()
-  config.image_size = image_size
+  # torchvision's transform: min/max-size resize, pad to 32 (`--image-size S`: both sizes S).
+  preprocess, config.image_size = tv.rcnn_preprocess(image_size=image_size, min_size=min_size,
+                                                     max_size=max_size)
   config.model = models.default_config("retinanet")
   config.model.update(backbone="resnet50", **RETINANET_VARIANTS[arch])
-  config.model.preprocess = ml_collections.ConfigDict(tv.IMAGENET_PREPROCESS)
+  config.model.preprocess = preprocess
   # torchvision fine-tunes its pretrained detectors with the stem and layer1 fixed
   # (trainable_backbone_layers=3).
   config.optimizer.freeze_regex = r"^backbone/(stem|layer1_\d+)/"
@@ -111,10 +113,11 @@ def retinanet_config(arch: str, *, num_classes: int, image_size: int = 800):
   return config
 
 
-def _config(arch, state_dict, *, image_size=None):
+def _config(arch, state_dict, *, image_size=None, min_size=None, max_size=None):
   num_classes = _num_classes(state_dict)
-  return (retinanet_config(arch, num_classes=num_classes, image_size=image_size or 800),
-          class_names(num_classes))
+  config = retinanet_config(arch, num_classes=num_classes, image_size=image_size,
+                            min_size=min_size, max_size=max_size)
+  return config, class_names(num_classes)
 
 
 def _convert(arch, state_dict, *, config):
@@ -131,4 +134,4 @@ def _convert(arch, state_dict, *, config):
 
 
 CONVERTER = tv.ModelConverter(archs=tuple(RETINANET_VARIANTS), config=_config, convert=_convert,
-                              prepare=upgrade_legacy_keys)
+                              prepare=upgrade_legacy_keys, min_max_sizes=True)

@@ -74,6 +74,8 @@ def ssd_config(arch: str, *, num_classes: int, image_size: int = 300):
   config = config_lib.base_config()
   config.image_size = image_size
   config.model = models.default_config("ssd")
+  # torchvision's transform: normalize, then stretch to 300 x 300 with F.interpolate's bilinear.
+  config.model.preprocess.interpolation = "torch"
   # torchvision fine-tunes with the first VGG block fixed (trainable_backbone_layers=4).
   config.optimizer.freeze_regex = r"^backbone/conv1_\d+/"
   config.postprocess.update(ssd.POSTPROCESS)

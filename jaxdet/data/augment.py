@@ -41,7 +41,9 @@ class AugmentConfig:
     hflip: probability of a horizontal flip.
     scale_range: (lo, hi) multiplier of the base resize scale, drawn log-uniformly; the resized
       image is randomly cropped (scale > 1) or padded (scale < 1) to the output size.
-    resize: ``"letterbox"`` (keep aspect ratio) or ``"plain"`` (stretch to square) base resize.
+    resize: ``"letterbox"`` (keep aspect ratio), ``"plain"`` (stretch to square) or ``"rcnn"``
+      (torchvision's min/max-size scale, ``rcnn_sizes``; kept aspect ratio) base resize.
+    rcnn_sizes: ``(min_size, max_size)`` of the ``"rcnn"`` base resize.
     brightness, contrast, saturation: max relative change (0 disables).
     hue: max hue rotation as a fraction of the colour circle.
     photometric: probability of applying the colour jitter.
@@ -69,6 +71,7 @@ class AugmentConfig:
   hflip: float = 0.5
   scale_range: tuple = (0.5, 1.5)
   resize: str = "letterbox"
+  rcnn_sizes: tuple = (800, 1333)
   brightness: float = 0.25
   contrast: float = 0.25
   saturation: float = 0.3
@@ -124,15 +127,16 @@ def make_config(augment):
   unknown = set(values) - known
   if unknown:
     raise ValueError(f"unknown augment options {sorted(unknown)}; known: {sorted(known)}")
-  for key in ("scale_range", "cutmix_area", "zoom_out_range", "iou_crop_min_ious",
+  for key in ("scale_range", "rcnn_sizes", "cutmix_area", "zoom_out_range", "iou_crop_min_ious",
               "iou_crop_scale", "iou_crop_aspect"):
     if key in values:
       values[key] = tuple(values[key])
   if isinstance(values.get("fill"), (list, tuple)):
     values["fill"] = tuple(int(v) for v in values["fill"])
   cfg = AugmentConfig(**values)
-  if cfg.resize not in ("letterbox", "plain"):
-    raise ValueError(f"augment.resize must be 'letterbox' or 'plain', got {cfg.resize!r}")
+  if cfg.resize not in ("letterbox", "plain", "rcnn"):
+    raise ValueError(f"augment.resize must be 'letterbox', 'plain' or 'rcnn', got "
+                     f"{cfg.resize!r}")
   return cfg
 
 
@@ -227,6 +231,9 @@ def scale_jitter(rng, example, size, cfg):
   jitter = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if hi > lo else float(lo)
   if cfg.resize == "letterbox":
     sx = sy = size / max(h, w) * jitter
+  elif cfg.resize == "rcnn":
+    min_size, max_size = cfg.rcnn_sizes
+    sx = sy = min(min_size / min(h, w), max_size / max(h, w)) * jitter
   else:
     sx, sy = size / w * jitter, size / h * jitter
   nw, nh = w * sx, h * sy

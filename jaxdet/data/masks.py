@@ -72,25 +72,25 @@ def resize_mask(mask, new_h, new_w):
 
 def mask_to_input(mask, size, resize="letterbox"):
   """A mask to the ``size x size`` network input by the model's resize rule, as
-  ``jaxdet.data.preprocess.resize_to_input`` moves its image (nearest neighbour; the letterbox
-  padding is 255 = ignore).
+  ``jaxdet.data.preprocess.network_input`` moves its image (nearest neighbour; padding is
+  255 = ignore).
 
   Args:
     mask: ``[H, W]`` uint8 class ids.
     size: side ``S``.
-    resize: ``"letterbox"`` or ``"stretch"`` (or a ``Preprocess``).
+    resize: ``"letterbox"`` or ``"stretch"``, or a ``Preprocess`` (any rule: ``"rcnn"`` places
+      the resized mask top-left, as the image).
 
   Returns:
     ``[S, S]`` uint8.
   """
   from jaxdet.data import preprocess  # pylint: disable=g-import-not-at-top
-  rule = resize.resize if isinstance(resize, preprocess.Preprocess) else resize
-  h, w = mask.shape[:2]
-  if rule == "stretch":
-    return resize_mask(mask, size, size)
-  if rule != "letterbox":
+  pre = resize if isinstance(resize, preprocess.Preprocess) else None
+  rule = pre.resize if pre is not None else resize
+  if rule not in preprocess.RESIZE_RULES:
     raise ValueError(f"resize must be one of {preprocess.RESIZE_RULES}, got {rule!r}")
-  new_h, new_w = preprocess.letterbox_shape(h, w, size)
+  h, w = mask.shape[:2]
+  new_h, new_w = preprocess.resized_shape(h, w, size, pre or preprocess.Preprocess(resize=rule))
   out = np.full((size, size), IGNORE, np.uint8)
   out[:new_h, :new_w] = resize_mask(mask, new_h, new_w)
   return out

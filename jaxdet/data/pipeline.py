@@ -81,9 +81,10 @@ def _pad_proposals(proposals, max_proposals):
 
 
 def _finalize(example, *, max_boxes, scale, example_mask, preprocess=preprocess_lib.DEFAULT,
-              max_proposals=0):
+              max_proposals=0, image_hw=None):
   """Drops zero-area boxes, pads/truncates to ``max_boxes`` and normalizes the image (by the
-  model's ``preprocess``); with ``max_proposals``, pads the example's ``proposals``."""
+  model's ``preprocess``; a float32 image is already normalized); with ``max_proposals``, pads
+  the example's ``proposals``; ``image_hw`` (the image's extent in the canvas) is passed on."""
   global _truncation_warned
   boxes = np.asarray(example["boxes"], np.float32).reshape(-1, 4)
   classes = np.asarray(example["classes"], np.int32).reshape(-1)
@@ -101,7 +102,8 @@ def _finalize(example, *, max_boxes, scale, example_mask, preprocess=preprocess_
   padded_classes = np.zeros((max_boxes,), np.int32)
   padded_boxes[:n], padded_classes[:n] = boxes[:n], classes[:n]
   out = {
-      "image": preprocess_lib.normalize_image(example["image"], preprocess),
+      "image": (example["image"] if example["image"].dtype == np.float32
+                else preprocess_lib.normalize_image(example["image"], preprocess)),
       "boxes": padded_boxes,
       "classes": padded_classes,
       "box_mask": np.arange(max_boxes) < n,
@@ -112,6 +114,8 @@ def _finalize(example, *, max_boxes, scale, example_mask, preprocess=preprocess_
   }
   if "mask" in example:
     out["mask"] = np.asarray(example["mask"], np.int32)
+  if image_hw is not None:
+    out["image_hw"] = np.asarray(image_hw, np.int32)
   if max_proposals:
     out["proposals"], out["proposal_mask"] = _pad_proposals(
         example.get("proposals", np.zeros((0, 4), np.float32)), max_proposals)
@@ -120,21 +124,28 @@ def _finalize(example, *, max_boxes, scale, example_mask, preprocess=preprocess_
 
 def eval_example(example, *, image_size, max_boxes, example_mask=True,
                  preprocess=preprocess_lib.DEFAULT, max_proposals=0):
-  """One example resized by the model's rule (top-left letterbox or stretch), no randomness
-  (boxes, and ``proposals`` ``[p, 4]`` if any, scaled with the pixels; a ``mask`` uint8
-  ``[H, W]`` resized by nearest neighbour and padded with 255), normalized as the model says
-  (``preprocess``: a ``jaxdet.data.preprocess.Preprocess`` or None for the defaults). With
-  ``max_proposals``, the output has ``proposals`` ``[max_proposals, 4]`` + ``proposal_mask``."""
+  """One example resized by the model's rule (top-left letterbox, stretch, or torchvision's
+  min/max-size rule top-left on the S x S canvas), no randomness (boxes, and ``proposals``
+  ``[p, 4]`` if any, scaled with the pixels; a ``mask`` uint8 ``[H, W]`` resized by nearest
+  neighbour and padded with 255), normalized and padded as the model says (``preprocess``: a
+  ``jaxdet.data.preprocess.Preprocess`` or None for the defaults). With ``max_proposals``, the
+  output has ``proposals`` ``[max_proposals, 4]`` + ``proposal_mask``; with the ``"rcnn"`` rule,
+  ``image_hw`` int32 ``[2]``, the image's extent in the canvas (torchvision's ``image_sizes``:
+  detections are clipped to it)."""
   pre = preprocess_lib.settings(preprocess)
-  image, (sx, sy) = preprocess_lib.resize_to_input(example["image"], image_size, pre.resize)
+  h, w = example["image"].shape[:2]
+  image, (new_h, new_w) = preprocess_lib.network_input(example["image"], image_size, pre,
+                                                        canvas=(image_size, image_size))
+  sx, sy = new_w / w, new_h / h
   to_input = np.array([sx, sy, sx, sy], np.float32)
   example = dict(example, image=image, boxes=example["boxes"] * to_input)
   if "proposals" in example:
     example["proposals"] = np.asarray(example["proposals"], np.float32) * to_input
   if "mask" in example:  # nearest neighbour, the letterbox padding ignored (255)
-    example["mask"] = masks_lib.mask_to_input(example["mask"], image_size, pre.resize)
+    example["mask"] = masks_lib.mask_to_input(example["mask"], image_size, pre)
   return _finalize(example, max_boxes=max_boxes, scale=(sx, sy), example_mask=example_mask,
-                   preprocess=pre, max_proposals=max_proposals)
+                   preprocess=pre, max_proposals=max_proposals,
+                   image_hw=(new_h, new_w) if pre.resize == "rcnn" else None)
 
 
 class _TrainFn:
@@ -159,6 +170,9 @@ class _TrainFn:
     h, w = (int(v) for v in out["orig_size"])
     if self.preprocess.resize == "stretch":
       scale = (self.image_size / w, self.image_size / h)
+    elif self.preprocess.resize == "rcnn":
+      scale = (preprocess_lib.rcnn_scale(h, w, self.preprocess.min_size,
+                                         self.preprocess.max_size),) * 2
     else:
       scale = (self.image_size / max(h, w),) * 2
     return _finalize(out, max_boxes=self.max_boxes, scale=scale, example_mask=True,
@@ -331,6 +345,9 @@ def input_pipeline(dataset, split, *, batch_size, image_size, max_boxes, train, 
     cfg = augment_lib.make_config(augment)
     if pre.resize == "stretch":  # train on what the model sees at inference: no letterbox
       cfg = dataclasses.replace(cfg, resize="plain")
+    elif pre.resize == "rcnn":  # torchvision's scale; the padding normalizes to ~0 as its pad
+      cfg = dataclasses.replace(cfg, resize="rcnn", rcnn_sizes=(pre.min_size, pre.max_size),
+                                fill=preprocess_lib.mean_pixel(pre))
     unsafe = [f"{k}={getattr(cfg, k)}" for k in augment_lib.PROPOSAL_UNSAFE_OPS
               if max_proposals and getattr(cfg, k) > 0]
     if unsafe:

@@ -51,13 +51,20 @@ class Detector:
 
   def __post_init__(self):
     # Variables are a jit argument, not closed-over constants, so XLA does not fold big weights.
-    object.__setattr__(self, "_predict_jit", jax.jit(self._forward_postprocess))
+    # One program per network input shape (the "rcnn" rule runs each image at its padded size).
+    object.__setattr__(self, "_predict_jit", jax.jit(self._network_postprocess))
 
   @property
   def external_proposals(self) -> bool:
     """True for a Fast R-CNN model (`config.model.proposals == "external"`): `forward` and
     `predict` then need `proposals`."""
     return uses_external_proposals(self.config)
+
+  @property
+  def preprocess(self):
+    """The model's resolved `jaxdet.data.preprocess.Preprocess` (normalization, resize rule)."""
+    from jaxdet.data import preprocess
+    return preprocess.of_model(self.config.get("model"))
 
   def forward(self, images_uint8, proposals=None, proposal_mask=None):
     """Normalize + model + decode, pure and jit-able (closes over `variables`).
@@ -72,34 +79,50 @@ class Detector:
       `(boxes_xyxy [N, A, 4] float32 in input pixels, scores [N, A, C] float32 in [0, 1])`
       (`[N, P, C, 4]` class-specific boxes for a two-stage model).
     """
-    return self._forward_with(self.variables, images_uint8,
-                              _proposal_targets(proposals, proposal_mask))
-
-  def _forward_with(self, variables, images_uint8, targets=None):
     from jaxdet.data import preprocess
-    images = preprocess.normalize_image(jnp.asarray(images_uint8),
-                                        preprocess.of_model(self.config.get("model")))
+    images = preprocess.normalize_image(jnp.asarray(images_uint8), self.preprocess)
+    return self.forward_normalized(images, _proposal_targets(proposals, proposal_mask))
+
+  def forward_normalized(self, images, targets=None):
+    """Model + decode of normalized network inputs of any shape, pure and jit-able.
+
+    Args:
+      images: float32 `[N, H, W, 3]`, resized and normalized by the model's rule
+        (`jaxdet.predict_inputs.network_inputs`).
+      targets: optional dict of inference inputs: `proposals` / `proposal_mask` (Fast R-CNN),
+        `image_hw` int32 `[N, 2]` (each image's extent in a padded input, the "rcnn" rule:
+        boxes are clipped to it).
+
+    Returns:
+      `(boxes_xyxy, scores)` as `forward`, in network-input pixels.
+    """
+    return self._network(self.variables, images, targets)
+
+  def _network(self, variables, images, targets=None):
     extra = {} if targets is None else {"targets": targets}
     preds = self.model.apply(variables, images, train=False, **extra)
-    return detector_module(self.config).decode(preds, image_size=self.image_size)
+    return detector_module(self.config).decode(preds, image_size=_input_size(images))
 
-  def _forward_postprocess(self, variables, images_uint8, targets=None):
+  def _network_postprocess(self, variables, images, targets=None):
     from jaxdet.models.postprocess import postprocess
-    boxes, scores = self._forward_with(variables, images_uint8, targets)
-    return postprocess(boxes, scores, **self.postprocess_args())
+    boxes, scores = self._network(variables, images, targets)
+    return postprocess(boxes, scores, **self.postprocess_args(_input_size(images)))
 
-  def postprocess_args(self) -> dict:
+  def postprocess_args(self, image_size=None) -> dict:
     """`postprocess` keyword arguments: `self.postprocess` + `level_sizes` for the per-level
-    option (what the exporter bakes into the graph too)."""
+    option (what the exporter bakes into the graph too), for an input of `image_size` (S or
+    (H, W); default the detector's S)."""
     from jaxdet.models.postprocess import postprocess_args
     return postprocess_args(self.postprocess, model_config=self.config.get("model"),
-                            image_size=self.image_size)
+                            image_size=self.image_size if image_size is None else image_size)
 
   def predict(self, images, *, proposals=None, proposal_mask=None) -> dict[str, np.ndarray]:
     """Detects objects in images of any size (the same inputs as `jaxdet_export.Detector`).
 
-    Images whose size is not S x S are resized by the model's rule (top-left letterbox or
-    stretch, `config.model.preprocess`) and the boxes mapped back to their pixels.
+    Each image is resized by the model's rule (`config.model.preprocess`: letterbox or stretch
+    to S, or torchvision's min/max-size rule at the image's own padded size), normalized, run,
+    and its boxes mapped back to its pixels. Images sharing a network input shape run as one
+    batch; each new shape compiles once (the "rcnn" rule: one per padded size).
 
     Args:
       images: uint8 RGB `[N, H, W, 3]` or one `[H, W, 3]` image (N = 1), a PIL image, an image
@@ -122,22 +145,51 @@ class Detector:
       FileNotFoundError: a path does not exist.
     """
     from jaxdet import predict_inputs
-    from jaxdet.data import preprocess
     predict_inputs.check_proposals_wanted(self.external_proposals, proposals, proposal_mask,
-                           self.config.model.get("name"))
+                                          self.config.model.get("name"))
     batch = predict_inputs.as_image_list(images)
-    rule = preprocess.of_model(self.config.get("model")).resize
-    inputs, scale, limits = predict_inputs.resize_batch(batch, self.image_size, rule)
-    targets = None
     if proposals is not None:
-      targets = _proposal_targets(*predict_inputs.proposals_to_inputs(
-          proposals, proposal_mask, scale, num_images=len(batch)))
-    out = jax.device_get(self._predict_jit(self.variables, inputs, targets))
-    return {"boxes": predict_inputs.boxes_to_images(out["boxes"], scale, limits,
-                                                    out["num_detections"]),
-            "scores": np.asarray(out["scores"], np.float32),
+      predict_inputs.proposals_to_inputs(proposals, proposal_mask, np.ones((len(batch), 2)),
+                                         num_images=len(batch))  # checks the shapes
+    results = [None] * len(batch)
+    for group in predict_inputs.network_inputs(batch, self.image_size, self.preprocess):
+      out = self._predict_group(group, proposals, proposal_mask)
+      for j, i in enumerate(group.indices):
+        results[i] = {k: v[j] for k, v in out.items()}
+    return {k: np.stack([r[k] for r in results]) for k in results[0]}
+
+  def _predict_group(self, group, proposals, proposal_mask):
+    """Detections of one `InputGroup`, boxes in its images' pixels."""
+    from jaxdet import predict_inputs
+    from jaxdet.data import preprocess
+    pre = self.preprocess
+    targets = {}
+    if pre.resize == "rcnn":  # torchvision clips to each image's extent, not the padding
+      targets["image_hw"] = jnp.asarray(group.image_hw)
+    if proposals is not None:
+      idx = group.indices
+      mask = None if proposal_mask is None else np.asarray(proposal_mask)[idx]
+      boxes, mask = predict_inputs.proposals_to_inputs(
+          np.asarray(proposals)[idx], mask, group.scale, num_images=len(idx))
+      targets.update(_proposal_targets(boxes, mask))
+    out = jax.device_get(self._predict_jit(self.variables, jnp.asarray(group.images),
+                                           targets or None))
+    if preprocess.resizes_uint8(pre):  # jaxdet's own rules: divide by the scale, as before
+      boxes = predict_inputs.boxes_to_images(out["boxes"], group.scale, group.limits,
+                                             out["num_detections"])
+    else:  # torchvision's models: times original / resized (`resize_boxes`)
+      boxes = predict_inputs.boxes_to_image_pixels(out["boxes"], group.back, group.limits,
+                                                   out["num_detections"])
+    return {"boxes": boxes, "scores": np.asarray(out["scores"], np.float32),
             "classes": np.asarray(out["classes"], np.int32),
             "num_detections": np.asarray(out["num_detections"], np.int32)}
+
+
+def _input_size(images):
+  """S of a square network input (what families' `decode` and `level_sizes` were written for),
+  else (H, W)."""
+  h, w = images.shape[1:3]
+  return int(h) if h == w else (int(h), int(w))
 
 
 def uses_external_proposals(config) -> bool:

@@ -117,7 +117,9 @@ def _postprocess_one(boxes_xyxy, scores, *, score_threshold, iou_threshold, max_
     cand_boxes = boxes_xyxy[cand_anchors, cand_classes]
   else:
     cand_boxes = boxes_xyxy[cand_anchors]
-  cand_scores = jnp.where(top_scores >= score_threshold, top_scores, -jnp.inf)
+  # A box of zero area (e.g. clipped away onto an image edge) is no detection: never kept.
+  nonempty = (cand_boxes[:, 2] > cand_boxes[:, 0]) & (cand_boxes[:, 3] > cand_boxes[:, 1])
+  cand_scores = jnp.where((top_scores >= score_threshold) & nonempty, top_scores, -jnp.inf)
   res = batched_nms(cand_boxes, cand_scores, cand_classes, iou_threshold=iou_threshold,
                     max_output_size=max_detections)
   idx = jnp.where(res.valid, res.indices, 0)
@@ -156,7 +158,8 @@ def postprocess(boxes_xyxy, scores, *, score_threshold=0.05, iou_threshold=0.5,
   (then the levels' candidates are concatenated in level order, as torchvision's RetinaNet) or,
   with `pre_nms_top_k_per_class`, per class over all anchors (the classes' candidates
   concatenated in class order, as torchvision's SSD);
-  candidates below `score_threshold` become invalid; class-aware `jaxdet.ops.batched_nms` (its
+  candidates below `score_threshold` or with a box of zero area (width or height <= 0) become
+  invalid; class-aware `jaxdet.ops.batched_nms` (its
   own order: descending score, ties by candidate index); outputs in NMS order, zero past
   `num_detections`. Boxes are used as given (`decode` clips them to the input).
 
@@ -225,10 +228,27 @@ def clip_and_score(boxes_xyxy, cls_logits, *, image_size):
 
 
 def clip_boxes(boxes_xyxy, *, image_size):
-  """`[..., 4]` boxes clipped to `[0, W] x [0, H]` of the input, float32 (`image_size`: S or
-  (H, W))."""
-  hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-  return clip_boxes_to_image(boxes_xyxy.astype(jnp.float32), hw)
+  """`[B, ..., 4]` boxes clipped to `[0, W] x [0, H]` of the input, float32.
+
+  Args:
+    boxes_xyxy: `[B, A, 4]` or `[B, A, C, 4]` boxes.
+    image_size: S, `(H, W)`, or an int/float array `[B, 2]` of per-image `(h, w)` (the valid
+      extent of each image in a padded batch: torchvision's `image_sizes`).
+  """
+  boxes = boxes_xyxy.astype(jnp.float32)
+  if isinstance(image_size, int):
+    return clip_boxes_to_image(boxes, (image_size, image_size))
+  if getattr(image_size, "ndim", 1) == 2:  # per image: broadcast over the anchor/class axes
+    hw = jnp.asarray(image_size, jnp.float32).reshape((boxes.shape[0],) + (1,) * (
+        boxes.ndim - 2) + (2,))
+    return clip_boxes_to_image(boxes, (hw[..., 0], hw[..., 1]))
+  return clip_boxes_to_image(boxes, tuple(image_size))
+
+
+def valid_extent(preds, image_size):
+  """What a decode clips to: the per-image `image_hw` `[B, 2]` of the predictions when the
+  model got one (`targets["image_hw"]`, the "rcnn" preprocessing), else the input `image_size`."""
+  return preds.get("image_hw", image_size)
 
 
 def sigmoid_scores(cls_logits):

@@ -13,7 +13,9 @@ TRAIN_KEYS = ("image", "boxes", "classes", "box_mask")
 # The batch's targets, also handed to the train-mode forward (a two-stage sampler needs them).
 TARGET_KEYS = ("boxes", "classes", "box_mask")
 # Passed on too when the batch has them: external proposals (faster_rcnn's Fast R-CNN mode).
-OPTIONAL_TARGET_KEYS = ("proposals", "proposal_mask")
+# Inputs a batch may carry for the model: a Fast R-CNN's proposals, and the "rcnn"
+# preprocessing's per-image extent (`image_hw`, evaluation batches: detections clip to it).
+OPTIONAL_TARGET_KEYS = ("proposals", "proposal_mask", "image_hw")
 # Named RNG streams of the train-mode forward, each split from the step key.
 RNG_STREAMS = ("dropout", "sampler")
 

@@ -17,6 +17,7 @@ import jaxdet
 from jaxdet import cli, testing
 from jaxdet.convert import darknet
 from jaxdet.models import darknet_cfg as dc
+from tests import testing_torch
 
 # The project's reference copy of the darknet cfgs (sits beside the repository).
 SHARED = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "darknet"
@@ -108,13 +109,18 @@ def test_bad_input_is_one_error_and_no_output_folder(tmp_path, capsys):
 def _opencv_outputs(cfg, weights, images):
   """OpenCV DNN's yolo outputs: boxes xyxy [N, A, 4] input pixels (clipped, as jaxdet's decode),
   scores [N, A, C] (objectness x class; OpenCV zeroes those below its 0.2 threshold)."""
+  return _opencv_forward(cfg, weights, images.astype(np.float32) / 255.0)
+
+
+def _opencv_forward(cfg, weights, blobs):
+  """`_opencv_outputs` of float32 NHWC network inputs (OpenCV's blobs, transposed)."""
   cv2 = pytest.importorskip("cv2", reason="OpenCV parity needs opencv-python(-headless) 4.x")
   if not hasattr(cv2.dnn, "readNetFromDarknet"):
     pytest.skip(f"OpenCV {cv2.__version__} has no Darknet reader (removed in 5.0)")
   net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
-  net.setInput(np.ascontiguousarray(images.transpose(0, 3, 1, 2), np.float32) / 255.0)
+  net.setInput(np.ascontiguousarray(blobs.transpose(0, 3, 1, 2), np.float32))
   out = np.concatenate(net.forward(net.getUnconnectedOutLayersNames()), axis=1)
-  s = images.shape[1]
+  s = blobs.shape[1]
   cx, cy, w, h = (out[..., i] * s for i in range(4))
   boxes = np.clip(np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1), 0, s)
   return boxes, out[..., 5:]
@@ -145,3 +151,49 @@ def test_forward_equals_opencv_dnn(name, size, tmp_path):
   assert kept.mean() > 0.2, kept.mean()  # non-vacuous
   np.testing.assert_allclose(scores[kept], want_scores[kept], rtol=1e-4, atol=1e-7)
   assert scores[~kept].max(initial=0) <= 0.2 + 1e-5
+
+
+@pytest.mark.parametrize("name,size", [("yolov3-tiny", 96), ("yolov4-tiny", 96)])
+def test_photos_equal_opencv_dnn_in_jax_and_onnx(name, size, tmp_path):
+  """A converted Darknet model on real photos of any size: its network input is OpenCV's
+  `blobFromImage(photo, 1 / 255, (S, S), swapRB=True)` (cv2.resize INTER_LINEAR on uint8), its
+  raw outputs OpenCV DNN's, and `jaxdet.load(DIR).predict` / `jaxdet_export.Detector` give the
+  detections of those outputs (the model's NMS) mapped to the photo's pixels."""
+  import jaxdet_export
+  from jaxdet import predict_inputs, testing
+  from jaxdet.models.postprocess import postprocess
+  cv2 = pytest.importorskip("cv2", reason="OpenCV parity needs opencv-python(-headless) 4.x")
+  cfg, weights = _write(tmp_path, name, size)
+  # Above OpenCV's own threshold (it zeroes objectness x class under 0.2).
+  assert cli.main(["convert", "darknet", "--cfg", str(cfg), "--weights", str(weights),
+                   "--output", str(tmp_path / "out"),
+                   "--config.postprocess.score_threshold=0.3"]) == 0
+  det = jaxdet.load(tmp_path / "out")
+  assert det.preprocess.interpolation == "opencv"
+  jaxdet_export.export_onnx(det, tmp_path / "m.onnx")
+  served = jaxdet_export.Detector(tmp_path / "m.onnx")
+  photos = testing.photos()
+  blobs = np.stack([cv2.dnn.blobFromImage(np.ascontiguousarray(p[..., ::-1]), 1 / 255.0,
+                                          (size, size), swapRB=True)[0].transpose(1, 2, 0)
+                    for p in photos.values()])
+  groups = predict_inputs.network_inputs(list(photos.values()), size, det.preprocess)
+  assert len(groups) == 1  # a stretch: one S x S program for every photo
+  np.testing.assert_allclose(groups[0].images, blobs, rtol=0, atol=1e-7)
+  want_boxes, want_scores = _opencv_forward(cfg, weights, blobs)
+  boxes, scores = (np.asarray(x) for x in jax.jit(det.forward_normalized)(groups[0].images))
+  np.testing.assert_allclose(boxes, want_boxes, rtol=1e-4, atol=1e-4 * size)
+  kept = want_scores > 0
+  np.testing.assert_allclose(scores[kept], want_scores[kept], rtol=1e-4, atol=1e-7)
+  # The detections of OpenCV's outputs, mapped to each photo as `predict` maps its own.
+  ref = jax.device_get(postprocess(want_boxes, np.where(kept, want_scores, 0.0).astype(np.float32),
+                                   **det.postprocess_args()))
+  ref["boxes"] = predict_inputs.boxes_to_images(ref["boxes"], groups[0].scale, groups[0].limits,
+                                                ref["num_detections"])
+  assert ref["num_detections"].sum() >= 10  # non-vacuous
+  got = det.predict(list(photos.values()))
+  for i, photo_name in enumerate(photos):
+    n = int(ref["num_detections"][i])
+    want = (ref["boxes"][i, :n], ref["scores"][i, :n], ref["classes"][i, :n])
+    for what, out, index in (("jax", got, i), ("onnx", served.predict(photos[photo_name]), 0)):
+      testing_torch.assert_photo_detections(out, want, index=index, min_count=0,
+                                            what=(photo_name, what))

@@ -18,20 +18,23 @@ def _torchvision_model(arch):
   return testing_torch.scale_faster_rcnn_heads(model)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("arch", sorted(det.FASTER_RCNN_VARIANTS))
-def test_proposals_and_detections_match_torchvision(arch, tmp_path):
-  import jaxdet
-  from jaxdet import cli
-  from safetensors.numpy import save_file
-  torch, _ = testing_torch.torch_modules()
-  from torchvision.models.detection.image_list import ImageList
+@pytest.fixture(scope="module", params=sorted(det.FASTER_RCNN_VARIANTS))
+def converted(request, tmp_path_factory):
+  """(arch, torchvision model built with min_size = max_size = SIZE, the converted folder
+  `--image-size SIZE`)."""
+  arch = request.param
   model = _torchvision_model(arch)
-  save_file(testing_torch.numpy_state_dict(model), str(tmp_path / "w.safetensors"))
-  assert cli.main(["convert", "torchvision", "--arch", arch, "--weights",
-                   str(tmp_path / "w.safetensors"), "--output", str(tmp_path / "out"),
-                   "--image-size", str(SIZE)]) == 0
-  detector = jaxdet.load(tmp_path / "out")
+  folder = testing_torch.convert_torchvision(model, arch, tmp_path_factory.mktemp(arch),
+                                             "--image-size", str(SIZE))
+  return arch, model, folder
+
+
+@pytest.mark.slow
+def test_proposals_and_detections_match_torchvision(converted):
+  import jaxdet
+  torch, _ = testing_torch.torch_modules()
+  _, model, folder = converted
+  detector = jaxdet.load(folder)
   assert detector.class_names == tuple(str(i) for i in range(1, NUM_CLASSES))
   images = np.random.default_rng(0).integers(0, 256, (2, SIZE, SIZE, 3), dtype=np.uint8)
   out = detector.predict(images)
@@ -63,6 +66,29 @@ def test_proposals_and_detections_match_torchvision(arch, tmp_path):
         out["boxes"][i, :n], out["scores"][i, :n], out["classes"][i, :n] + 1,
         r["boxes"].numpy(), r["scores"].numpy(), r["labels"].numpy(), box_atol=1e-3,
         score_atol=1e-5)
+
+
+@pytest.mark.slow
+def test_photos_of_any_size_match_torchvision_in_jax_and_onnx(converted, tmp_path):
+  """Real photos of other sizes and aspect ratios (torchvision's min/max-size rule, each run at
+  its own padded size; RPN and RoI boxes clipped to the resized photo; RoIAlign scales inferred
+  from its height, a 15-px-high strip included): `jaxdet.load(DIR).predict` and the ONNX export
+  through `jaxdet_export.Detector` give torchvision's detections in the photo's pixels. v1 takes
+  every photo, v2 two of them."""
+  import jaxdet
+  import jaxdet_export
+  from jaxdet import testing
+  arch, model, folder = converted
+  names = testing.PHOTOS if arch == "fasterrcnn_resnet50_fpn" else ("odd", "portrait")
+  photos = testing.photos(names)
+  detector = jaxdet.load(folder)
+  jaxdet_export.export_onnx(detector, tmp_path / "m.onnx")
+  served = jaxdet_export.Detector(tmp_path / "m.onnx")
+  for name, photo in photos.items():
+    ref = testing_torch.torchvision_detections(model, photo)
+    for what, out in (("jax", detector.predict(photo)), ("onnx", served.predict(photo))):
+      testing_torch.assert_photo_detections(out, ref, label_offset=1, min_count=10,
+                                            what=(name, what))
 
 
 def test_coco_class_names_drop_the_background():

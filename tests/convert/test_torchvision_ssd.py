@@ -10,30 +10,39 @@ from tests import testing_torch
 SIZE = 300  # SSD300 is fixed-size: one image, one compile
 
 
-@pytest.mark.slow  # ~40 s: torchvision's init of 35 M params, one SSD300 compile
-def test_final_detections_match_torchvision(tmp_path):
-  import jaxdet
-  from jaxdet import cli
-  from safetensors.numpy import save_file
+THRESHOLD = 0.2  # ~300 candidates at these weights
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+  """(torchvision model, the converted folder) with heads at trained-model magnitudes.
+
+  Random VGG features give saturated softmax scores (many exactly 1.0: an order decided by
+  rounding) and box deltas far beyond a trained model's. Both heads' last convs are scaled to
+  trained-model magnitudes; both sides get the same weights.
+  """
   torch, _ = testing_torch.torch_modules()
-  threshold = 0.2  # ~300 candidates at these weights
-  model = testing_torch.torchvision_model("ssd300_vgg16", score_thresh=threshold)
-  # Random VGG features give saturated softmax scores (many exactly 1.0: an order decided by
-  # rounding) and box deltas far beyond a trained model's. Scale both heads' last convs to
-  # trained-model magnitudes; both sides get the same weights.
+  model = testing_torch.torchvision_model("ssd300_vgg16", score_thresh=THRESHOLD)
   with torch.no_grad():
     for head, factor in ((model.head.classification_head, 0.2),
                          (model.head.regression_head, 0.1)):
       for conv in head.module_list:
         conv.weight.mul_(factor)
         conv.bias.mul_(factor)
-  save_file(testing_torch.numpy_state_dict(model), str(tmp_path / "w.safetensors"))
-  assert cli.main(["convert", "torchvision", "--arch", "ssd300_vgg16", "--weights",
-                   str(tmp_path / "w.safetensors"), "--output", str(tmp_path / "out"),
-                   f"--config.postprocess.score_threshold={threshold}"]) == 0
-  detector = jaxdet.load(tmp_path / "out")
+  folder = testing_torch.convert_torchvision(model, "ssd300_vgg16",
+                                             tmp_path_factory.mktemp("ssd"),
+                                             f"--config.postprocess.score_threshold={THRESHOLD}")
+  return model, folder
+
+
+@pytest.mark.slow  # ~40 s: torchvision's init of 35 M params, one SSD300 compile
+def test_final_detections_match_torchvision(converted):
+  import jaxdet
+  torch, _ = testing_torch.torch_modules()
+  model, folder = converted
+  detector = jaxdet.load(folder)
   assert detector.image_size == SIZE and detector.class_names == det.COCO_CATEGORIES[1:]
-  assert detector.postprocess == {"score_threshold": threshold, "iou_threshold": 0.45,
+  assert detector.postprocess == {"score_threshold": THRESHOLD, "iou_threshold": 0.45,
                                   "max_detections": 200, "pre_nms_top_k": 400,
                                   "pre_nms_top_k_per_level": False,
                                   "pre_nms_top_k_per_class": True}
@@ -47,6 +56,28 @@ def test_final_detections_match_torchvision(tmp_path):
       out["boxes"][0, :n], out["scores"][0, :n], out["classes"][0, :n] + 1,  # label 0: background
       ref["boxes"].numpy(), ref["scores"].numpy(), ref["labels"].numpy(), box_atol=1e-3,
       score_atol=1e-5)
+
+
+@pytest.mark.slow
+def test_photos_of_any_size_match_torchvision_in_jax_and_onnx(converted, tmp_path):
+  """Real photos of other sizes stretched to 300 x 300 as torchvision does (normalize, then
+  `F.interpolate` bilinear without antialias): `jaxdet.load(DIR).predict` and the ONNX export
+  (which resizes in the graph) give torchvision's detections in the photo's pixels."""
+  import jaxdet
+  import jaxdet_export
+  from jaxdet import testing
+  model, folder = converted
+  detector = jaxdet.load(folder)
+  jaxdet_export.export_onnx(detector, tmp_path / "m.onnx")
+  served = jaxdet_export.Detector(tmp_path / "m.onnx")
+  assert served.metadata.dynamic_image_size and served.metadata.interpolation == "torch"
+  photos = testing.photos()
+  batch = detector.predict(list(photos.values()))
+  for i, (name, photo) in enumerate(photos.items()):
+    ref = testing_torch.torchvision_detections(model, photo)
+    for what, out, index in (("jax", batch, i), ("onnx", served.predict(photo), 0)):
+      testing_torch.assert_photo_detections(out, ref, index=index, label_offset=1, min_count=5,
+                                            what=(name, what))
 
 
 def test_key_map_and_class_names():

@@ -29,7 +29,7 @@ from jaxdet.models.registry import model_config
 from jaxdet.models.conv import Conv
 from jaxdet.models.fpn import FPN
 from jaxdet.models.layers import ConvBN, conv_padding
-from jaxdet.models.postprocess import clip_boxes, softmax_scores
+from jaxdet.models.postprocess import clip_boxes, softmax_scores, valid_extent
 from jaxdet.ops import anchors as anchor_ops
 from jaxdet.ops import coders
 from jaxdet.ops import matching
@@ -103,7 +103,8 @@ def _get(config):
 class RPNHead(nn.Module):
   """torchvision `RPNHead`: `num_convs` 3x3 conv+ReLU, then 1x1 objectness and 1x1 deltas.
 
-  `__call__(feat [B,h,w,F])` -> (objectness [B, h*w*A], deltas [B, h*w*A, 4]), order (y, x, a).
+  `__call__(feat [B,h,w,F])` -> (objectness [B, h, w, A], deltas [B, h, w, A*4]) maps
+  (`flatten_rpn` gives `[B, h*w*A]` and `[B, h*w*A, 4]`, order (y, x, a)).
   """
   num_anchors: int
   num_convs: int = 1
@@ -116,8 +117,13 @@ class RPNHead(nn.Module):
                        name=f"conv{i}")(x))
     logits = Conv(self.num_anchors, (1, 1), kernel_init=init, name="cls")(x)
     deltas = Conv(4 * self.num_anchors, (1, 1), kernel_init=init, name="box")(x)
-    b = x.shape[0]
-    return logits.reshape(b, -1), deltas.reshape(b, -1, 4)
+    return logits, deltas
+
+
+def flatten_rpn(logits, deltas):
+  """RPN maps `[B,h,w,A]`, `[B,h,w,A*4]` -> `[B, h*w*A]`, `[B, h*w*A, 4]` (order (y, x, a))."""
+  b = logits.shape[0]
+  return logits.reshape(b, -1), deltas.reshape(b, -1, 4)
 
 
 class BoxHead(nn.Module):
@@ -166,7 +172,7 @@ def rpn_candidates(objectness, deltas, anchors, *, level_sizes, image_size, pre_
   Args:
     objectness: float32 [B, A] logits; deltas float32 [B, A, 4]; anchors float32 [A, 4] xyxy.
     level_sizes: anchors per level (static), in the order of A.
-    image_size: (H, W) to clip to.
+    image_size: (H, W) to clip to, or per image `[B, 2]`.
     pre_nms_top_n: best anchors kept per level.
 
   Returns:
@@ -183,12 +189,33 @@ def rpn_candidates(objectness, deltas, anchors, *, level_sizes, image_size, pre_
     levels.append(jnp.full((k,), level, jnp.int32))
     start += size
   index = jnp.concatenate(picks, axis=1)  # [B, K]
-  logits = jnp.take_along_axis(objectness, index, axis=1)
-  boxes = _RPN_CODER.decode(jnp.take(anchors, index, axis=0),
-                            jnp.take_along_axis(deltas, index[..., None], axis=1))
-  boxes = clip_boxes(boxes, image_size=image_size)
+  boxes, scores = score_rpn_candidates(
+      jnp.take_along_axis(objectness, index, axis=1),
+      jnp.take_along_axis(deltas, index[..., None], axis=1), jnp.take(anchors, index, axis=0),
+      image_size=image_size)
+  return boxes, scores, jnp.concatenate(levels)
+
+
+def score_rpn_candidates(logits, deltas, anchors, *, image_size, valid=None):
+  """The second half of `rpn_candidates` (also the ONNX export's, after its own top-n):
+  selected anchors decoded, clipped, scored.
+
+  Args:
+    logits: float32 [B, K] objectness logits of the selected anchors.
+    deltas: float32 [B, K, 4] their deltas.
+    anchors: float32 [B, K, 4] (or [K, 4]) their anchors, xyxy.
+    image_size: (H, W) to clip to, or per image `[B, 2]`.
+    valid: optional bool [B, K]; False slots score -1 (padding of a short level).
+
+  Returns:
+    (boxes float32 [B, K, 4] xyxy, scores float32 [B, K]: sigmoid objectness, or -1 for boxes
+    under 1e-3 px and invalid slots (never kept)).
+  """
+  boxes = clip_boxes(_RPN_CODER.decode(anchors, deltas), image_size=image_size)
   keep = remove_small_boxes(boxes, _RPN_MIN_SIZE) & jnp.all(jnp.isfinite(boxes), -1)
-  return boxes, jnp.where(keep, jax.nn.sigmoid(logits), -1.0), jnp.concatenate(levels)
+  if valid is not None:
+    keep = keep & valid
+  return boxes, jnp.where(keep, jax.nn.sigmoid(logits), -1.0)
 
 
 def rpn_proposals(objectness, deltas, anchors, *, level_sizes, image_size, pre_nms_top_n,
@@ -251,7 +278,7 @@ class FasterRCNN(nn.Module):
     backbone: module mapping images to `{"c2".."c5"}`.
     config: the resolved model ConfigDict (`default_config()` keys; frozen into the module).
 
-  `__call__(images float32 [B,S,S,3], *, train, targets=None)` returns a dict:
+  `__call__(images float32 [B,H,W,3], *, train, targets=None)` returns a dict:
     `proposals` [B,P,4], `proposal_mask` [B,P] float 0/1 (the RoIs: proposals at inference, the sampled
       RoIs in training), `class_logits` [B,P,C+1], `box_deltas` [B,P,C+1,4];
     with the RPN also `rpn_objectness` [B,A], `rpn_deltas` [B,A,4], `anchors` [A,4] and
@@ -260,7 +287,10 @@ class FasterRCNN(nn.Module):
       and, with the RPN, the RPN's sampled anchors `rpn_positive`, `rpn_negative` [B,A] and
       `rpn_target_boxes` [B,A,4].
   All values are float32 (masks 0/1, labels as whole numbers). Training needs `targets` (`boxes`, `classes`, `box_mask`) and the "sampler" RNG stream;
-  Fast R-CNN mode reads `targets["proposals"]` (and `proposal_mask`) in both modes.
+  Fast R-CNN mode reads `targets["proposals"]` (and `proposal_mask`) in both modes. An
+  optional `targets["image_hw"]` `[B,2]` (each image's extent in the padded input,
+  torchvision's `image_sizes`) is what proposals and detections are clipped to and what the RoI
+  levels' scales are inferred from; it is passed on as `image_hw` for `decode`.
   """
   num_classes: int
   backbone: nn.Module
@@ -286,28 +316,38 @@ class FasterRCNN(nn.Module):
       raise ValueError(f"images must be [B, H, W, 3], got {images.shape}")
     return self.fpn(self.backbone(images, train=train), train=train)
 
+  def rpn_maps(self, feats):
+    """RPN head maps over P2..P5 + "pool": per level `(objectness [B,h,w,A], deltas
+    [B,h,w,A*4])`."""
+    # torchvision's LastLevelMaxPool: max_pool2d(kernel 1, stride 2) of P5, for the RPN only
+    # (a strided `lax.slice`: ONNX `Slice` with steps, also for a symbolic size).
+    p5 = feats["p5"]
+    pool = jax.lax.slice(p5, (0, 0, 0, 0), p5.shape, (1, 2, 2, 1))
+    return [self.rpn_head(f) for f in [feats[l] for l in _FPN_LEVELS] + [pool]]
+
   def rpn(self, feats, image_size):
     """RPN head over P2..P5 + "pool": (objectness [B,A], deltas [B,A,4], anchors [A,4],
     anchors per level)."""
     cfg = self.config
-    # torchvision's LastLevelMaxPool: max_pool2d(kernel 1, stride 2) of P5, for the RPN only.
-    rpn_feats = [feats[l] for l in _FPN_LEVELS] + [feats["p5"][:, ::2, ::2]]
-    outs = [self.rpn_head(f) for f in rpn_feats]
+    maps = self.rpn_maps(feats)
     anchors = jnp.asarray(anchor_ops.multilevel_anchors_xyxy(
-        image_size, [f.shape[1:3] for f in rpn_feats],
+        image_size, [m.shape[1:3] for m, _ in maps],
         sizes=tuple(tuple(s) for s in cfg.anchor_sizes), aspect_ratios=tuple(cfg.aspect_ratios)))
-    per_cell = len(cfg.anchor_sizes[0]) * len(cfg.aspect_ratios)
-    level_sizes = tuple(f.shape[1] * f.shape[2] * per_cell for f in rpn_feats)
-    return (jnp.concatenate([o[0] for o in outs], axis=1),
-            jnp.concatenate([o[1] for o in outs], axis=1), anchors, level_sizes)
+    flat = [flatten_rpn(*m) for m in maps]
+    level_sizes = tuple(o.shape[1] for o, _ in flat)
+    return (jnp.concatenate([o for o, _ in flat], axis=1),
+            jnp.concatenate([d for _, d in flat], axis=1), anchors, level_sizes)
 
-  def pool(self, feats, rois, image_size):
-    """RoI features [B,R,s,s,F] of rois [B,R,4] (multi-scale RoIAlign or RoIPool)."""
+  def pool(self, feats, rois, image_size, image_hw=None):
+    """RoI features [B,R,s,s,F] of rois [B,R,4] (multi-scale RoIAlign or RoIPool); the levels'
+    scales are inferred from `image_hw` [B,2] (each image's extent, as torchvision's
+    `image_sizes`) when given, else from the input's (H, W)."""
     cfg = self.config
     if cfg.roi_pooler == "align":
       return multiscale_roi_align(
           [feats[l] for l in _FPN_LEVELS], rois, image_size=image_size,
-          output_size=cfg.roi_output_size, sampling_ratio=cfg.roi_sampling_ratio)
+          output_size=cfg.roi_output_size, sampling_ratio=cfg.roi_sampling_ratio,
+          image_hw=image_hw)
     level = feats[cfg.roi_pool_level]
     return roi_pool(level, rois, output_size=cfg.roi_output_size,
                     spatial_scale=level.shape[1] / image_size[0])
@@ -323,13 +363,17 @@ class FasterRCNN(nn.Module):
     if train and targets is None:
       raise ValueError("faster_rcnn needs `targets` (boxes, classes, box_mask) in training")
     batch, image_size = images.shape[0], images.shape[1:3]
+    # Each image's extent in a padded batch (torchvision's `image_sizes`): proposals and
+    # detections are clipped to it and the RoI levels' scales inferred from it.
+    image_hw = None if targets is None else targets.get("image_hw")
+    clip_to = image_size if image_hw is None else image_hw
     feats = self.features(images, train=train)
     out = {}
     if cfg.proposals == "rpn":
       objectness, rpn_deltas, anchors, level_sizes = self.rpn(feats, image_size)
       mode = "train" if train else "test"
       proposals, mask, scores = rpn_proposals(
-          objectness, rpn_deltas, anchors, level_sizes=level_sizes, image_size=image_size,
+          objectness, rpn_deltas, anchors, level_sizes=level_sizes, image_size=clip_to,
           pre_nms_top_n=cfg[f"rpn_pre_nms_top_n_{mode}"],
           post_nms_top_n=cfg[f"rpn_post_nms_top_n_{mode}"], nms_threshold=cfg.rpn_nms_threshold)
       out.update(rpn_objectness=objectness, rpn_deltas=rpn_deltas, anchors=anchors)
@@ -358,9 +402,12 @@ class FasterRCNN(nn.Module):
           positive_fraction=cfg.roi_positive_fraction, fg_iou=cfg.roi_fg_iou_threshold,
           bg_iou=cfg.roi_bg_iou_threshold)
       out.update(roi_labels=_f32(labels), roi_target_boxes=target_boxes)
-    class_logits, box_deltas = self.roi_head(self.pool(feats, proposals, image_size), train=train)
+    class_logits, box_deltas = self.roi_head(self.pool(feats, proposals, image_size, image_hw),
+                                             train=train)
     out.update(proposals=proposals, proposal_mask=_f32(mask), class_logits=class_logits,
                box_deltas=box_deltas)
+    if image_hw is not None:
+      out["image_hw"] = image_hw
     return out
 
 
@@ -382,7 +429,7 @@ def decode(preds, *, image_size, config=None):
 
   Args:
     preds: output dict of `FasterRCNN.__call__` (inference).
-    image_size: int S or (H, W); boxes are clipped to it.
+    image_size: int S or (H, W); boxes are clipped to it (to `preds["image_hw"]` when present).
     config: unused.
 
   Returns:
@@ -393,7 +440,8 @@ def decode(preds, *, image_size, config=None):
   del config
   deltas = preds["box_deltas"][:, :, 1:].astype(jnp.float32)
   proposals = preds["proposals"].astype(jnp.float32)
-  boxes = clip_boxes(_ROI_CODER.decode(proposals[:, :, None, :], deltas), image_size=image_size)
+  boxes = clip_boxes(_ROI_CODER.decode(proposals[:, :, None, :], deltas),
+                     image_size=valid_extent(preds, image_size))
   scores = softmax_scores(preds["class_logits"])
   keep = remove_small_boxes(boxes, _DET_MIN_SIZE) & (preds["proposal_mask"][..., None] > 0)
   return boxes, jnp.where(keep, scores, 0.0)

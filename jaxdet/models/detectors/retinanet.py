@@ -15,7 +15,7 @@ import ml_collections
 from jaxdet import losses
 from jaxdet.models.backbones import build_backbone
 from jaxdet.models.conv import Conv
-from jaxdet.models.postprocess import clip_and_score
+from jaxdet.models.postprocess import clip_and_score, valid_extent
 from jaxdet.models.registry import model_config
 from jaxdet.models.fpn import FPN
 from jaxdet.models.layers import conv_padding
@@ -65,8 +65,9 @@ def test_config() -> ml_collections.ConfigDict:
 class RetinaNetHead(nn.Module):
   """Subnet of `num_convs` 3x3 conv+ReLU then a 3x3 prediction conv, shared across levels.
 
-  Returns from `__call__(feat float32 [B,h,w,F])`: float32 `[B, h*w*A, out_per_anchor]` (order:
-  locations row-major, then anchors, as torchvision).
+  Returns from `__call__(feat float32 [B,h,w,F])`: float32 `[B, h, w, A * out_per_anchor]`
+  (`flatten_map` gives torchvision's `[B, h*w*A, out_per_anchor]` order: locations row-major,
+  then anchors).
   """
   num_anchors: int
   out_per_anchor: int
@@ -83,10 +84,14 @@ class RetinaNetHead(nn.Module):
       if self.norm == "group":
         x = nn.GroupNorm(num_groups=32, epsilon=1e-5, name=f"gn{i}")(x)  # torch GroupNorm eps
       x = nn.relu(x)
-    x = Conv(self.num_anchors * self.out_per_anchor, (3, 3), padding=conv_padding(3),
+    return Conv(self.num_anchors * self.out_per_anchor, (3, 3), padding=conv_padding(3),
                 kernel_init=_HEAD_INIT, bias_init=nn.initializers.constant(self.bias_init),
                 name="out")(x)
-    return x.reshape(x.shape[0], -1, self.out_per_anchor)
+
+
+def flatten_map(x, out_per_anchor):
+  """`[B, h, w, A * k]` head map -> `[B, h*w*A, k]` (locations row-major, then anchors)."""
+  return x.reshape(x.shape[0], -1, out_per_anchor)
 
 
 class RetinaNet(nn.Module):
@@ -104,10 +109,11 @@ class RetinaNet(nn.Module):
     head_norm: "none" or "group".
     prior_prob: initial foreground probability.
 
-  `__call__(images float32 [B,S,S,3], *, train, targets=None)` (`targets` unused: matching runs
-  in the loss) returns a dict: `cls_logits` float32 `[B,A,C]`,
-  `box_deltas` float32 `[B,A,4]` (BoxCoder dx, dy, dw, dh), `anchors` float32 `[A,4]` xyxy input
-  pixels (a constant of the input size).
+  `__call__(images float32 [B,H,W,3], *, train, targets=None)` returns a dict: `cls_logits`
+  float32 `[B,A,C]`, `box_deltas` float32 `[B,A,4]` (BoxCoder dx, dy, dw, dh), `anchors` float32
+  `[A,4]` xyxy input pixels (a constant of the input size), and `image_hw` when `targets` holds
+  one (`[B,2]`: each image's extent in the padded input, torchvision's `image_sizes`; `decode`
+  clips to it). Matching runs in the loss, so training ignores `targets`.
   """
   num_classes: int
   backbone: nn.Module
@@ -121,8 +127,12 @@ class RetinaNet(nn.Module):
   prior_prob: float = 0.01
 
   @nn.compact
-  def __call__(self, images, *, train, targets=None):
-    del targets  # Part of the family contract (two-stage samplers need it); unused here.
+  def head_maps(self, images, *, train):
+    """Backbone + FPN + heads: per level (P3, P4, ...), `(cls [B,h,w,A*C], box [B,h,w,A*4])`.
+
+    The part of the network that depends on no static size (the ONNX export of the "rcnn"
+    preprocessing converts it with symbolic H, W; anchors come from the maps' shapes).
+    """
     if images.ndim != 4 or images.shape[-1] != 3:
       raise ValueError(f"images must be [B, H, W, 3], got {images.shape}")
     num_levels = len(self.strides)
@@ -131,19 +141,30 @@ class RetinaNet(nn.Module):
                        f"{self.strides} and {len(self.anchor_sizes)} size tuples")
     feats = self.backbone(images, train=train)
     feats = FPN(self.fpn_features, num_levels == 5, self.p6_from, name="fpn")(feats, train=train)
-    num_anchors = len(self.anchor_sizes[0]) * len(self.aspect_ratios)
     bias = -math.log((1 - self.prior_prob) / self.prior_prob)
-    cls_head = RetinaNetHead(num_anchors, self.num_classes, self.fpn_features, self.head_convs,
-                             self.head_norm, bias, name="cls_head")
-    box_head = RetinaNetHead(num_anchors, 4, self.fpn_features, self.head_convs, self.head_norm,
-                             name="box_head")
-    levels = [f"p{3 + i}" for i in range(num_levels)]
+    cls_head = RetinaNetHead(self.num_anchors, self.num_classes, self.fpn_features,
+                             self.head_convs, self.head_norm, bias, name="cls_head")
+    box_head = RetinaNetHead(self.num_anchors, 4, self.fpn_features, self.head_convs,
+                             self.head_norm, name="box_head")
+    return [(cls_head(feats[f"p{3 + i}"]), box_head(feats[f"p{3 + i}"]))
+            for i in range(num_levels)]
+
+  @property
+  def num_anchors(self):
+    """Anchors per location."""
+    return len(self.anchor_sizes[0]) * len(self.aspect_ratios)
+
+  def __call__(self, images, *, train, targets=None):
+    maps = self.head_maps(images, train=train)
     anchors = anchor_ops.multilevel_anchors_xyxy(
-        images.shape[1:3], [feats[l].shape[1:3] for l in levels], sizes=self.anchor_sizes,
+        images.shape[1:3], [cls.shape[1:3] for cls, _ in maps], sizes=self.anchor_sizes,
         aspect_ratios=self.aspect_ratios)
-    return {"cls_logits": jnp.concatenate([cls_head(feats[l]) for l in levels], axis=1),
-            "box_deltas": jnp.concatenate([box_head(feats[l]) for l in levels], axis=1),
-            "anchors": jnp.asarray(anchors)}
+    out = {"cls_logits": jnp.concatenate([flatten_map(c, self.num_classes) for c, _ in maps], 1),
+           "box_deltas": jnp.concatenate([flatten_map(b, 4) for _, b in maps], 1),
+           "anchors": jnp.asarray(anchors)}
+    if targets is not None and "image_hw" in targets:
+      out["image_hw"] = targets["image_hw"]
+    return out
 
 
 def build(config, *, num_classes) -> RetinaNet:
@@ -182,7 +203,8 @@ def decode(preds, *, image_size, config=None):
 
   Args:
     preds: output dict of `RetinaNet.__call__`.
-    image_size: int S (square input) or (H, W); boxes are clipped to it.
+    image_size: int S (square input) or (H, W); boxes are clipped to it (to `preds["image_hw"]`
+      when present).
     config: the model config (unused: decoding needs nothing from it).
 
   Returns:
@@ -190,7 +212,7 @@ def decode(preds, *, image_size, config=None):
   """
   del config
   boxes = _BOX_CODER.decode(preds["anchors"], preds["box_deltas"].astype(jnp.float32))
-  return clip_and_score(boxes, preds["cls_logits"], image_size=image_size)
+  return clip_and_score(boxes, preds["cls_logits"], image_size=valid_extent(preds, image_size))
 
 
 def loss_fn(preds, batch, *, config):
