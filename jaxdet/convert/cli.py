@@ -49,9 +49,14 @@ def _run_darknet(args) -> int:
     step_dir = darknet.convert_file(args.cfg, args.weights, args.output,
                                     image_size=args.image_size, names=args.names,
                                     overrides=list(args.config_overrides))
-  except (darknet.ConversionError, config_lib.ConfigError, FileNotFoundError,
-          FileExistsError) as e:
+  except (darknet.ConversionError, config_lib.ConfigError, OSError) as e:
     print(f"jaxdet convert: error: {e}", file=sys.stderr)
+    return 1
+  except Exception as e:  # pylint: disable=broad-except
+    if os.environ.get("JAXDET_DEBUG"):
+      raise
+    print(f"jaxdet convert: error: {type(e).__name__}: {e} (set JAXDET_DEBUG=1 for the "
+          f"traceback)", file=sys.stderr)
     return 1
   print(f"converted {args.cfg} + {args.weights} in {time.perf_counter() - start:.1f} s: "
         f"{step_dir}")
