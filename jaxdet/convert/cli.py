@@ -13,8 +13,9 @@ from jaxdet.train.cli import _OverridesParser
 def register(subparsers) -> None:
   """Adds the `convert` subcommand (and its `torchvision` and `darknet` sources)."""
   parser = subparsers.add_parser(
-      "convert", help="convert another framework's weights into a jaxdet checkpoint folder",
-      description="Convert weights into a checkpoint folder with a training workdir's layout.")
+      "convert", help="convert torchvision or Darknet weights to a checkpoint folder",
+      description="Convert torchvision or Darknet weights to a checkpoint folder, with a "
+                  "training workdir's layout.")
   sources = parser.add_subparsers(dest="source", metavar="SOURCE", required=True)
   tv = sources.add_parser(
       "torchvision", help="a torchvision state dict (.pth or .safetensors)",
