@@ -107,10 +107,12 @@ def _export_segmentation(args, segmenter, step_dir, step, kind):
 def register(subparsers):
   """Adds `jaxdet export` to the `jaxdet` parser."""
   p = subparsers.add_parser(
-      _COMMAND, help="export a trained detector to ONNX (preprocessing + NMS in the graph)",
-      description="Exports a workdir's detector to one ONNX file: uint8 images [N,H,W,3] in; "
-                  "num_detections, detection_boxes (xyxy pixels), detection_scores, "
-                  "detection_classes out. Thresholds default to the training config.")
+      _COMMAND, help="export a trained model to one self-contained ONNX file",
+      description="Export a trained model to one self-contained ONNX file (preprocessing and "
+                  "NMS in the graph). A detector's file takes uint8 images [N,H,W,3] and outputs num_detections, "
+                  "detection_boxes (xyxy pixels), detection_scores and detection_classes; "
+                  "thresholds default to the training config. A segmentation model's outputs "
+                  "masks (and --probabilities).")
   p.add_argument("--workdir", required=True, help="training workdir (or checkpoint folder)")
   p.add_argument("--checkpoint", default="auto", metavar="best|latest|STEP",
                  help="which checkpoint of --workdir: best (highest val AP), latest, or a step "

@@ -241,9 +241,10 @@ def _predict_segmentation(args, model, images, outputs, out_dir):
 def register(subparsers):
   """Adds `jaxdet predict` to the `jaxdet` parser."""
   p = subparsers.add_parser(
-      _COMMAND, help="detect objects with an exported ONNX model (or a workdir) and draw them",
-      description="Runs a detector (an ONNX file from `jaxdet export`, served by onnxruntime, or "
-                  "a training workdir, served by JAX) on images or on a TFDS split. Writes into "
+      _COMMAND, help="run an ONNX file or a workdir on images and draw the results",
+      description="Run an ONNX file or a workdir on images and draw the results: a detector "
+                  "(an ONNX file from `jaxdet export`, served by onnxruntime, or a training "
+                  "workdir, served by JAX) on images or on a TFDS split. Writes into "
                   "--out each image with its detections drawn (named after the input's path "
                   "relative to the inputs' common folder), a grid predictions.png, and "
                   "detections.json (one record per image: its path, drawing, image_id and "

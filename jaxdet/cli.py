@@ -14,6 +14,19 @@ import sys
 # The import name of the `export/` folder (installed through a package-dir mapping, setup.py).
 EXPORT_PACKAGE = "jaxdet_export"
 
+# One line per subcommand for `jaxdet --help`, which imports none of the modules (fast, and a
+# missing extra only fails its own command). Each module registers the same line as its `help`
+# and opens its `description` with it (tests/test_jaxdet_cli.py checks both).
+# At most 62 characters: one line beside the command names in an 80-column terminal.
+SUMMARIES = {
+    "evaluate": "COCO or VOC metrics of a result file or of a trained workdir",
+    "data": "build, import, show and summarize datasets",
+    "train": "train a detector or segmentation model from a config file",
+    "export": "export a trained model to one self-contained ONNX file",
+    "predict": "run an ONNX file or a workdir on images and draw the results",
+    "convert": "convert torchvision or Darknet weights to a checkpoint folder",
+}
+
 # (subcommand, module that registers it)
 _SUBCOMMANDS = (
     ("evaluate", "jaxdet.eval.cli"),
@@ -50,11 +63,14 @@ def import_export_package():
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="jaxdet", description="Object detection in JAX.")
+  parser = argparse.ArgumentParser(
+      prog="jaxdet", description="Object detection in JAX: data, training, evaluation, weight "
+                                 "conversion, ONNX export and prediction.",
+      epilog="`jaxdet COMMAND --help` shows the options of a command.")
   sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
   for name, module_name in _SUBCOMMANDS:
     if only is not None and name != only:
-      sub.add_parser(name, help=f"(see `jaxdet {name} --help`)")
+      sub.add_parser(name, help=SUMMARIES[name])
       continue
     if module_name.startswith(EXPORT_PACKAGE + "."):
       import_export_package()

@@ -21,6 +21,39 @@ def test_help_lists_every_subcommand(capsys):
     assert name in out
 
 
+def test_help_gives_one_line_per_command_without_importing_them(capsys, monkeypatch):
+  """Issue 28: `jaxdet --help` listed `(see jaxdet train --help)` for every command."""
+  monkeypatch.setenv("COLUMNS", "80")
+  assert set(cli.SUMMARIES) == {name for name, _ in cli._SUBCOMMANDS}
+  with pytest.raises(SystemExit):
+    cli.main(["--help"])
+  lines = capsys.readouterr().out.splitlines()
+  for name, summary in cli.SUMMARIES.items():
+    assert len(summary) <= 62, summary  # fits beside the names in 80 columns
+    assert any(line.split() == [name, *summary.split()] for line in lines), (name, lines)
+
+
+def _subparsers(parser):
+  """`{name: (help, parser)}` of a parser's subcommands."""
+  import argparse
+  actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+  return {c.dest: (c.help, a.choices[c.dest]) for a in actions for c in a._choices_actions}
+
+
+@pytest.mark.parametrize("name", [name for name, _ in cli._SUBCOMMANDS])
+def test_every_command_has_its_summary_as_help_and_a_description(name):
+  """Each command registers `cli.SUMMARIES[name]` as its help and opens its own `--help` page
+  with it; its subcommands (`data build`, `convert darknet`, ...) have a description too."""
+  parser = cli.build_parser(only=name)
+  help_text, command = _subparsers(parser)[name]
+  assert help_text == cli.SUMMARIES[name]
+  summary = cli.SUMMARIES[name]
+  assert (command.description or "").startswith(f"{summary[0].upper()}{summary[1:]}"), (
+      command.description)
+  for action, (action_help, action_parser) in _subparsers(command).items():
+    assert action_help and action_parser.description, f"jaxdet {name} {action}"
+
+
 def test_unknown_subcommand_is_a_clear_error(capsys):
   with pytest.raises(SystemExit) as exc:
     cli.main(["no-such-command"])

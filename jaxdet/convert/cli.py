@@ -13,8 +13,9 @@ from jaxdet.train.cli import _OverridesParser
 def register(subparsers) -> None:
   """Adds the `convert` subcommand (and its `torchvision` and `darknet` sources)."""
   parser = subparsers.add_parser(
-      "convert", help="convert another framework's weights into a jaxdet checkpoint folder",
-      description="Convert weights into a checkpoint folder with a training workdir's layout.")
+      "convert", help="convert torchvision or Darknet weights to a checkpoint folder",
+      description="Convert torchvision or Darknet weights to a checkpoint folder, with a "
+                  "training workdir's layout.")
   sources = parser.add_subparsers(dest="source", metavar="SOURCE", required=True)
   tv = sources.add_parser(
       "torchvision", help="a torchvision state dict (.pth or .safetensors)",
@@ -54,9 +55,14 @@ def _run_darknet(args) -> int:
     step_dir = darknet.convert_file(args.cfg, args.weights, args.output,
                                     image_size=args.image_size, names=args.names,
                                     overrides=list(args.config_overrides))
-  except (darknet.ConversionError, config_lib.ConfigError, FileNotFoundError,
-          FileExistsError) as e:
+  except (darknet.ConversionError, config_lib.ConfigError, OSError) as e:
     print(f"jaxdet convert: error: {e}", file=sys.stderr)
+    return 1
+  except Exception as e:  # pylint: disable=broad-except
+    if os.environ.get("JAXDET_DEBUG"):
+      raise
+    print(f"jaxdet convert: error: {type(e).__name__}: {e} (set JAXDET_DEBUG=1 for the "
+          f"traceback)", file=sys.stderr)
     return 1
   print(f"converted {args.cfg} + {args.weights} in {time.perf_counter() - start:.1f} s: "
         f"{step_dir}")

@@ -141,6 +141,43 @@ def read_names(path, num_classes: int) -> tuple[str, ...]:
   return names
 
 
+def read_cfg_file(path) -> str:
+  """The text of a darknet `.cfg` file (UTF-8).
+
+  Raises:
+    ConversionError: the file is binary (a NUL byte, which no cfg has and every `.weights` header
+      has) or not UTF-8; the message names the file and suggests swapped arguments.
+  """
+  data = pathlib.Path(path).read_bytes()
+  bad = data.find(b"\0")
+  if bad < 0:
+    try:
+      return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+      bad = e.start
+  raise ConversionError(f"--cfg {path} is not a text file (binary or not UTF-8 at byte offset "
+                        f"{bad}), so not a darknet .cfg: are --cfg and --weights swapped?")
+
+
+def read_weights_file(path) -> bytes:
+  """The bytes of a darknet `.weights` file.
+
+  Raises:
+    ConversionError: the file is text (no NUL byte in its first KiB: a `.weights` header starts
+      with int32 versions, 0 0 0 0, 2 0 0 0, ...), which the length check would report only as
+      a size mismatch; a cfg is named as such, with the swapped-arguments hint.
+  """
+  data = pathlib.Path(path).read_bytes()
+  head = data[:1024]
+  if head and b"\0" not in head:
+    text = head.decode("utf-8", errors="replace")
+    cfg = "[net]" in text or "[convolutional]" in text
+    raise ConversionError(
+        f"--weights {path} is a text file{' (a darknet cfg)' if cfg else ''}, not a darknet "
+        f".weights file (binary)" + (": are --cfg and --weights swapped?" if cfg else ""))
+  return data
+
+
 def from_darknet(cfg_text: str, weights: bytes, *, image_size: int | None = None):
   """`(config, variables, header)` of a darknet network: a full training config (`model` = the
   `yolov3`/`yolov4` family holding `cfg_text`, `image_size`, darknet's postprocess), its
@@ -212,7 +249,7 @@ def convert_file(cfg, weights, output, *, image_size: int | None = None, names=N
   cfg, weights, output = pathlib.Path(cfg), pathlib.Path(weights), pathlib.Path(output).absolute()
   if output.exists() and (not output.is_dir() or any(output.iterdir())):
     raise FileExistsError(f"{output} exists and is not an empty folder; choose a new --output")
-  config, variables, header = from_darknet(cfg.read_text(), weights.read_bytes(),
+  config, variables, header = from_darknet(read_cfg_file(cfg), read_weights_file(weights),
                                            image_size=image_size)
   num_classes = next(l.classes for l in dc.plan_text(config.model.cfg_text).layers
                      if isinstance(l, dc.Yolo))

@@ -14,7 +14,10 @@ torch tensors (read through `.numpy()`), and `.safetensors` files are read with 
 `safetensors` NumPy API.
 """
 
+import argparse
 import pathlib
+import re
+import sys
 from typing import Any, Callable, Mapping
 
 import flax
@@ -105,22 +108,40 @@ def convert_variables(name_map: Callable, abstract_variables: Mapping, state_dic
   return {c: flax.traverse_util.unflatten_dict(v) for c, v in out.items()}
 
 
+# Where training checkpoints keep the model's state dict, in order of preference: torchvision's
+# references (`references/*/train.py` save {"model", "optimizer", "lr_scheduler", "epoch",
+# "args"}, + "model_ema"), many repositories ("state_dict"), PyTorch's checkpoint tutorial
+# ("model_state_dict"). The EMA weights (`model_ema`: an AveragedModel's keys, "module."-prefixed)
+# are not converted.
+CHECKPOINT_KEYS = ("model", "state_dict", "model_state_dict")
+
+# Classes a checkpoint may pickle besides tensors and containers that are safe to rebuild under
+# torch's weights-only unpickler (attribute bags: no code runs): the `args` of torchvision's
+# references. Allowed for one `torch.load` only, not process-wide.
+_SAFE_GLOBALS = (argparse.Namespace,)
+
+
 def read_weights(path: str | pathlib.Path) -> dict[str, np.ndarray]:
   """Reads a state dict file: `.safetensors` (without torch) or a torch `.pth`/`.pt` file
   (`torch.load(weights_only=True)`, needs torch).
+
+  A training checkpoint (a dict holding the state dict under one of `CHECKPOINT_KEYS`, e.g.
+  torchvision's references' `{"model", "optimizer", "lr_scheduler", "epoch", "args"}`) is
+  unwrapped, with a one-line note on stderr. Nothing is ever unpickled beyond tensors, containers
+  and `argparse.Namespace`: a pickled model object is refused.
 
   Returns:
     key -> float32/int NumPy array.
 
   Raises:
-    FileNotFoundError, ConversionError (unknown suffix, torch missing, not a state dict).
+    FileNotFoundError, ConversionError (unknown suffix, torch missing, a corrupt or foreign file,
+    a pickled model, a dict that is not a state dict), each with one line naming the file.
   """
   path = pathlib.Path(path)
   if not path.is_file():
     raise FileNotFoundError(f"weights file not found: {path}")
   if path.suffix == ".safetensors":
-    from safetensors.numpy import load_file
-    return dict(load_file(str(path)))
+    return _read_safetensors(path)
   if path.suffix not in (".pth", ".pt", ".bin"):
     raise ConversionError(f"weights file must be .pth, .pt or .safetensors, got {path.name!r}")
   try:
@@ -128,11 +149,67 @@ def read_weights(path: str | pathlib.Path) -> dict[str, np.ndarray]:
   except ImportError as e:
     raise ConversionError(f"reading {path.name} needs PyTorch (pip install torch), or convert "
                           f"the file to .safetensors first") from e
-  obj = torch.load(str(path), map_location="cpu", weights_only=True)
-  if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-    obj = obj["state_dict"]  # training checkpoints wrap the state dict
-  if not isinstance(obj, dict):
-    raise ConversionError(f"{path.name} holds a {type(obj).__name__}, not a state dict")
+  obj = _torch_load(torch, path)
+  is_tensor = lambda v: isinstance(v, torch.Tensor)
+  if not _is_state_dict(obj, is_tensor):
+    obj = _unwrap_checkpoint(obj, path, is_tensor)
   return {k: to_numpy(v) for k, v in obj.items()}
 
 
+def _read_safetensors(path: pathlib.Path) -> dict[str, np.ndarray]:
+  from safetensors.numpy import load_file
+  try:
+    return dict(load_file(str(path)))
+  except Exception as e:  # safetensors raises its own SafetensorError (and OSError, ValueError)
+    text = str(e).strip().splitlines()
+    raise ConversionError(f"{path.name} is not a safetensors file: corrupt or another format ("
+                          f"{text[0] if text else type(e).__name__})") from None
+
+
+def _torch_load(torch, path: pathlib.Path):
+  """`torch.load(weights_only=True)` with `_SAFE_GLOBALS` allowed, its errors in one line."""
+  try:
+    allow = getattr(torch.serialization, "safe_globals", None)  # a context manager, torch >= 2.5
+    if allow is None:
+      return torch.load(str(path), map_location="cpu", weights_only=True)
+    with allow(list(_SAFE_GLOBALS)):
+      return torch.load(str(path), map_location="cpu", weights_only=True)
+  except Exception as e:  # pickle.UnpicklingError, RuntimeError (zip), EOFError, ...
+    # torch names the first global its unpickler refused ("Unsupported global: GLOBAL x.Y", or
+    # "unsupported GLOBAL os.system whose module os is blocked"): for `torch.save(model)`, the
+    # model's class.
+    found = re.search(r"\bGLOBAL ([\w.]+)", str(e))
+    if found:
+      name = found.group(1)
+      what = ("a pickled model object" if name.startswith("torch.nn.") or ".models." in name
+              else "a pickled Python object")
+      raise ConversionError(
+          f"{path.name} holds {what} ({name}), which jaxdet does not unpickle (unpickling can "
+          f"run arbitrary code): save the weights with torch.save(model.state_dict(), path) "
+          f"and convert that file") from None
+    raise ConversionError(f"{path.name} ({path.stat().st_size} bytes) is not a PyTorch state "
+                          f"dict: the file is corrupt or was not written by torch.save") from None
+
+
+def _is_state_dict(obj, is_tensor) -> bool:
+  return (isinstance(obj, dict) and bool(obj)
+          and all(isinstance(k, str) and is_tensor(v) for k, v in obj.items()))
+
+
+def _unwrap_checkpoint(obj, path: pathlib.Path, is_tensor) -> dict:
+  """The state dict inside a training checkpoint dict, with a note saying which key it was."""
+  if not isinstance(obj, dict):
+    raise ConversionError(f"{path.name} holds a {type(obj).__name__}, not a state dict "
+                          f"(parameter name -> tensor)")
+  key = next((k for k in CHECKPOINT_KEYS if _is_state_dict(obj.get(k), is_tensor)), None)
+  keys = ("keys " + ", ".join(repr(k) for k in list(obj)[:5]) + (", ..." if len(obj) > 5 else "")
+          if obj else "empty")
+  if key is None:
+    raise ConversionError(
+        f"{path.name} holds a dict that is not a state dict ({keys}): expected "
+        f"parameter name -> tensor, or a training checkpoint with the state dict under "
+        f"{' or '.join(repr(k) for k in CHECKPOINT_KEYS)}")
+  ema = " (its 'model_ema' weights are not used)" if "model_ema" in obj else ""
+  print(f"note: {path.name} is a training checkpoint ({keys}): converting its {key!r} "
+        f"state dict{ema}", file=sys.stderr)
+  return obj[key]

@@ -183,18 +183,26 @@ def format_stats(title, gt, class_names):
   return "\n".join(lines)
 
 
+def _action(sub, name, *, help):  # pylint: disable=redefined-builtin  (argparse's keyword)
+  """Adds `jaxdet data NAME`: its one-line help also opens its own `--help` page."""
+  return sub.add_parser(name, help=help, description=f"{help[0].upper()}{help[1:]}.")
+
+
 def register(subparsers):
   """Adds the ``data`` subcommand and its sub-subcommands to ``jaxdet``'s parser."""
-  parser = subparsers.add_parser("data", help="build, import, show and summarize datasets")
+  parser = subparsers.add_parser(
+      "data", help="build, import, show and summarize datasets",
+      description="Build, import, show and summarize datasets (TFDS, in --data-dir or TFDS's "
+                  "default folder).")
   sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
-  p = sub.add_parser("build", help="prepare the embedded `shapes` dataset")
+  p = _action(sub, "build", help="prepare the embedded `shapes` dataset")
   p.add_argument("name", help="shapes, shapes/small or shapes/tiny")
   p.add_argument("--config", default="default", help="shapes config when NAME has none")
   p.add_argument("--data-dir", default=None, help="TFDS data dir")
   p.set_defaults(func=_guarded(_build))
 
-  p = sub.add_parser("import", help="convert COCO / VOC / YOLO / KITTI data to a TFDS dataset")
+  p = _action(sub, "import", help="convert COCO / VOC / YOLO / KITTI data to a TFDS dataset")
   p.add_argument("--format", required=True, choices=("coco", "voc", "yolo", "kitti"))
   p.add_argument("--images", required=True, help="folder of images")
   p.add_argument("--annotations", required=True,
@@ -218,8 +226,8 @@ def register(subparsers):
                       "the new one is written)")
   p.set_defaults(func=_guarded(_import))
 
-  p = sub.add_parser("show", help="draw a grid of images with their boxes and class names (and "
-                                  "masks as a colour overlay, when the dataset has them)")
+  p = _action(sub, "show", help="draw a grid of images with their boxes and class names (and "
+                                "masks as a colour overlay, when the dataset has them)")
   p.add_argument("name")
   p.add_argument("--split", default="train")
   p.add_argument("--out", required=True, help="output PNG")
@@ -232,14 +240,14 @@ def register(subparsers):
   p.add_argument("--seed", type=int, default=0)
   p.set_defaults(func=_guarded(_show))
 
-  p = sub.add_parser("stats", help="class counts, boxes per image and box sizes")
+  p = _action(sub, "stats", help="class counts, boxes per image and box sizes")
   p.add_argument("name")
   p.add_argument("--split", default=None, help="one split (default: all)")
   p.add_argument("--data-dir", default=None)
   p.set_defaults(func=_guarded(_stats))
 
-  p = sub.add_parser("proposals", help="a proposals file (for Fast R-CNN, config.proposals_file) "
-                                       "from a trained detector's detections on a split")
+  p = _action(sub, "proposals", help="a proposals file (for Fast R-CNN, config.proposals_file) "
+                                     "from a trained detector's detections on a split")
   p.add_argument("--workdir", required=True, help="training workdir of any jaxdet detector")
   p.add_argument("--split", required=True, help="split of its dataset, e.g. train")
   p.add_argument("--output", required=True, help="output .npz (see jaxdet.data.proposals)")
@@ -249,7 +257,7 @@ def register(subparsers):
   p.add_argument("--min-score", type=float, default=0.0, help="lowest detection score kept")
   p.set_defaults(func=_guarded(_proposals))
 
-  p = sub.add_parser("anchors", help="k-means anchors (1 - IoU distance) from a split's boxes")
+  p = _action(sub, "anchors", help="k-means anchors (1 - IoU distance) from a split's boxes")
   p.add_argument("name")
   p.add_argument("--num", type=int, default=9, help="number of anchors")
   p.add_argument("--image-size", type=int, default=416,

@@ -9,11 +9,12 @@ import sys
 def register(subparsers):
   """Adds the ``evaluate`` subcommand to an argparse subparsers object."""
   p = subparsers.add_parser(
-      "evaluate", help="COCO (pycocotools-exact) or VOC metrics of a result file or a workdir.",
-      description="Either evaluates COCO-format detections ([{image_id, category_id, bbox "
+      "evaluate", help="COCO or VOC metrics of a result file or of a trained workdir",
+      description="COCO or VOC metrics of a result file or of a trained workdir. "
+                  "Either evaluates COCO-format detections ([{image_id, category_id, bbox "
                   "[x,y,w,h], score}, ...]) against a COCO annotation file (--gt, --detections), "
                   "or a trained model on a split of its dataset (--workdir, with the same report "
-                  "as training). Prints the 12 COCO stats (or VOC AP) and per-class AP.")
+                  "as training). Prints the 12 COCO stats (pycocotools-exact; or VOC AP) and per-class AP.")
   p.add_argument("--gt", help="COCO ground-truth annotation JSON")
   p.add_argument("--detections", help="COCO result JSON (a list of detections)")
   p.add_argument("--workdir", help="a training workdir: evaluate its model on --split of its "

@@ -225,6 +225,31 @@ def model_variables(model, variables: dict | None, config) -> dict:
           "batch_stats": jax.tree.map(jnp.asarray, dict(variables.get("batch_stats", {})))}
 
 
+def check_servable(config: ml_collections.ConfigDict, path=None) -> None:
+  """Refuses a config that `jaxdet.load` cannot serve, with a one-line reason.
+
+  A folder from `jaxdet convert torchvision --arch resnet50` (model name `classifier`) holds an
+  ImageNet classifier meant as a detector's backbone; without this check it fails deep in the
+  model registry ("unknown model 'classifier'"), which reads as a broken folder.
+
+  Args:
+    config: a resolved config (its `model` block is read).
+    path: the folder the config came from, named in the message (None: "this config").
+
+  Raises:
+    ValueError: the config is a converted classifier's.
+  """
+  model = config.get("model")
+  if model is None or model.get("name") != "classifier":
+    return
+  arch = model.get("backbone") or "?"
+  raise ValueError(
+      f"{path or 'this config'} holds an image classifier ({arch}) converted for use as a "
+      f"detector's backbone (jaxdet train --config.model.backbone={arch} "
+      f"--config.init_from.checkpoint={path or 'DIR'} ...); jaxdet.load serves detectors and "
+      f"segmentation models: classification inference is not supported yet")
+
+
 def build_detector(config: ml_collections.ConfigDict, variables: dict | None,
                    class_names) -> Detector:
   """Builds a `Detector` from a config and variables.
@@ -236,9 +261,13 @@ def build_detector(config: ml_collections.ConfigDict, variables: dict | None,
 
   Returns:
     A `Detector` (a `jaxdet.inference.segment.Segmenter` for a segmentation config).
+
+  Raises:
+    ValueError: empty `class_names`, or a converted classifier's config (`check_servable`).
   """
   from jaxdet import models
   from jaxdet.models import segmentation
+  check_servable(config)
   if segmentation.is_segmentation(config.get("model")):
     from jaxdet.inference.segment import build_segmenter
     return build_segmenter(config, variables, class_names)
@@ -265,7 +294,8 @@ def load(path: str | pathlib.Path) -> Detector:
 
   Raises:
     FileNotFoundError: no checkpoint under `path`.
-    ValueError: the checkpoint metadata is incomplete or corrupt.
+    ValueError: the checkpoint metadata is incomplete or corrupt, or it holds a converted image
+      classifier (`jaxdet convert torchvision --arch resnet50`), which is not served.
   """
   step_dir = ckpt.find_step_dir(path)
   try:
@@ -276,4 +306,12 @@ def load(path: str | pathlib.Path) -> Detector:
   if missing:
     raise ValueError(f"checkpoint {step_dir} metadata lacks {missing}")
   config = config_lib.from_json(meta["config"])
+  check_servable(config, _folder_name(path, step_dir))
   return build_detector(config, variables, meta["class_names"])
+
+
+def _folder_name(path, step_dir: pathlib.Path) -> str:
+  """The workdir holding `step_dir` (`W/checkpoints/{best,latest}/N` -> W), as the user wrote it
+  when `path` is that workdir: what `--config.init_from.checkpoint` and messages should name."""
+  folder = step_dir.parents[2] if step_dir.parent.parent.name == "checkpoints" else step_dir
+  return str(path) if pathlib.Path(path).absolute() == folder else str(folder)

@@ -35,8 +35,8 @@ class _OverridesParser(argparse.ArgumentParser):
 def register(subparsers) -> None:
   """Adds the `train` subcommand."""
   parser = subparsers.add_parser(
-      "train", help="train a detector (resumes when WORKDIR has a checkpoint)",
-      description="Train a detector from a config file. Overrides: --config.KEY=VALUE, e.g. "
+      "train", help="train a detector or segmentation model from a config file",
+      description="Train a detector or segmentation model from a config file. Overrides: --config.KEY=VALUE, e.g. "
                   "--config.total_steps=40 --config.batch_size=4. Rerunning on an existing "
                   "workdir resumes from its latest checkpoint.")
   parser.add_argument("--config", dest="config_file", default=None,

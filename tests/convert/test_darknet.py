@@ -106,6 +106,36 @@ def test_bad_input_is_one_error_and_no_output_folder(tmp_path, capsys):
   assert "multiple of 32" in capsys.readouterr().err and not out.exists()
 
 
+def test_swapped_or_text_files_are_one_error(tmp_path, capsys):
+  """Issue 28: `--cfg` and `--weights` swapped ended in a UnicodeDecodeError traceback; a cfg given
+  as `--weights` was reported only as a byte count mismatch."""
+  cfg, weights = _write(tmp_path, "yolov3-tiny", 64)
+  out = tmp_path / "out"
+
+  def run(c, w):
+    rc = cli.main(["convert", "darknet", "--cfg", str(c), "--weights", str(w), "--output",
+                   str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert not out.exists()
+    return err
+
+  err = run(weights, cfg)
+  assert f"--cfg {weights} is not a text file" in err and "swapped?" in err, err
+  err = run(cfg, cfg)
+  assert f"--weights {cfg} is a text file (a darknet cfg)" in err and "swapped?" in err, err
+  notes = tmp_path / "notes.weights"
+  notes.write_text("download the weights from the release page\n")
+  err = run(cfg, notes)
+  assert f"--weights {notes} is a text file, not a darknet .weights file" in err, err
+  latin1 = tmp_path / "latin1.cfg"  # no NUL byte, but not UTF-8 either
+  latin1.write_bytes(cfg.read_bytes().replace(b"[net]", b"# caf\xe9\n[net]", 1))
+  err = run(latin1, weights)
+  assert f"--cfg {latin1} is not a text file (binary or not UTF-8 at byte offset 5)" in err, err
+  err = run(tmp_path, weights)  # a folder: one line too (was an IsADirectoryError traceback)
+  assert "Is a directory" in err, err
+
+
 def _opencv_outputs(cfg, weights, images):
   """OpenCV DNN's yolo outputs: boxes xyxy [N, A, 4] input pixels (clipped, as jaxdet's decode),
   scores [N, A, C] (objectness x class; OpenCV zeroes those below its 0.2 threshold)."""

@@ -9,6 +9,7 @@ from PIL import Image
 import jaxdet_export
 import export_testlib as tl
 from jaxdet import cli
+from tests import testing_convert
 
 
 def _run(capsys, *argv):
@@ -116,6 +117,25 @@ def test_cli_errors_are_one_line(workdir, model_path, tmp_path, capsys):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"jaxdet {argv[0]}: error: "), err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["export", "predict"])
+def test_a_converted_classifier_is_refused_in_one_line(tmp_path, capsys, command):
+  """Issue 28: `jaxdet convert torchvision --arch resnet50` gives a backbone folder, which these
+  commands used to reject as "unknown model 'classifier'" (as if the folder were broken)."""
+  folder = testing_convert.write_classifier_folder(tmp_path / "r18")
+  out = tmp_path / "out"
+  image = tmp_path / "a.png"
+  Image.fromarray(np.zeros((32, 48, 3), np.uint8)).save(image)
+  argv = {"export": ("export", "--workdir", str(folder), "--output", str(out)),
+          "predict": ("predict", "--model", str(folder), str(image), "--out", str(out))}[command]
+  rc, _, err = _run(capsys, *argv)
+  assert rc == 1  # as every other error of export and predict (test_cli_errors_are_one_line)
+  lines = err.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith(f"jaxdet {command}: error: {folder} holds an "
+                                                 f"image classifier (resnet18)"), err
+  assert "classification inference is not supported yet" in err
+  assert not out.exists()  # a failing command writes nothing
 
 
 def test_argument_ranges_are_checked(workdir, tmp_path, capsys):

@@ -1,6 +1,8 @@
 """`jaxdet.load` / `build_detector`: Detector fields, predict shapes and letterbox mapping, and the
 checkpoint round trip (JSON + Orbax only)."""
 
+import re
+
 import chex
 import jax
 import ml_collections
@@ -12,6 +14,7 @@ from jaxdet import models
 from jaxdet.train import checkpoint as ckpt
 from jaxdet.train import config as config_lib
 from jaxdet.inference import load as load_lib
+from tests import testing_convert
 
 NAMES = ("circle", "square", "triangle")
 SIZE = 64
@@ -134,6 +137,28 @@ def test_load_errors(tmp_path):
   (step / "meta").mkdir()
   with pytest.raises(ValueError, match="cannot read checkpoint"):
     jaxdet.load(step)
+
+
+def test_load_refuses_a_converted_classifier_in_one_line(tmp_path, monkeypatch):
+  """Issue 28: a `jaxdet convert torchvision --arch resnet50` folder ended in a traceback of the
+  model registry ("unknown model 'classifier'")."""
+  folder = testing_convert.write_classifier_folder(tmp_path / "r18", image_size=SIZE)
+  message = (r"r18 holds an image classifier \(resnet18\) converted for use as a detector's "
+             r"backbone .*--config.init_from.checkpoint=\S*r18 .*classification inference is "
+             r"not supported yet")
+  with pytest.raises(ValueError, match=message) as raised:
+    jaxdet.load(folder)
+  assert "\n" not in str(raised.value)
+  # A workdir is named as given (relative here); a checkpoint folder in it names the workdir, as
+  # init_from takes it.
+  monkeypatch.chdir(tmp_path)
+  with pytest.raises(ValueError, match=r"^r18 holds .*init_from.checkpoint=r18 "):
+    jaxdet.load("r18")
+  with pytest.raises(ValueError, match=f"^{re.escape(str(tmp_path / 'r18'))} holds"):
+    jaxdet.load("r18/checkpoints/latest/0")
+  with pytest.raises(ValueError, match=r"^this config holds .*checkpoint=DIR "):
+    load_lib.build_detector(config_lib.from_json((folder / "config.json").read_text()), None,
+                            ("a",))
 
 
 def test_build_detector_needs_classes(config):
