@@ -9,12 +9,13 @@ smooth shapes on a gradient, as a photo's large regions). For each photo, median
 - `model`: the compiled forward alone on the resized input (the network's own time);
 - `beyond`: predict - model (what this benchmark is about);
 - `resize+argmax`: the masks from the model's logits alone (the step `predict` does per photo),
-  and the same on random-noise logits (every pixel near a class border: the worst case).
+  and the same on random-noise logits (every pixel near a class border: the worst case);
+- with `--probabilities`: `predict(..., probabilities=True)` (the `[H, W, K]` softmax as well).
 Warm-up: one S x S predict (compiles the batch-1 forward), not the photo itself, so that a slow
 step is timed `--repeats` times only.
 
 Usage: `python benchmarks/bench_segment_predict.py [--photos 256x256,512x512,6000x4000]
-[--image-size 128] [--classes 21] [--repeats 3]`.
+[--image-size 128] [--classes 21] [--repeats 3] [--probabilities]`.
 """
 
 import argparse
@@ -72,6 +73,8 @@ def main(argv=None) -> int:
   parser.add_argument("--image-size", type=int, default=128, help="S, the network input side")
   parser.add_argument("--classes", type=int, default=21, help="K, background included")
   parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--probabilities", action="store_true",
+                      help="also time predict(..., probabilities=True)")
   args = parser.parse_args(argv)
   os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -98,7 +101,7 @@ def main(argv=None) -> int:
         f"{jax.__version__}; tiny FCN-ResNet, S = {s}, K = {args.classes}, letterbox; "
         f"{args.repeats} repeats (median)")
   print(f"{'photo':>11s} {'predict':>9s} {'model':>9s} {'beyond':>9s} {'resize+argmax':>14s} "
-        f"{'(noise logits)':>15s}")
+        f"{'(noise logits)':>15s}" + (f" {'+probabilities':>14s}" if args.probabilities else ""))
   for spec in args.photos.split(","):
     width, height = (int(v) for v in spec.lower().split("x"))
     photo = _photo(width, height)
@@ -113,8 +116,12 @@ def main(argv=None) -> int:
                            args.repeats)
     masks_s = _median_time(lambda: masks_of(area, (height, width)), args.repeats)  # pylint: disable=cell-var-from-loop
     noise_s = _median_time(lambda: masks_of(noise, (height, width)), args.repeats)  # pylint: disable=cell-var-from-loop
+    probs = ""
+    if args.probabilities:
+      probs_s = _median_time(lambda: segmenter.predict(photo, probabilities=True), args.repeats)  # pylint: disable=cell-var-from-loop
+      probs = f" {probs_s:13.3f}s"
     print(f"{spec:>11s} {predict_s:8.3f}s {model_s:8.3f}s {predict_s - model_s:8.3f}s "
-          f"{masks_s:13.3f}s {noise_s:14.3f}s", flush=True)
+          f"{masks_s:13.3f}s {noise_s:14.3f}s{probs}", flush=True)
   return 0
 
 
