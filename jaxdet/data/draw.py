@@ -15,6 +15,10 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 TILE_SIZE = 640  # grid cells: larger images are shrunk to fit (a 3000x2000 photo is not pasted)
+# Training's `predictions.png`: network inputs (64-128 px) are enlarged to at least this side, so
+# that boxes, labels and masks are readable (a 6-image grid of 128 px inputs was 392x262 px).
+MIN_TILE = 384
+TILE_FONT = 16  # label text of those tiles, in pixels (`label_size` gives 12 at 384 px)
 
 
 def _colour(class_id):
@@ -61,7 +65,6 @@ def font_file_for(text: str) -> tuple[str, int] | None:
   return None
 
 
-@functools.lru_cache(maxsize=64)
 def _font(text: str, size: int):
   found = font_file_for(text)
   if found is None:
@@ -69,7 +72,14 @@ def _font(text: str, size: int):
       return ImageFont.load_default(size)
     except TypeError:  # Pillow < 10.1: one bitmap size
       return ImageFont.load_default()
-  return ImageFont.truetype(found[0], size, index=found[1])
+  return _truetype(found[0], found[1], size)
+
+
+@functools.lru_cache(maxsize=64)
+def _truetype(path: str, index: int, size: int):
+  """A loaded font face (cached by file and size, not by label: every `name score` label is a new
+  text, and loading the face was a third of drawing a predictions grid)."""
+  return ImageFont.truetype(path, size, index=index)
 
 
 def label_size(height: int, width: int) -> tuple[int, int]:
@@ -80,7 +90,7 @@ def label_size(height: int, width: int) -> tuple[int, int]:
 
 
 def draw_detections(image_uint8, boxes_xyxy, classes, scores=None, *, class_names=None,
-                    mask=None, line_width=None):
+                    mask=None, line_width=None, font_size=None):
   """Draws boxes with class names (and scores) on a copy of an image.
 
   Args:
@@ -91,6 +101,7 @@ def draw_detections(image_uint8, boxes_xyxy, classes, scores=None, *, class_name
     class_names: optional sequence of names indexed by class id (ids shown otherwise).
     mask: optional ``[N]`` bool; False entries (padding) are not drawn.
     line_width: box outline width in pixels (default: grows with the image, `label_size`).
+    font_size: label text height in pixels (default: grows with the image, `label_size`).
 
   Returns:
     ``[H, W, 3]`` uint8 image with the boxes drawn.
@@ -103,8 +114,9 @@ def draw_detections(image_uint8, boxes_xyxy, classes, scores=None, *, class_name
   keep = np.ones(len(boxes), bool) if mask is None else np.asarray(mask, bool).reshape(-1)
   pil = Image.fromarray(np.ascontiguousarray(image.astype(np.uint8)))
   draw = ImageDraw.Draw(pil)
-  font_size, auto_width = label_size(*image.shape[:2])
+  auto_font, auto_width = label_size(*image.shape[:2])
   line_width = auto_width if line_width is None else line_width
+  font_size = auto_font if font_size is None else font_size
   for i in np.nonzero(keep)[0]:
     x0, y0, x1, y1 = boxes[i]
     if not np.all(np.isfinite(boxes[i])):
@@ -120,6 +132,84 @@ def draw_detections(image_uint8, boxes_xyxy, classes, scores=None, *, class_name
     tx = max(min(x0, image.shape[1] - (tx1 - tx0) - 2), 0)  # keep the label inside the image
     draw.rectangle([tx, ty, tx + (tx1 - tx0) + 2, ty + (ty1 - ty0) + 2], fill=colour)
     draw.text((tx + 1, ty - ty0 + y0), text, fill=(0, 0, 0), font=font)
+  return np.asarray(pil)
+
+
+def enlarge(image_uint8, min_size=MIN_TILE):
+  """Enlarges a small image by nearest neighbour, by the integer factor that brings its longer
+  side to at least `min_size` (pixels stay sharp: what the network saw; cheap: `np.repeat`).
+
+  Args:
+    image_uint8: `[H, W, C]` (or `[H, W]`) array.
+    min_size: the longer side to reach.
+
+  Returns:
+    `(image [f H, f W, C], f)`, f >= 1 an int (the image itself when f = 1); a pixel coordinate
+    x of the input is f x in the output.
+  """
+  image = np.asarray(image_uint8)
+  factor = max(1, math.ceil(min_size / max(1, max(image.shape[:2]))))
+  if factor == 1:
+    return image, 1
+  return np.repeat(np.repeat(image, factor, 0), factor, 1), factor
+
+
+def detection_tile(image_uint8, boxes_xyxy, classes, scores=None, *, class_names=None,
+                   mask=None, min_size=MIN_TILE):
+  """`draw_detections` on the image enlarged to at least `min_size` (`enlarge`): a grid tile
+  whose boxes and `name score` labels (at least `TILE_FONT` px) are readable.
+
+  Args:
+    image_uint8: `[H, W, 3]` uint8 (e.g. a network input).
+    boxes_xyxy: `[N, 4]` float boxes in pixels of `image_uint8` (scaled with it).
+    classes, scores, class_names, mask: as `draw_detections`.
+    min_size: the tile's longer side, at least.
+
+  Returns:
+    `[f H, f W, 3]` uint8.
+  """
+  big, factor = enlarge(np.asarray(image_uint8, np.uint8), min_size)
+  boxes = np.asarray(boxes_xyxy, np.float64).reshape(-1, 4) * factor
+  return draw_detections(big, boxes, classes, scores, class_names=class_names, mask=mask,
+                         font_size=max(TILE_FONT, label_size(*big.shape[:2])[0]))
+
+
+def mask_tile(image_uint8, mask, class_names=None, *, min_size=MIN_TILE, alpha=0.5,
+              max_legend=8):
+  """The mask blended over the image (`overlay_mask`), enlarged to at least `min_size`
+  (`enlarge`), with a legend in the top-left corner: a swatch of each class's colour and its
+  name, the largest classes first (background and ignore left out; at most `max_legend`).
+
+  Args:
+    image_uint8: `[H, W, 3]` uint8.
+    mask: `[H, W]` int class ids (0 background, 255 ignore).
+    class_names: names indexed by class id (ids shown otherwise).
+
+  Returns:
+    `[f H, f W, 3]` uint8.
+  """
+  m = np.asarray(mask)
+  tile, _ = enlarge(overlay_mask(image_uint8, m, alpha=alpha), min_size)
+  ids, counts = np.unique(m[(m != 0) & (m != 255)], return_counts=True)
+  shown = ids[np.argsort(-counts, kind="stable")][:max_legend]
+  if not len(shown):
+    return tile
+  pil = Image.fromarray(np.ascontiguousarray(tile))
+  draw = ImageDraw.Draw(pil)
+  size = max(TILE_FONT, label_size(*tile.shape[:2])[0])
+  y = 2
+  for cid in shown:
+    cid = int(cid)
+    name = class_names[cid] if class_names is not None and 0 <= cid < len(class_names) else str(cid)
+    font = _font(name, size)
+    x0, y0, x1, y1 = draw.textbbox((0, 0), name, font=font)
+    line = max(size, y1 - y0) + 4
+    draw.rectangle([2, y, 2 + line + 4 + (x1 - x0) + 4, y + line], fill=(0, 0, 0))
+    draw.rectangle([4, y + 2, 2 + line - 2, y + line - 2], fill=tuple(int(c) for c in
+                                                                      MASK_PALETTE[cid % 256]))
+    draw.text((2 + line + 4 - x0, y + (line - (y1 - y0)) // 2 - y0), name, fill=(255, 255, 255),
+              font=font)
+    y += line + 2
   return np.asarray(pil)
 
 

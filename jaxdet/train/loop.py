@@ -185,7 +185,8 @@ def _denormalize(images: np.ndarray, preprocess=None) -> np.ndarray:
 
 def _write_predictions_png(path, variables, batches, class_names, *, predict, count=16,
                            min_score=0.3, preprocess=None):
-  """Draws detections scoring >= `min_score` on the first `count` validation images."""
+  """Draws detections scoring >= `min_score` on the first `count` validation images, each
+  enlarged to a readable tile (`draw.detection_tile`: at least `draw.MIN_TILE` px)."""
   from jaxdet.data import draw
   tiles = []
   for batch in batches:
@@ -196,8 +197,8 @@ def _write_predictions_png(path, variables, batches, class_names, *, predict, co
         continue
       shown = (np.arange(out["scores"].shape[1]) < out["num_detections"][i]) & (
           out["scores"][i] >= min_score)
-      tiles.append(draw.draw_detections(images[i], out["boxes"][i], out["classes"][i],
-                                        out["scores"][i], class_names=class_names, mask=shown))
+      tiles.append(draw.detection_tile(images[i], out["boxes"][i], out["classes"][i],
+                                       out["scores"][i], class_names=class_names, mask=shown))
     if len(tiles) >= count:
       break
   if tiles:

@@ -130,18 +130,17 @@ def evaluate(predict, *, variables, batches, class_names, report_dir=None,
 
 def write_predictions_png(predict, path, variables, batches, class_names, *, count=16,
                           preprocess=None) -> None:
-  """The first `count` validation images with their predicted masks blended over them."""
+  """The first `count` validation images with their predicted masks blended over them, each
+  enlarged to a readable tile with a legend of its classes (`draw.mask_tile`)."""
   from jaxdet.data import draw
   from jaxdet.data.preprocess import denormalize_image
-  from jaxdet.inference.segment import overlay
-  del class_names
   tiles = []
   for batch in batches:
     masks = np.asarray(jax.device_get(predict(variables, jnp.asarray(batch["image"]))))
     images = denormalize_image(batch["image"], preprocess)
     for i in range(len(images)):
       if batch["example_mask"][i] and len(tiles) < count:
-        tiles.append(overlay(images[i], masks[i]))
+        tiles.append(draw.mask_tile(images[i], masks[i], class_names))
     if len(tiles) >= count:
       break
   if tiles:

@@ -58,6 +58,44 @@ def test_labels_grow_with_the_image():
   assert label_height(2000) > 4 * label_height(200)
 
 
+def test_enlarge_by_an_integer_factor_keeps_pixels_sharp():
+  image = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+  big, factor = draw.enlarge(image, 10)  # ceil(10 / 3) = 4
+  assert factor == 4 and big.shape == (8, 12, 3)
+  np.testing.assert_array_equal(big[::4, ::4], image)
+  np.testing.assert_array_equal(big[7, 11], image[1, 2])  # nearest: no blending
+  photo = np.zeros((400, 300, 3), np.uint8)
+  same, factor = draw.enlarge(photo)  # already large: as it is
+  assert factor == 1 and same is photo
+
+
+def test_detection_tile_is_large_with_readable_labels():
+  """Issue 28: training's predictions.png drew boxes and 10 px labels on the 64-128 px network
+  inputs (a 6-image grid was 392x262 px); a tile is now at least MIN_TILE px, boxes scaled."""
+  image = np.zeros((64, 48, 3), np.uint8)
+  tile = draw.detection_tile(image, [[8, 32, 24, 56]], [1], [0.87], class_names=["a", "bee"])
+  assert tile.shape == (384, 288, 3)  # x6: the longer side reaches MIN_TILE = 384
+  assert tile[300, 48].any() and not tile[300, 52:140].any()  # left edge at 8 x 6, hollow
+  label = np.nonzero(tile[:192, 50].any(-1))[0]  # the filled label box above the box
+  assert len(label) >= draw.TILE_FONT - 2, len(label)
+  default = draw.draw_detections(np.zeros((384, 288, 3), np.uint8), [[48, 192, 144, 336]], [1],
+                                 [0.87], class_names=["a", "bee"])
+  assert len(label) > len(np.nonzero(default[:192, 50].any(-1))[0])  # larger than label_size's
+
+
+def test_mask_tile_is_large_with_a_legend_of_its_classes():
+  image = np.full((32, 32, 3), 100, np.uint8)
+  mask = np.zeros((32, 32), np.int32)
+  mask[16:, 16:] = 2
+  tile = draw.mask_tile(image, mask, ["background", "a", "b"])
+  assert tile.shape == (384, 384, 3)  # x12
+  np.testing.assert_array_equal(tile[300, 300], draw.overlay_mask(image, mask)[25, 25])
+  assert (tile[:60, :60] == draw.MASK_PALETTE[2]).all(-1).any()  # class b's swatch, top-left
+  named = draw.mask_tile(image, mask, ["background", "a", "bicycle"])
+  assert not np.array_equal(named[:60], tile[:60])  # its name is written
+  np.testing.assert_array_equal(draw.mask_tile(image, np.zeros((32, 32), int)), 100)  # no legend
+
+
 def test_korean_class_names_render_with_real_glyphs():
   """Issue 10: `고양이` must not come out as missing-glyph boxes (and no warnings)."""
   import warnings

@@ -107,7 +107,11 @@ def test_train_evaluates_segmentation_and_loads(fake_data, tmp_path):
   for name in ("segmentation_metrics.json", "segmentation_table.txt", "confusion_matrix.png",
                "masks.png"):  # masks.png: predicted masks next to the ground truth
     assert (tmp_path / "eval" / name).exists(), name
-  assert (tmp_path / "predictions.png").exists()
+  # Issue 28: readable tiles: 4 validation images of 32 px in a 2 x 2 grid (was 70x70 px).
+  from PIL import Image
+  from jaxdet.data import draw
+  grid = np.asarray(Image.open(tmp_path / "predictions.png"))
+  assert min(grid.shape[:2]) >= 2 * (draw.MIN_TILE + 2) + 2, grid.shape
   segmenter = jaxdet.load(tmp_path)
   assert segmenter.task == "segmentation" and segmenter.class_names == components.class_names
   assert segmenter.predict(np.zeros((1, SIZE, SIZE, 3), np.uint8))["masks"].shape == (1, SIZE,

@@ -33,6 +33,11 @@ def test_train_cli_end_to_end_and_resume(tmp_path, tiny_data_dir, capsys):
   for name in ("config.json", "metrics.jsonl", "predictions.png", "eval/coco_stats.json",
                "eval/pr_curve.png", "eval/confusion_matrix.png"):
     assert (workdir / name).is_file(), name
+  # Issue 28: readable tiles (was 66 px cells): 8 validation images of 64 px in a 3 x 3 grid.
+  from PIL import Image
+  from jaxdet.data import draw
+  grid = np.asarray(Image.open(workdir / "predictions.png"))
+  assert min(grid.shape[:2]) >= 3 * (draw.MIN_TILE + 2) + 2, grid.shape
   config = json.loads((workdir / "config.json").read_text())
   assert config["total_steps"] == 3 and config["model"]["width"] == 0.0625
   records = log_lib.read_metrics(workdir)
