@@ -1,6 +1,7 @@
-"""Seeded inputs shared by the tests and the benchmarks (importable from both).
+"""Seeded inputs and fixtures shared by the tests and the benchmarks (importable from both).
 
-Only NumPy: the draws depend on the `np.random.Generator` passed in and on nothing else.
+Importing it needs only NumPy (heavier imports wait inside the functions that need them): the
+draws depend on the `np.random.Generator` passed in and on nothing else.
 """
 
 import numpy as np
@@ -178,3 +179,24 @@ def photos(names=PHOTOS) -> dict[str, np.ndarray]:
   if unknown:
     raise ValueError(f"unknown photos {unknown}; known: {PHOTOS}")
   return {name: make[name]() for name in names}
+
+
+def write_classifier_folder(path, *, arch="resnet18", num_classes=3, image_size=64):
+  """What `jaxdet convert torchvision --arch ARCH` writes for a classifier (model name
+  `classifier`), with zero weights: the converter's own config and checkpoint writer.
+
+  Returns:
+    `path`, the folder written (`config.json`, `checkpoints/latest/0`).
+  """
+  import jax  # pylint: disable=g-import-not-at-top  (jaxdet.testing imports only NumPy)
+  from jaxdet.convert import torchvision as tv_convert
+  from jaxdet.convert.checkpoint import write_checkpoint
+  from jaxdet.models import backbones
+  config = tv_convert.classifier_config(arch, num_classes=num_classes, image_size=image_size)
+  module = backbones.build_classifier(arch, num_classes, config=config.model)
+  abstract = jax.eval_shape(lambda: module.init(
+      jax.random.key(0), np.zeros((1, image_size, image_size, 3), np.float32)))
+  variables = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), abstract)
+  write_checkpoint(path, config, variables, class_names=[str(i) for i in range(num_classes)],
+                   source={"framework": "torchvision", "arch": arch})
+  return path

@@ -8,8 +8,7 @@ from PIL import Image
 
 import jaxdet_export
 import export_testlib as tl
-from jaxdet import cli
-from tests import testing_convert
+from jaxdet import cli, testing
 
 
 def _run(capsys, *argv):
@@ -123,7 +122,7 @@ def test_cli_errors_are_one_line(workdir, model_path, tmp_path, capsys):
 def test_a_converted_classifier_is_refused_in_one_line(tmp_path, capsys, command):
   """Issue 28: `jaxdet convert torchvision --arch resnet50` gives a backbone folder, which these
   commands used to reject as "unknown model 'classifier'" (as if the folder were broken)."""
-  folder = testing_convert.write_classifier_folder(tmp_path / "r18")
+  folder = testing.write_classifier_folder(tmp_path / "r18")
   out = tmp_path / "out"
   image = tmp_path / "a.png"
   Image.fromarray(np.zeros((32, 48, 3), np.uint8)).save(image)

@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 
 import jaxdet
-from jaxdet import models
+from jaxdet import models, testing
 from jaxdet.train import checkpoint as ckpt
 from jaxdet.train import config as config_lib
 from jaxdet.inference import load as load_lib
-from tests import testing_convert
 
 NAMES = ("circle", "square", "triangle")
 SIZE = 64
@@ -142,7 +141,7 @@ def test_load_errors(tmp_path):
 def test_load_refuses_a_converted_classifier_in_one_line(tmp_path, monkeypatch):
   """Issue 28: a `jaxdet convert torchvision --arch resnet50` folder ended in a traceback of the
   model registry ("unknown model 'classifier'")."""
-  folder = testing_convert.write_classifier_folder(tmp_path / "r18", image_size=SIZE)
+  folder = testing.write_classifier_folder(tmp_path / "r18", image_size=SIZE)
   message = (r"r18 holds an image classifier \(resnet18\) converted for use as a detector's "
              r"backbone .*--config.init_from.checkpoint=\S*r18 .*classification inference is "
              r"not supported yet")
