@@ -70,19 +70,22 @@ def test_converted_folder_loads_for_inference(tmp_path):
 THRESHOLD = 0.005  # random weights score about sigmoid(-4.6) = 0.01
 
 
-def _scaled_model(arch, **kwargs):
+def _scaled_model(arch, cls_scale=1.0, **kwargs):
   """A random torchvision RetinaNet whose box deltas have a trained model's magnitude.
 
   Random weights through 50 randomized-BN layers give box deltas far beyond a trained model's
   (|d| of several units, w * exp(dw) saturating torchvision's clamp), where float32 rounding of
   the network alone (~1e-5 relative, either framework) exceeds 1e-3 px. The last regression
-  conv is scaled to trained-model magnitudes; both sides get the same weights.
+  conv is scaled to trained-model magnitudes; both sides get the same weights. `cls_scale`
+  shrinks the class logits' weights (at 800 px random logits saturate the scores at 1.0, where
+  the ranking is float32 rounding).
   """
   torch, _ = testing_torch.torch_modules()
   model = testing_torch.torchvision_model(arch, image_size=SIZE, score_thresh=THRESHOLD, **kwargs)
   with torch.no_grad():
     model.head.regression_head.bbox_reg.weight.mul_(0.1)
     model.head.regression_head.bbox_reg.bias.mul_(0.1)
+    model.head.classification_head.cls_logits.weight.mul_(cls_scale)
   return model
 
 
@@ -149,7 +152,7 @@ def test_torchvision_defaults_800_1333_on_a_photo(tmp_path):
   import jaxdet_export
   from jaxdet import testing
   arch = "retinanet_resnet50_fpn"
-  model = _scaled_model(arch, num_classes=5)
+  model = _scaled_model(arch, cls_scale=0.3, num_classes=5)
   folder = testing_torch.convert_torchvision(model, arch, tmp_path / "rn",
                                              f"--config.postprocess.score_threshold={THRESHOLD}")
   detector = jaxdet.load(folder)
@@ -157,7 +160,8 @@ def test_torchvision_defaults_800_1333_on_a_photo(tmp_path):
   assert (pre.resize, pre.min_size, pre.max_size, detector.image_size) == ("rcnn", 800, 1333, 1344)
   photo = testing.photos(("landscape",))["landscape"]
   ref = testing_torch.torchvision_detections(model, photo)
-  jaxdet_export.export_onnx(detector, tmp_path / "m.onnx")
+  from jaxdet import cli
+  assert cli.main(["export", "--workdir", str(folder), "--output", str(tmp_path / "m.onnx")]) == 0
   for what, out in (("jax", detector.predict(photo)),
                     ("onnx", jaxdet_export.Detector(tmp_path / "m.onnx").predict(photo))):
     testing_torch.assert_photo_detections(out, ref, min_count=10, what=what)

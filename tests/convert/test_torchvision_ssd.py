@@ -63,21 +63,31 @@ def test_photos_of_any_size_match_torchvision_in_jax_and_onnx(converted, tmp_pat
   """Real photos of other sizes stretched to 300 x 300 as torchvision does (normalize, then
   `F.interpolate` bilinear without antialias): `jaxdet.load(DIR).predict` and the ONNX export
   (which resizes in the graph) give torchvision's detections in the photo's pixels."""
+  import dataclasses
   import jaxdet
   import jaxdet_export
   from jaxdet import testing
   model, folder = converted
+  # Random weights score real photos lower than the random image (0.03-0.4): a threshold of
+  # 0.01 on both sides keeps torchvision's 200 detections of every photo.
+  threshold = 0.01
   detector = jaxdet.load(folder)
+  detector = dataclasses.replace(detector, postprocess=dict(detector.postprocess,
+                                                            score_threshold=threshold))
   jaxdet_export.export_onnx(detector, tmp_path / "m.onnx")
   served = jaxdet_export.Detector(tmp_path / "m.onnx")
   assert served.metadata.dynamic_image_size and served.metadata.interpolation == "torch"
   photos = testing.photos()
   batch = detector.predict(list(photos.values()))
+  model.score_thresh, saved = threshold, model.score_thresh
+  try:
+    refs = [testing_torch.torchvision_detections(model, photo) for photo in photos.values()]
+  finally:
+    model.score_thresh = saved
   for i, (name, photo) in enumerate(photos.items()):
-    ref = testing_torch.torchvision_detections(model, photo)
     for what, out, index in (("jax", batch, i), ("onnx", served.predict(photo), 0)):
-      testing_torch.assert_photo_detections(out, ref, index=index, label_offset=1, min_count=5,
-                                            what=(name, what))
+      testing_torch.assert_photo_detections(out, refs[i], index=index, label_offset=1,
+                                            min_count=100, what=(name, what))
 
 
 def test_key_map_and_class_names():

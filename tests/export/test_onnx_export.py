@@ -228,3 +228,20 @@ def test_torchvision_stretch_model_non_square_images(tv_stretch, batch):
       valid[..., None], np.clip(onnx_ref["detection_boxes"] / box_scale, 0, box_limit), 0)
   tl.assert_same_detections(tl.as_predict_dict(got), tl.as_predict_dict(onnx_ref), box_atol=1e-4,
                             score_atol=0)
+
+
+def test_per_level_top_k_model_exports_and_matches_predict(tmp_path):
+  """A RetinaNet with torchvision's per-level top-k (what `jaxdet convert` writes) exports: the
+  exporter checked the settings before adding the levels' sizes (issue 28: `jaxdet export` of a
+  converted RetinaNet failed with 'pre_nms_top_k_per_level needs level_sizes ... got None')."""
+  import dataclasses
+  detector = tl.zoo_detector("retinanet", image_size=S)
+  detector = dataclasses.replace(detector, postprocess=dict(
+      detector.postprocess, pre_nms_top_k=50, pre_nms_top_k_per_level=True))
+  model = jaxdet_export.export_onnx(detector, tmp_path / "m.onnx")
+  props = {p.key: p.value for p in model.metadata_props}
+  assert json.loads(props["pre_nms_top_k_per_level"]) is True
+  images = _images("shapes", 4, seed=7)
+  want = detector.predict(images)
+  assert want["num_detections"].sum() >= 3
+  tl.assert_same_detections(jaxdet_export.Detector(tmp_path / "m.onnx").predict(images), want)
