@@ -1,6 +1,7 @@
 """Feature pyramid network (Lin et al. 2017), torchvision `FeaturePyramidNetwork` semantics."""
 
 import flax.linen as nn
+import jax
 
 from jaxdet.models.conv import Conv
 from jaxdet.models.layers import ConvBN, conv_padding, upsample_nearest
@@ -47,7 +48,11 @@ class FPN(nn.Module):
     outs = {"p5": conv(3, 1, "layer5")(inner)}
     for level in range(4, self.min_level - 1, -1):
       lateral = conv(1, 1, f"inner{level}")(feats[f"c{level}"])
-      top_down = upsample_nearest(inner, factor=2)[:, :lateral.shape[1], :lateral.shape[2]]
+      # `lax.slice`, not indexing: jax2onnx lowers indexing with a symbolic size (the dynamic
+      # "rcnn" export) to a gather it cannot convert a second time in one process.
+      up = upsample_nearest(inner, factor=2)
+      top_down = jax.lax.slice(up, (0, 0, 0, 0), (up.shape[0],) + lateral.shape[1:3] + (
+          up.shape[3],))
       inner = lateral + top_down
       outs[f"p{level}"] = conv(3, 1, f"layer{level}")(inner)
     if self.extra_levels:
