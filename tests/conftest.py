@@ -136,3 +136,32 @@ def tiny_data_dir(tmp_path_factory):
   data_dir = tmp_path_factory.mktemp("tfds")
   shapes.build("tiny", data_dir=str(data_dir))
   return str(data_dir)
+
+
+@pytest.fixture(scope="session")
+def boxless_data_dir(tmp_path_factory):
+  """TFDS data dir with two imported datasets whose images are 24 x 32 noise with masks:
+  `boxless` (train 3 images, validation 2, not one box) and `boxless_val` (train 3 images, the
+  second with a box; validation 2 images without boxes)."""
+  import warnings
+  import numpy as np
+  from PIL import Image
+  from jaxdet.data.importers import common
+  root = tmp_path_factory.mktemp("boxless")
+  data_dir = root / "tfds"
+  for name, train_boxes in (("boxless", (0, 0, 0)), ("boxless_val", (0, 1, 0))):
+    examples = []
+    for i, (split, boxes) in enumerate([("train", n) for n in train_boxes] +
+                                       [("validation", 0)] * 2):
+      path, mask = root / f"{name}_{i}.png", root / f"{name}_{i}_mask.png"
+      rng = np.random.default_rng(i)
+      Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(path)
+      Image.fromarray(rng.integers(0, 3, (24, 32), dtype=np.uint8)).save(mask)  # mode L
+      examples.append(common.raw_example(
+          path, i + 1, source="conftest", boxes=[(4, 4, 20, 16)] * boxes,
+          labels=["a"] * boxes, split=split, mask=str(mask)))
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore")  # "no boxes in split ...": that is the point
+      common.import_dataset(("a", "b"), examples, name=name, data_dir=str(data_dir), masks=True,
+                            log=lambda msg: None)
+  return str(data_dir)

@@ -13,6 +13,7 @@ _LAZY = {
     "dataset_info": ("jaxdet.data.ground_truth", "dataset_info"),
     "DatasetInfo": ("jaxdet.data.ground_truth", "DatasetInfo"),
     "coco_ground_truth": ("jaxdet.data.ground_truth", "coco_ground_truth"),
+    "has_boxes": ("jaxdet.data.ground_truth", "has_boxes"),
     "mask_examples": ("jaxdet.data.ground_truth", "mask_examples"),
     "AugmentConfig": ("jaxdet.data.augment", "AugmentConfig"),
     "draw_detections": ("jaxdet.data.draw", "draw_detections"),

@@ -54,14 +54,7 @@ def coco_ground_truth(dataset, split, data_dir=None):
     dict with ``images`` [{id, width, height}], ``annotations`` [{id, image_id, category_id,
     bbox [x, y, w, h], area, iscrowd, ignore, difficult}], ``categories`` [{id, name}].
   """
-  source, b = sources.open_split(dataset, split, data_dir, decode_image=False,
-                                 decode_mask=False)
-  try:
-    if len(source):
-      source[0]
-  except ValueError:  # e.g. tfds.testing.mock_data cannot serialize its own random records
-    source, b = sources.open_split(dataset, split, data_dir, decode_image=True,
-                                   decode_mask=False)
+  source, b = _open_records(dataset, split, data_dir)
   images, annotations = [], []
   for index in range(len(source)):
     record = tfds_maps.to_jaxdet_record(source[index], index)
@@ -93,6 +86,41 @@ def coco_ground_truth(dataset, split, data_dir=None):
       })
   categories = [{"id": i, "name": n} for i, n in enumerate(sources.class_names(b))]
   return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def _open_records(dataset, split, data_dir):
+  """`sources.open_split` with the images and masks left encoded (their bytes are not needed)."""
+  source, b = sources.open_split(dataset, split, data_dir, decode_image=False,
+                                 decode_mask=False)
+  try:
+    if len(source):
+      source[0]
+  except ValueError:  # e.g. tfds.testing.mock_data cannot serialize its own random records
+    source, b = sources.open_split(dataset, split, data_dir, decode_image=True,
+                                   decode_mask=False)
+  return source, b
+
+
+def has_boxes(dataset, split, data_dir=None):
+  """Whether any example of a split has a box (crowd and difficult ones count).
+
+  Reads the records in order, without decoding images, up to the first one with a box: one
+  record for a labelled dataset; the whole split only when it has no box at all.
+
+  Args:
+    dataset: TFDS name.
+    split: split name (TFDS slicing such as ``train[:10%]`` is accepted).
+    data_dir: TFDS data dir (TFDS default when None).
+
+  Returns:
+    bool.
+  """
+  source, _ = _open_records(dataset, split, data_dir)
+  for index in range(len(source)):
+    obj = tfds_maps.to_jaxdet_record(source[index], index)["objects"]
+    if min(np.size(obj.get("bbox", ())) // 4, np.size(obj.get("label", ()))) > 0:
+      return True
+  return False
 
 
 def mask_examples(dataset, split, data_dir=None, *, limit=None):

@@ -24,6 +24,12 @@ def _tfds():
   return tfds
 
 
+def show_progress_bars(enabled):
+  """Turns TFDS's own tqdm bars (building `shapes` on first use, preparing a dataset) on or off
+  for this process (`jaxdet train --no-progress`)."""
+  _tfds().display_progress_bar(bool(enabled))
+
+
 def _is_shapes(name):
   return name == _SHAPES_PREFIX or name.startswith(_SHAPES_PREFIX + "/") or name.startswith(
       _SHAPES_PREFIX + ":")

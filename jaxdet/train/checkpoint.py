@@ -20,17 +20,22 @@ LATEST, BEST = "latest", "best"
 BEST_METRIC = "AP"
 
 
-def _options(**kwargs) -> ocp.CheckpointManagerOptions:
+def _options(*, create: bool = True, **kwargs) -> ocp.CheckpointManagerOptions:
   # Synchronous saves: a signal handler or a NaN stop must find the checkpoint on disk.
   # cleanup_tmp_directories: a save cut short (a second Ctrl-C) leaves a temporary folder.
-  return ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=False,
-                                      cleanup_tmp_directories=True, **kwargs)
+  return ocp.CheckpointManagerOptions(create=create, enable_async_checkpointing=False,
+                                      cleanup_tmp_directories=create, **kwargs)
 
 
-def latest_manager(workdir: str | pathlib.Path, *, keep: int = 1) -> ocp.CheckpointManager:
-  """Manager of `workdir/checkpoints/latest` keeping the `keep` most recent steps."""
+def latest_manager(workdir: str | pathlib.Path, *, keep: int = 1,
+                   create: bool = True) -> ocp.CheckpointManager:
+  """Manager of `workdir/checkpoints/latest` keeping the `keep` most recent steps.
+
+  `create=False` opens it for reading only: no folder is created (a missing one holds no
+  steps) and no temporary folder of an interrupted save is removed; for restoring before a run
+  has started (a run that fails to start writes nothing)."""
   path = pathlib.Path(workdir).absolute() / "checkpoints" / LATEST
-  return ocp.CheckpointManager(path, options=_options(max_to_keep=keep),
+  return ocp.CheckpointManager(path, options=_options(create=create, max_to_keep=keep),
                                item_names=("state", "model", "meta"))
 
 

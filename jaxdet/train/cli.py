@@ -43,7 +43,8 @@ def register(subparsers) -> None:
                       help="experiment file defining get_config() (default when resuming: the "
                            "workdir's config.json)")
   parser.add_argument("--workdir", required=True, help="output folder")
-  parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+  parser.add_argument("--no-progress", action="store_true",
+                      help="no progress bars (the trainer's, and TFDS's while it builds a dataset)")
   from jaxdet.train import distributed  # [distributed] --coordinator/--num-processes/--process-id
   distributed.add_launch_flags(parser)
   parser.__class__ = _OverridesParser
@@ -86,6 +87,9 @@ def _run(args) -> int:
     print("jaxdet train: SIGINT before training started: nothing was written; run the same "
           "command again to start", file=sys.stderr)
     return interrupt.EXIT_CODE
+  if args.no_progress:  # TFDS's bars too (e.g. while `shapes` is built on first use).
+    from jaxdet.data import sources
+    sources.show_progress_bars(False)
   try:
     # [distributed] a failure is reported to the other processes, which then stop.
     metrics = distributed.run_guarded(loop.train_and_evaluate, config, workdir,

@@ -96,9 +96,14 @@ def build_components(config: ml_collections.ConfigDict) -> Components:
     if evaluates:
       needed["--config.eval_split"] = config.eval_split
     preflight.check_splits(config.dataset, info.num_examples, needed)
+    # Reads records up to the first box (one, unless the split has none: then all, undecoded).
+    preflight.check_boxes(config.dataset, "--config.train_split", config.train_split,
+                          data.has_boxes(config.dataset, config.train_split, data_dir=data_dir))
     if evaluates:
       # Reads every record's keys (boxes, labels, image header) of the split.
       eval_lib.category_ids_of(ground_truth(), len(class_names))
+      preflight.check_boxes(config.dataset, "--config.eval_split", config.eval_split,
+                            bool(ground_truth()["annotations"]))
 
   return Components(
       class_names=class_names,
@@ -146,13 +151,75 @@ def _write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> N
   tmp.replace(path)
 
 
-def _init_from_checkpoint(state, init: ml_collections.ConfigDict):
+def _flat_shapes(tree) -> dict[str, tuple[int, ...]]:
+  """`{"backbone/stem/conv/kernel": shape, ...}` of a parameter tree."""
+  return {optimizers.path_name(p): tuple(np.shape(v))
+          for p, v in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def transfer_regex(target_params, source_params) -> str | None:
+  """An `init_from.include_regex` selecting the top-level modules (`backbone`, `fpn`, `neck`,
+  ...) of `target_params` whose every parameter is in `source_params` with the same shape: by
+  name, e.g. `'^(backbone|fpn|box_head)/'` between RetinaNets of different class counts, or, when
+  that is shorter, by excluding the others, e.g. `'^(?!(layer_29_conv|layer_36_conv)/)'` between
+  YOLOv4-tiny models (one module per Darknet layer). None when no module matches."""
+  target, source = _flat_shapes(target_params), _flat_shapes(source_params)
+  tops = list(dict.fromkeys(name.split("/")[0] for name in target))
+  whole = [t for t in tops if all(source.get(n) == shape for n, shape in target.items()
+                                  if n.split("/")[0] == t)]
+  if not whole:
+    return None
+  named = f"^({'|'.join(whole)})/"
+  excluded = f"^(?!({'|'.join(t for t in tops if t not in whole)})/)"
+  return named if len(named) <= max(len(excluded), 40) else excluded
+
+
+def _init_from_checkpoint(state, init: ml_collections.ConfigDict, *,
+                          num_classes: int | None = None, converted: bool = False):
   """Copies parameters (and BatchNorm statistics) whose path matches `init.include_regex` from
-  another checkpoint (transfer learning). Shapes must match."""
+  another checkpoint (transfer learning). Shapes must match.
+
+  Args:
+    state: the fresh `TrainState` whose `params`/`batch_stats` receive the copies.
+    init: `config.init_from` (`checkpoint`, `include_regex`; '' copies everything).
+    num_classes: this model's class count, compared in the message with the checkpoint's.
+    converted: the weights are a converted folder fine-tuned in place (the message then says to
+      start a new workdir from it, since `include_regex` does not apply there).
+
+  Returns:
+    `(params, batch_stats)`.
+
+  Raises:
+    TrainingError: one line: a parameter of another shape (named, with both shapes and the
+      `include_regex` that copies only the layers whose shapes match) or no parameter matching
+      `include_regex`.
+    FileNotFoundError: no checkpoint at `init.checkpoint`.
+  """
   import re
-  variables, _ = ckpt.read_step_dir(ckpt.find_step_dir(init.checkpoint))
+  step_dir = ckpt.find_step_dir(init.checkpoint)
+  variables, source_meta = ckpt.read_step_dir(step_dir)
   pattern = re.compile(init.get("include_regex", "") or ".*")
   copied = []
+
+  def mismatch(name, src_shape, shape):
+    source_classes = source_meta.get("class_names")
+    classes = ""
+    if source_classes is not None and num_classes is not None and (
+        len(source_classes) != num_classes):
+      classes = f" ({len(source_classes)} classes there, {num_classes} here)"
+    regex = transfer_regex(state.params, variables["params"])
+    if regex is None:
+      how = "no top-level module of this model has the checkpoint's shapes: another model?"
+    elif converted:
+      how = (f"to train it on other classes, start a new workdir with "
+             f"--config.init_from.checkpoint={init.checkpoint} "
+             f"--config.init_from.include_regex='{regex}'")
+    else:
+      how = (f"copy only the layers whose shapes match with "
+             f"--config.init_from.include_regex='{regex}' (now "
+             f"{init.get('include_regex', '')!r})")
+    return TrainingError(f"init_from: {name} has shape {src_shape} in {init.checkpoint} but "
+                         f"{shape} in this model{classes}; {how}")
 
   def take(tree, source):
     flat_src = {optimizers.path_name(p): v for p, v in jax.tree_util.tree_leaves_with_path(source)}
@@ -163,8 +230,7 @@ def _init_from_checkpoint(state, init: ml_collections.ConfigDict):
         return leaf
       src = np.asarray(flat_src[name])
       if src.shape != leaf.shape:
-        raise TrainingError(f"init_from: {name} has shape {src.shape} in {init.checkpoint} but "
-                            f"{leaf.shape} in this model")
+        raise mismatch(name, src.shape, leaf.shape)
       copied.append(name)
       return jax.numpy.asarray(src, leaf.dtype)
     return jax.tree_util.tree_map_with_path(pick, tree)
@@ -243,6 +309,7 @@ def _train(config, workdir, components, progress, stop):
     print(finished.message)
     return finished.metrics
   sharding.maybe_initialize_distributed()  # Before any other JAX call (process_count).
+  preflight.check_config(config)  # Values, augment preset, optimizer, postprocess: no I/O.
   mesh = sharding.make_mesh()
   sharding.check_batch_size(config.batch_size, mesh)
   if components is None:
@@ -253,10 +320,10 @@ def _train(config, workdir, components, progress, stop):
   if components.preflight is not None:
     components.preflight()  # Splits, keys, ground truth: before any step or workdir file.
   _stop_point(stop, f"while opening the data: {_nothing_lost(workdir)}")
-  workdir.mkdir(parents=True, exist_ok=True)
-  if distributed.is_main():  # [distributed] process 0 writes the outputs.
-    _write_config(workdir, config)
 
+  # Until the run starts (below), nothing is written: the state is built, restored or
+  # initialized from reads only, so a config, model or checkpoint that fails here leaves the
+  # workdir as it was (no new folder, the old config.json byte for byte).
   tx, schedule = optimizers.build_optimizer(config.optimizer, total_steps=total_steps,
                                             freeze_patterns=components.freeze_patterns)
   base_rng = jax.random.PRNGKey(int(config.seed))
@@ -264,25 +331,26 @@ def _train(config, workdir, components, progress, stop):
       components.model, tx, rng=base_rng, image_size=config.image_size,
       external_proposals=load_lib.uses_external_proposals(config))
   init = config.get("init_from")
-  latest = ckpt.latest_manager(workdir, keep=int(config.checkpoint.keep_latest))
-  best = ckpt.best_manager(workdir, keep=int(config.checkpoint.keep_best))
-  converted = ckpt.weights_only_step_dir(latest)  # e.g. a `jaxdet convert` output folder
-  restored, meta = (None, None) if converted else ckpt.restore_state(latest, state)
+  reader = ckpt.latest_manager(workdir, create=False)  # Reads only: creates no folder.
+  converted = ckpt.weights_only_step_dir(reader)  # e.g. a `jaxdet convert` output folder
+  restored, meta = (None, None) if converted else ckpt.restore_state(reader, state)
+  reader.close()
   progress_meta = {"best_ap": -1., "evals_since_best": 0, "last_eval": {}}
   if converted is not None:
     # Fine-tuning a converted model in its own folder: its weights, a fresh optimizer, step 0.
     init = ml_collections.ConfigDict({"checkpoint": str(converted), "include_regex": ""})
-    params, batch_stats = _init_from_checkpoint(state, init)
+    params, batch_stats = _init_from_checkpoint(state, init, num_classes=len(
+        components.class_names), converted=True)
     state = state.replace(params=params, batch_stats=batch_stats,
                           opt_state=tx.init(params), ema_params=jax.tree.map(np.copy, params))
     print(f"fine-tuning the weights of {converted} (no training state: starting at step 0)")
   elif restored is not None:
     state = restored
     progress_meta.update(meta.get("progress", {}))
-    log_lib.drop_records_after(workdir, int(state.step))  # Logged after the checkpoint.
     print(f"resuming {workdir} from step {int(state.step)}")
   elif init is not None and init.get("checkpoint"):
-    params, batch_stats = _init_from_checkpoint(state, init)
+    params, batch_stats = _init_from_checkpoint(state, init,
+                                                num_classes=len(components.class_names))
     state = state.replace(params=params, batch_stats=batch_stats,
                           opt_state=tx.init(params), ema_params=jax.tree.map(np.copy, params))
   state = sharding.replicate(state, mesh)
@@ -357,11 +425,21 @@ def _train(config, workdir, components, progress, stop):
           f"{'evaluate it' if final else 'resume'}") from e
 
   _stop_point(stop, f"before the first step: {_nothing_lost(workdir)}")
+  step = int(jax.device_get(state.step))
+  start_step = step
+  batches = components.train_batches(step)  # Opens the split, checks the pipeline's arguments.
+
+  # The run starts: only now the workdir, its config.json and the checkpoint folders.
+  workdir.mkdir(parents=True, exist_ok=True)
+  if distributed.is_main():  # [distributed] process 0 writes the outputs.
+    _write_config(workdir, config)
+    if restored is not None:
+      log_lib.drop_records_after(workdir, step)  # Logged after the checkpoint.
+  latest = ckpt.latest_manager(workdir, keep=int(config.checkpoint.keep_latest))
+  best = ckpt.best_manager(workdir, keep=int(config.checkpoint.keep_best))
   # [distributed] only process 0 logs and shows the bar.
   writer = log_lib.MetricWriter(workdir, tensorboard=config.get("tensorboard", True)) if (
       distributed.is_main()) else distributed.NullWriter()
-  step = int(jax.device_get(state.step))
-  start_step = step
   bar = log_lib.progress_bar(initial=step, total=total_steps,
                              enabled=progress and distributed.is_main())
   last_metrics: dict[str, float] = {}
@@ -371,7 +449,6 @@ def _train(config, workdir, components, progress, stop):
   stopped_early = False
   t_last, images_since = time.perf_counter(), 0
   try:
-    batches = components.train_batches(step)
     while step < total_steps:
       try:
         batch = next(batches)

@@ -47,3 +47,11 @@ def test_mask_examples_at_original_size(tiny_data_dir):
                                          config="tiny", with_mask=True)
     np.testing.assert_array_equal(ex["mask"], mask)
     assert ex["image"].shape == (256, 256, 3)
+
+
+def test_has_boxes_reads_up_to_the_first_box(tiny_data_dir, boxless_data_dir):
+  assert ground_truth.has_boxes("shapes/tiny", "train", tiny_data_dir)
+  assert ground_truth.has_boxes("boxless_val", "train", boxless_data_dir)  # 2nd image has one
+  assert not ground_truth.has_boxes("boxless_val", "validation", boxless_data_dir)
+  assert not ground_truth.has_boxes("boxless", "train", boxless_data_dir)
+  assert not ground_truth.coco_ground_truth("boxless", "train", boxless_data_dir)["annotations"]

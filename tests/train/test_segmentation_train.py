@@ -140,3 +140,14 @@ def test_a_dataset_without_masks_fails_before_the_workdir(fake_data, monkeypatch
     loop.train_and_evaluate(config, tmp_path / "run", components=loop.build_components(config),
                             progress=False)
   assert not (tmp_path / "run").exists()
+
+
+def test_a_segmentation_model_is_not_refused_for_a_dataset_without_boxes(boxless_data_dir):
+  """Detection refuses a split without boxes; a segmentation model learns from the masks."""
+  config = _config()
+  config.update(dataset="boxless", data_dir=boxless_data_dir)
+  seg_train.build_components(config).preflight()
+  from jaxdet import models
+  config.model = models.default_config("yolo_anchor_free")
+  with pytest.raises(ValueError, match="has no ground-truth boxes in split 'train'"):
+    loop.build_components(config).preflight()

@@ -97,6 +97,52 @@ def test_train_cli_bad_dataset_or_split_fails_before_workdir_and_training(
 
 
 @pytest.mark.parametrize("extra,message", [
+    (["--config.augment=bogus"], r"--config.augment: unknown augment preset 'bogus'"),
+    (["--config.batch_size=0"], r"--config.batch_size=0: must be an integer >= 1"),
+    (["--config.optimizer.learning_rate=-1"], r"learning_rate=-1.0: must be a finite number"),
+    (["--config.init_from.checkpoint=/no/such/run", "--config.init_from.include_regex=^b"],
+     r"no checkpoint found under /no/such/run"),
+])
+def test_train_cli_bad_config_values_fail_before_the_workdir(tmp_path, tiny_data_dir, capsys,
+                                                             extra, message):
+  """These failed only after the workdir and its config.json were written."""
+  workdir = tmp_path / "run"
+  assert cli.main(_args(workdir, tiny_data_dir, *extra)) == 1
+  err = capsys.readouterr().err
+  assert re.search(message, err) and len(err.strip().splitlines()) == 1, err
+  assert not workdir.exists()
+
+
+@pytest.mark.parametrize("dataset,message", [
+    ("boxless", r"dataset 'boxless' has no ground-truth boxes in split 'train' "
+                r"\(--config.train_split=train\): nothing to learn"),
+    ("boxless_val", r"dataset 'boxless_val' has no ground-truth boxes in split 'validation' "
+                    r"\(--config.eval_split=validation\): nothing to evaluate"),
+])
+def test_train_cli_refuses_a_split_without_boxes(tmp_path, boxless_data_dir, capsys, dataset,
+                                                 message):
+  """A dataset without boxes trained silently to AP=-1."""
+  workdir = tmp_path / "run"
+  assert cli.main(_args(workdir, boxless_data_dir, f"--config.dataset={dataset}")) == 1
+  err = capsys.readouterr().err
+  assert re.search(message, err) and len(err.strip().splitlines()) == 1, err
+  assert not workdir.exists()
+
+
+def test_train_cli_no_progress_silences_tfds_bars_too(tmp_path, monkeypatch):
+  """TFDS's tqdm bars (building `shapes` on first use) showed despite --no-progress."""
+  from tensorflow_datasets.core.utils import tqdm_utils
+  from jaxdet.train import loop
+  monkeypatch.setattr(tqdm_utils, "_active", True)  # restored after the test
+  seen = []
+  monkeypatch.setattr(loop, "train_and_evaluate",
+                      lambda *a, **k: seen.append((tqdm_utils._active, k["progress"])) or {})
+  args = ["train", "--config", CONFIG, "--workdir", str(tmp_path)]
+  assert cli.main(args) == 0 and cli.main(args + ["--no-progress"]) == 0
+  assert seen == [(True, True), (False, False)]
+
+
+@pytest.mark.parametrize("extra,message", [
     (["--config.total_stepz=3"], "unknown config key 'total_stepz'"),
     (["--config.batch_size=four"], "expected an int"),
     (["--config.model.width"], "needs a value"),

@@ -1,6 +1,7 @@
 """`train_and_evaluate` on stand-ins: exact resume after SIGINT, NaN stop, config/metrics files."""
 
 import json
+import re
 import signal
 
 import jax
@@ -124,6 +125,85 @@ def test_init_from_checkpoint_copies_matching_parameters_only(tmp_path):
                                          "init_from.include_regex": "^no_such_layer"})
   with pytest.raises(loop.TrainingError, match="no parameter"):
     loop.train_and_evaluate(bad, tmp_path / "bad", components=si.components(bad), progress=False)
+
+
+def _five_class_components(config):
+  """The stand-ins with a 5-class model (the trained ones have 3 classes)."""
+  components = si.components(config)
+  components.model = si.TinyDetector(num_classes=5)
+  components.class_names = ("a", "b", "c", "d", "e")
+  components.loss_fn = lambda preds, batch: (  # the stand-in loss is for 3 classes
+      jnp.mean(preds["cls_logits"] ** 2) + jnp.mean(preds["box"] ** 2), {})
+  return components
+
+
+def test_init_from_with_other_class_count_names_the_parameter_and_include_regex(tmp_path):
+  source = tmp_path / "source"
+  config = si.tiny_config(total_steps=1)
+  loop.train_and_evaluate(config, source, components=si.components(config), progress=False)
+  target = tmp_path / "target"
+  config_b = si.tiny_config(total_steps=1, **{"init_from.checkpoint": str(source),
+                                              "init_from.include_regex": ""})
+  with pytest.raises(loop.TrainingError) as e:
+    loop.train_and_evaluate(config_b, target, components=_five_class_components(config_b),
+                            progress=False)
+  message = str(e.value)
+  assert re.search(r"^init_from: cls_head/(bias|kernel) has shape \((1, 1, 8, )?3,?\) in .*source "
+                   r"but \((1, 1, 8, )?5,?\) in this model \(3 classes there, 5 here\); copy only "
+                   r"the layers whose shapes match with --config.init_from.include_regex="
+                   r"'\^\(backbone_bn\|backbone_conv\|box_head\)/' \(now ''\)$", message), message
+  assert not target.exists()  # a run that fails to start writes nothing
+
+  # The suggested regex works.
+  regex = re.search(r"include_regex='([^']+)'", message).group(1)
+  config_c = si.tiny_config(total_steps=1, **{"init_from.checkpoint": str(source),
+                                              "init_from.include_regex": regex})
+  loop.train_and_evaluate(config_c, target, components=_five_class_components(config_c),
+                          progress=False)
+  assert (target / "config.json").is_file()
+
+
+def test_transfer_regex_selects_the_modules_whose_shapes_all_match():
+  z = np.zeros
+  target = {"backbone": {"conv": {"kernel": z((3, 3, 3, 8))}}, "fpn": {"kernel": z((2,))},
+            "cls_head": {"kernel": z((1, 1, 8, 5)), "bias": z((5,))},
+            "box_head": {"kernel": z((1, 1, 8, 4))}}
+  source = dict(target, cls_head={"kernel": z((1, 1, 8, 3)), "bias": z((3,))})
+  assert loop.transfer_regex(target, source) == "^(backbone|box_head|fpn)/"
+  assert re.search("^(backbone|box_head|fpn)/", "fpn/kernel")
+  # One module per layer (Darknet): all but the mismatched ones is the shorter regex.
+  layers = {f"layer_{i}_conv": {"kernel": z((1, 1, 2, 6 if i in (29, 36) else 2))}
+            for i in range(40)}
+  other = {k: {"kernel": z((1, 1, 2, 2))} for k in layers}
+  regex = loop.transfer_regex(layers, other)
+  assert regex == "^(?!(layer_29_conv|layer_36_conv)/)"
+  assert [k for k in layers if re.search(regex, f"{k}/kernel")] == [
+      k for k in layers if k not in ("layer_29_conv", "layer_36_conv")]
+  assert loop.transfer_regex(target, {"other": {"kernel": z((1,))}}) is None
+
+
+def test_a_run_that_fails_to_start_writes_nothing(tmp_path):
+  """A failed start used to rewrite config.json (then the workdir held two disagreeing configs:
+  it and the checkpoints' own) or leave a new workdir behind."""
+  bad = si.tiny_config(total_steps=2, batch_size=0)
+  with pytest.raises(ValueError, match=r"--config.batch_size=0: must be an integer >= 1"):
+    loop.train_and_evaluate(bad, tmp_path / "new", components=si.components(bad), progress=False)
+  assert not (tmp_path / "new").exists()
+
+  config = si.tiny_config(total_steps=2)
+  loop.train_and_evaluate(config, tmp_path, components=si.components(config), progress=False)
+  files = {p: p.read_bytes() for p in (tmp_path / "config.json", tmp_path / "metrics.jsonl")}
+  longer = {"total_steps": 4}
+  rejected = [  # resumed with: a bad optimizer; a model whose shapes differ from the checkpoint
+      (si.tiny_config(**longer, **{"optimizer.name": "adamx"}), si.components, "adamx"),
+      (si.tiny_config(**longer), _five_class_components, None),
+  ]
+  for bad, make, message in rejected:
+    with pytest.raises(Exception, match=message):
+      loop.train_and_evaluate(bad, tmp_path, components=make(bad), progress=False)
+    for path, content in files.items():
+      assert path.read_bytes() == content, path.name  # byte for byte
+    assert ckpt.latest_manager(tmp_path).all_steps() == [2]
 
 
 def _with_eval(components, evaluate_results, monkeypatch):

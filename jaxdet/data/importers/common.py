@@ -269,8 +269,9 @@ def import_dataset(class_names, raw_examples, *, name, data_dir, split="train", 
       without one, or with one of another size, is a problem).
 
   Returns:
-    dict ``num_examples`` (per split), ``num_skipped``, ``num_clipped`` (boxes clipped to their
-    image), ``problems`` (list of str), ``path``; with ``masks``, ``num_mask_out_of_range``
+    dict ``num_examples`` and ``num_boxes`` (per split; a split without any box is written
+    with a warning, as training refuses it), ``num_skipped``, ``num_clipped`` (boxes clipped
+    to their image), ``problems`` (list of str), ``path``; with ``masks``, ``num_mask_out_of_range``
     (mask pixels whose value was outside the classes and 255, written as 255) and
     ``num_masks_out_of_range`` (the images that had any; a warning says both).
 
@@ -321,6 +322,17 @@ def import_dataset(class_names, raw_examples, *, name, data_dir, split="train", 
   split_datasets = {}
   for ex, s in zip(good, splits):
     split_datasets.setdefault(s, []).append((str(int(ex["image/id"])), ex))  # (key, example)
+  num_boxes = {k: sum(len(ex["objects"]["label"]) for _, ex in v)
+               for k, v in split_datasets.items()}
+  for split_name, count in num_boxes.items():
+    if count == 0:
+      # Imported anyway (masks, or boxes to come), but `jaxdet train` refuses such a split.
+      use = ("; its masks can still train a segmentation model" if masks else
+             ": a detector can neither learn from nor be evaluated on it")
+      msg = (f"the imported dataset {name!r} has no boxes in split {split_name!r} "
+             f"({len(split_datasets[split_name])} images){use}")
+      warnings.warn(msg, stacklevel=2)
+      log(f"warning: {msg}")
   if bad_pixels:
     msg = (f"{bad_pixels} mask pixel(s) in {bad_masks} image(s) had values outside the class "
            f"ids 0..{len(class_names)} and 255; written as 255 (ignore)")
@@ -331,6 +343,8 @@ def import_dataset(class_names, raw_examples, *, name, data_dir, split="train", 
   order = {"train": 0, "validation": 1, "test": 2}  # the report lists splits in this order
   report = {"num_examples": {k: len(split_datasets[k])
                              for k in sorted(split_datasets, key=lambda k: (order.get(k, 3), k))},
+            "num_boxes": {k: num_boxes[k] for k in sorted(num_boxes,
+                                                          key=lambda k: (order.get(k, 3), k))},
             "num_skipped": len(problems), "num_clipped": num_clipped, "problems": problems,
             "path": path}
   if masks:

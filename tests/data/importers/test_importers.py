@@ -496,6 +496,28 @@ def test_report_lists_splits_in_train_validation_test_order(tmp_path):
   assert list(report["num_examples"].items()) == [("train", 2), ("validation", 1)]
 
 
+def test_a_split_without_boxes_is_imported_with_a_warning(tmp_path):
+  """Such a split trained silently to AP=-1; now the import warns (and `jaxdet train` refuses)."""
+  items = GOOD[:3]  # img_003 has no box
+  _write_images(str(tmp_path / "JPEGImages"), items)
+  ann = _write_voc(str(tmp_path), items)
+  main = tmp_path / "ImageSets" / "Main"
+  main.mkdir(parents=True)
+  (main / "train.txt").write_text("img_001\nimg_002\n")
+  (main / "val.txt").write_text("img_003\n")
+  messages = []
+  with pytest.warns(UserWarning, match=r"the imported dataset 'nobox' has no boxes in split "
+                                       r"'validation' \(1 images\): a detector can neither learn "
+                                       r"from nor be evaluated on it"):
+    report = importers.import_data("voc", images=str(tmp_path / "JPEGImages"), annotations=ann,
+                                   name="nobox", data_dir=str(tmp_path / "tfds"),
+                                   log=messages.append)
+  assert report["num_boxes"] == {"train": 3, "validation": 0}
+  assert [m for m in messages if m.startswith("warning: ")] == [
+      "warning: the imported dataset 'nobox' has no boxes in split 'validation' (1 images): a "
+      "detector can neither learn from nor be evaluated on it"]
+
+
 def _palette_png(path, values):
   """A VOC-style palette PNG whose indices are ``values``."""
   from jaxdet.data import draw
