@@ -112,6 +112,7 @@ def main():
   import jax
 
   from jaxdet import cli
+  from jaxdet.data.preprocess import normalize_image
   export = cli.import_export_package()  # jaxdet_export, this checkout's export/ folder
   s, b8 = args.size, 8
   print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
@@ -130,12 +131,15 @@ def main():
     threads = sorted({args.threads, 1}, reverse=True)
     sessions = {t: _ort_session(ours, t, args.ort_spinning) for t in threads}
     # The same weights under jax.jit: Detector.predict's jitted forward + postprocess.
+    # (its input: the normalized S x S images, as `Detector.predict` builds them).
     predict = detector._predict_jit  # pylint: disable=protected-access
+    normalized = lambda x: jax.numpy.asarray(normalize_image(x, detector.preprocess))
     fns = {}
     for n, x in ((1, x1), (b8, x8)):
       for t, session in sessions.items():
         fns[(f"ours{t}", n)] = lambda x=x, ss=session: ss.run(None, {"images": x})
-      fns[("jax", n)] = lambda x=x: jax.block_until_ready(predict(detector.variables, x))
+      fns[("jax", n)] = lambda x=normalized(x): jax.block_until_ready(
+          predict(detector.variables, x))
 
     tv_export_s = None
     try:

@@ -17,6 +17,8 @@ bilinear, equal within rounding on natural images).
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
+from . import onnx_builder
+
 
 def letterbox_model(*, image_size, opset, batch_dim="N"):
   """``resize_model(..., resize="letterbox")``."""
@@ -144,16 +146,7 @@ def float_resize_model(pre, *, image_size, opset, batch_dim="N"):
   if pre.interpolation != "torch" or pre.resize not in ("stretch", "rcnn"):
     raise ValueError(f"the float preprocessing graph is for interpolation='torch' with resize "
                      f"'stretch' or 'rcnn', got {pre.interpolation!r} / {pre.resize!r}")
-  nodes, inits = [], []
-
-  def const(name, value, dtype):
-    inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), f"fr_{name}"))
-    return f"fr_{name}"
-
-  def op(op_type, inputs, name, **attrs):
-    nodes.append(helper.make_node(op_type, inputs, [name], name=f"fr/{name}", **attrs))
-    return name
-
+  nodes, inits, const, op = onnx_builder.builder("fr_")
   i64, f32, f64 = TensorProto.INT64, TensorProto.FLOAT, TensorProto.DOUBLE
   hw = op("Slice", [op("Shape", ["images"], "fr_shape"), const("1", [1], np.int64),
                     const("3", [3], np.int64)], "fr_hw")

@@ -15,7 +15,7 @@ photo. The graph is therefore dynamic in H and W, built from pieces joined by ``
    post-processing with a per-level top-k padded to a static candidate count
    (``postprocess_graph``, ``dynamic_levels``). Faster R-CNN: the RPN's per-level top-n (padded,
    ``rpn_top_n_model``), ``faster_rcnn.score_rpn_candidates`` (jax2onnx), the proposals' NMS and
-   RoIAlign with the scales inferred from ``image_hw`` (``two_stage_graph``), the RoI head and
+   RoIAlign at the strides' scales (``two_stage_graph``), the RoI head and
    ``decode`` (jax2onnx), the post-processing;
 5. boxes times ``box_back`` (torchvision's ``resize_boxes``), clipped to the image.
 
@@ -27,8 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import onnx.compose
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
+from . import onnx_builder
 from . import postprocess_graph
 from . import preprocess_graph
 from . import two_stage_graph
@@ -170,8 +171,10 @@ def _faster_rcnn_network(detector, *, opset, to_onnx, include_nms):
   middle = two_stage_graph.proposals_model(
       cand_levels=np.repeat(np.arange(num_rpn), k), num_proposals=p,
       nms_threshold=float(cfg.rpn_nms_threshold), features=features, opset=opset,
-      pooling=dict(kind="align_dynamic", output_size=out,
-                   sampling_ratio=int(cfg.roi_sampling_ratio)))
+      # The strides' scales, whatever the input size (torchvision keeps the scales it inferred
+      # from its first batch: these, for any ordinary image).
+      pooling=dict(kind="align", spatial_scales=[2.0 ** -k for k in (2, 3, 4, 5)],
+                   output_size=out, sampling_ratio=int(cfg.roi_sampling_ratio)))
   model_ = two_stage_graph.merge(model_, middle, [(n, n) for n in list(levels) + [
       "cand_boxes", "cand_scores"]])
 
@@ -199,7 +202,7 @@ def _faster_rcnn_network(detector, *, opset, to_onnx, include_nms):
           else postprocess_graph.raw_outputs_model(**common))
   model_ = two_stage_graph.merge(model_, tail, [("raw_boxes", "raw_boxes"),
                                                 ("raw_scores", "raw_scores")])
-  return model_, ("sc_image_hw", "pool_image_hw", "roi_image_hw")
+  return model_, ("sc_image_hw", "roi_image_hw")
 
 
 def _cell_anchors(sizes, aspect_ratios):
@@ -219,15 +222,7 @@ def anchors_model(*, levels, cell_anchors, flatten, opset):
   level's stride is ``H // h_l`` and ``W // w_l``, integer, as torchvision), ``level_sizes`` int64
   ``[L]`` and ``{name}`` ``[N, A, k]`` (``[N, A]`` for ``k=None``), the maps concatenated.
   """
-  nodes, inits = [], []
-
-  def const(name, value, dtype):
-    inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), f"an_{name}"))
-    return f"an_{name}"
-
-  def op(op_type, inputs, name, **attrs):
-    nodes.append(helper.make_node(op_type, inputs, [name], name=f"an/{name}", **attrs))
-    return name
+  nodes, inits, const, op = onnx_builder.builder("an_")
 
   i64, f32 = TensorProto.INT64, TensorProto.FLOAT
   first = next(iter(flatten))
@@ -295,15 +290,7 @@ def rpn_top_n_model(*, num_levels, k, opset):
   invalid slots. Outputs ``[N, L*k]`` ``top_obj``, ``top_valid`` (1/0), and ``top_deltas``,
   ``top_anchors`` ``[N, L*k, 4]`` of the selected anchors (anchor 0 for invalid slots).
   """
-  nodes, inits = [], []
-
-  def const(name, value, dtype):
-    inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), f"tn_{name}"))
-    return f"tn_{name}"
-
-  def op(op_type, inputs, name, **attrs):
-    nodes.append(helper.make_node(op_type, inputs, [name], name=f"tn/{name}", **attrs))
-    return name
+  nodes, inits, const, op = onnx_builder.builder("tn_")
 
   f32 = TensorProto.FLOAT
   ends = op("CumSum", ["level_sizes", const("axis0", 0, np.int64)], "tn_ends")

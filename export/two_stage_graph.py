@@ -165,10 +165,8 @@ def proposals_model(*, cand_levels, num_proposals, nms_threshold, pooling, featu
   ``cand_boxes`` ``[N, K, 4]``, ``cand_scores`` ``[N, K]`` (-1: never kept). Outputs:
   ``roi_feats`` ``[N, P, s, s, F]``, ``roi_boxes`` ``[N, P, 4]`` (zeros past the valid ones),
   ``roi_valid`` ``[N, P]`` 0/1. ``pooling``: ``dict(kind="align", spatial_scales=[4 floats],
-  output_size, sampling_ratio)`` (multi-scale RoIAlign), ``dict(kind="align_dynamic",
-  output_size, sampling_ratio)`` (the same with each level's scale inferred from the input
-  ``pool_image_hw`` float32 ``[N, 2]``, as `multiscale_roi_align(..., image_hw=)`) or
-  ``dict(kind="pool", level="p4", spatial_scale, output_size)`` (RoIPool on one map).
+  output_size, sampling_ratio)`` (multi-scale RoIAlign) or ``dict(kind="pool", level="p4",
+  spatial_scale, output_size)`` (RoIPool on one map).
   """
   g = _builder()
   nodes, _, const, op = g
@@ -243,12 +241,6 @@ def _pooling_graph(g, inputs, *, p, pooling, features, opset):
     levels = (pooling["level"],)
     pooled = _max_roi_pool(g, levels[0], rois, batch_index, spatial_scale=pooling["spatial_scale"],
                            output_size=pooling["output_size"])
-  elif pooling["kind"] == "align_dynamic":
-    levels = LEVELS
-    pooled = _dynamic_roi_align(g, rois, batch_index, output_size=pooling["output_size"],
-                                sampling_ratio=pooling["sampling_ratio"])
-    inputs = inputs + [helper.make_tensor_value_info("pool_image_hw", TensorProto.FLOAT,
-                                                     ["N", 2])]
   else:
     levels = LEVELS
     pooled = _multiscale_roi_align(g, rois, batch_index, spatial_scales=pooling["spatial_scales"],
@@ -317,58 +309,6 @@ def _multiscale_roi_align(g, rois, batch_index, *, spatial_scales, output_size, 
     else:
       is_level = op("Equal", [level, const(f"lvl{i}", float(k_min + i), np.float32)], f"is{i}")
       pooled = op("Where", [is_level, this, pooled], f"pooled{i}")
-  return pooled
-
-
-def _dynamic_roi_align(g, rois, batch_index, *, output_size, sampling_ratio,
-                       canonical_scale=224.0, canonical_level=4):
-  """`_multiscale_roi_align` with torchvision's scales inferred at run time: level l's scale is
-  ``2 ** round(log2(h_l / h))`` for the maps' heights ``h_l`` and the images' resized height
-  ``h`` (``pool_image_hw``, equal over the batch), the level range ``[-log2 s_0, -log2 s_3]``;
-  the RoIs are multiplied by their level's scale and pooled at scale 1 (as
-  `multiscale_roi_align(..., image_hw=)`). Returns NCHW ``[N*P, F, s, s]``."""
-  _, _, const, op = g
-  f32 = TensorProto.FLOAT
-  height = op("Gather", [op("Gather", ["pool_image_hw", const("d_row0", 0, np.int64)],
-                            "d_hw0", axis=0), const("d_col0", 0, np.int64)], "d_height", axis=0)
-  log_scales = []
-  for i, level in enumerate(LEVELS):
-    h_l = op("Cast", [op("Gather", [op("Shape", [level], f"d_shape{i}"),
-                                    const(f"d_one{i}", 1, np.int64)], f"d_h{i}", axis=0)],
-             f"d_h{i}_f", to=f32)
-    log_scales.append(op("Round", [op("Div", [op("Log", [op("Div", [h_l, height], f"d_ratio{i}")],
-                                                 f"d_ln{i}"),
-                                              const(f"d_log_two{i}", math.log(2.0), np.float32)],
-                                       f"d_log2_{i}")], f"d_logscale{i}"))
-  k_min = op("Neg", [log_scales[0]], "d_kmin")
-  k_max = op("Neg", [log_scales[-1]], "d_kmax")
-  x1, y1, x2, y2 = (op("Gather", [rois, const(f"d_c{i}", [i], np.int64)], f"d_coord{i}", axis=1)
-                    for i in range(4))
-  area = op("Mul", [op("Sub", [x2, x1], "d_w"), op("Sub", [y2, y1], "d_hh")], "d_area")
-  log2 = op("Div", [op("Log", [op("Div", [op("Sqrt", [area], "d_side"),
-                                          const("d_s0", canonical_scale, np.float32)],
-                                  "d_rel")], "d_lnr"),
-                    const("d_log_two", math.log(2.0), np.float32)], "d_log2r")
-  level = op("Floor", [op("Add", [log2, const("d_k0eps", canonical_level + 1e-6, np.float32)],
-                          "d_level_f")], "d_level_floor")
-  # NaN (degenerate boxes) -> the finest level, as `roi_levels`; then clip to [k_min, k_max].
-  level = op("Where", [op("IsNaN", [level], "d_isnan"), k_min, level], "d_level_nonan")
-  level = op("Clip", [level, k_min, k_max], "d_level_clip")
-  index = op("Reshape", [op("Sub", [level, k_min], "d_index_f"),
-                         const("d_r1111", [-1, 1, 1, 1], np.int64)], "d_index")
-  pooled = None
-  for i, level_map in enumerate(LEVELS):
-    scale = op("Pow", [const(f"d_two{i}", 2.0, np.float32), log_scales[i]], f"d_scale{i}")
-    fmap = op("Transpose", [level_map], f"d_nchw{i}", perm=[0, 3, 1, 2])
-    this = op("RoiAlign", [fmap, op("Mul", [rois, scale], f"d_rois{i}"), batch_index],
-              f"d_roialign{i}", mode="avg", output_height=output_size, output_width=output_size,
-              sampling_ratio=sampling_ratio, spatial_scale=1.0,
-              coordinate_transformation_mode="output_half_pixel")
-    if pooled is None:
-      pooled = this
-    else:
-      pooled = op("Where", [op("Equal", [index, const(f"d_lvl{i}", float(i), np.float32)],
-                               f"d_is{i}"), this, pooled], f"d_pooled{i}")
   return pooled
 
 

@@ -213,6 +213,13 @@ def network_inputs(images: list[np.ndarray], size: int, pre) -> list[InputGroup]
   return out
 
 
+def single_images(group: InputGroup) -> list[InputGroup]:
+  """An `InputGroup` as groups of one image each (in order)."""
+  return [InputGroup(**{f.name: getattr(group, f.name)[i:i + 1]
+                        for f in dataclasses.fields(InputGroup)})
+          for i in range(len(group.indices))]
+
+
 def boxes_to_image_pixels(boxes_xyxy, back, limits, num_detections=None) -> np.ndarray:
   """Maps network-input boxes of an `InputGroup` back to each image's pixels.
 

@@ -50,35 +50,28 @@ def register(subparsers) -> None:
 
 def _run_darknet(args) -> int:
   from jaxdet.convert import darknet
-  try:
-    start = time.perf_counter()
-    step_dir = darknet.convert_file(args.cfg, args.weights, args.output,
-                                    image_size=args.image_size, names=args.names,
-                                    overrides=list(args.config_overrides))
-  except (darknet.ConversionError, config_lib.ConfigError, OSError) as e:
-    print(f"jaxdet convert: error: {e}", file=sys.stderr)
-    return 1
-  except Exception as e:  # pylint: disable=broad-except
-    if os.environ.get("JAXDET_DEBUG"):
-      raise
-    print(f"jaxdet convert: error: {type(e).__name__}: {e} (set JAXDET_DEBUG=1 for the "
-          f"traceback)", file=sys.stderr)
-    return 1
-  print(f"converted {args.cfg} + {args.weights} in {time.perf_counter() - start:.1f} s: "
-        f"{step_dir}")
-  return 0
+  return _convert(f"{args.cfg} + {args.weights}", lambda: darknet.convert_file(
+      args.cfg, args.weights, args.output, image_size=args.image_size, names=args.names,
+      overrides=list(args.config_overrides)),
+                  (darknet.ConversionError, config_lib.ConfigError, OSError))
 
 
 def _run(args) -> int:
   from jaxdet.convert import torchvision as tv_convert
+  return _convert(f"{args.arch} from {args.weights}", lambda: tv_convert.convert_file(
+      args.arch, args.weights, args.output, image_size=args.image_size, min_size=args.min_size,
+      max_size=args.max_size, overrides=list(args.config_overrides)),
+                  (tv_convert.ConversionError, config_lib.ConfigError, FileNotFoundError,
+                   FileExistsError))
+
+
+def _convert(what, convert, expected) -> int:
+  """Runs `convert()` (it returns the step folder written): exit status 0, or 1 with one line
+  for an `expected` error and for any other (its traceback with JAXDET_DEBUG=1)."""
   try:
     start = time.perf_counter()
-    step_dir = tv_convert.convert_file(args.arch, args.weights, args.output,
-                                       image_size=args.image_size, min_size=args.min_size,
-                                       max_size=args.max_size,
-                                       overrides=list(args.config_overrides))
-  except (tv_convert.ConversionError, config_lib.ConfigError, FileNotFoundError,
-          FileExistsError) as e:
+    step_dir = convert()
+  except expected as e:
     print(f"jaxdet convert: error: {e}", file=sys.stderr)
     return 1
   except Exception as e:  # pylint: disable=broad-except
@@ -87,6 +80,5 @@ def _run(args) -> int:
     print(f"jaxdet convert: error: {type(e).__name__}: {e} (set JAXDET_DEBUG=1 for the "
           f"traceback)", file=sys.stderr)
     return 1
-  print(f"converted {args.arch} from {args.weights} in {time.perf_counter() - start:.1f} s: "
-        f"{step_dir}")
+  print(f"converted {what} in {time.perf_counter() - start:.1f} s: {step_dir}")
   return 0

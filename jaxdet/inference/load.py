@@ -122,7 +122,8 @@ class Detector:
     Each image is resized by the model's rule (`config.model.preprocess`: letterbox or stretch
     to S, or torchvision's min/max-size rule at the image's own padded size), normalized, run,
     and its boxes mapped back to its pixels. Images sharing a network input shape run as one
-    batch; each new shape compiles once (the "rcnn" rule: one per padded size).
+    batch; each new shape compiles once. The "rcnn" rule runs the images one by one (one
+    program per padded size).
 
     Args:
       images: uint8 RGB `[N, H, W, 3]` or one `[H, W, 3]` image (N = 1), a PIL image, an image
@@ -153,9 +154,13 @@ class Detector:
                                          num_images=len(batch))  # checks the shapes
     results = [None] * len(batch)
     for group in predict_inputs.network_inputs(batch, self.image_size, self.preprocess):
-      out = self._predict_group(group, proposals, proposal_mask)
-      for j, i in enumerate(group.indices):
-        results[i] = {k: v[j] for k, v in out.items()}
+      # The "rcnn" rule runs image by image, as torchvision does a batch of one: one program per
+      # padded size, whatever the mix of sizes in a call.
+      parts = predict_inputs.single_images(group) if self.preprocess.resize == "rcnn" else [group]
+      for part in parts:
+        out = self._predict_group(part, proposals, proposal_mask)
+        for j, i in enumerate(part.indices):
+          results[i] = {k: v[j] for k, v in out.items()}
     return {k: np.stack([r[k] for r in results]) for k in results[0]}
 
   def _predict_group(self, group, proposals, proposal_mask):

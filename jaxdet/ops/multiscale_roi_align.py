@@ -44,33 +44,27 @@ def roi_levels(boxes_xyxy: jnp.ndarray, *, k_min: int, k_max: int, canonical_sca
 def multiscale_roi_align(features: Sequence[jnp.ndarray], boxes_xyxy: jnp.ndarray, *,
                          image_size, output_size=7, sampling_ratio: int = 2,
                          canonical_scale: float = 224.0, canonical_level: int = 4,
-                         aligned: bool = False, image_hw=None) -> jnp.ndarray:
+                         aligned: bool = False) -> jnp.ndarray:
   """RoIAlign of each box on its FPN level (torchvision `MultiScaleRoIAlign`).
 
   Args:
     features: float [B, h_l, w_l, C] maps, finest first (e.g. P2..P5, strides 4..32); the scale
       of each is inferred from its size as torchvision does.
     boxes_xyxy: float [B, K, 4] boxes in input pixels (padding boxes: mask their outputs).
-    image_size: int S or (H, W) of the input images.
+    image_size: int S or (H, W) of the input images (a padded batch: its padded size, whose
+      ratios to the maps are exactly the strides; torchvision infers the scales once, from the
+      first batch it pools, and keeps them: the strides' for any ordinary image).
     output_size: int or (out_h, out_w).
     sampling_ratio: bilinear samples per bin and axis (torchvision's Faster R-CNN: 2; <= 0
       adaptive).
     canonical_scale, canonical_level: the level mapping's s0 and k0.
     aligned: half-pixel offset of `roi_align` (torchvision's MultiScaleRoIAlign: False).
-    image_hw: optional int [B, 2] (h, w) of each image's extent in a padded batch
-      (torchvision's `image_sizes`): the scales are then inferred per image from its height, as
-      torchvision does for a batch of one (`infer_scale`; for a very short image the inferred
-      scale, and with it the level range, can differ from the stride's).
 
   Returns:
     [B, K, out_h, out_w, C] pooled features, dtype of the features.
   """
   if not features:
     raise ValueError("features must hold at least one level")
-  kw = dict(output_size=output_size, sampling_ratio=sampling_ratio, aligned=aligned)
-  if image_hw is not None:
-    return _per_image_scales(features, boxes_xyxy, image_hw, canonical_scale=canonical_scale,
-                             canonical_level=canonical_level, **kw)
   height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
   scales = []
   for f in features:
@@ -79,6 +73,7 @@ def multiscale_roi_align(features: Sequence[jnp.ndarray], boxes_xyxy: jnp.ndarra
       raise ValueError(f"feature map {f.shape} has different scales along H and W for an "
                        f"image of {height}x{width}")
     scales.append(scale_h)
+  kw = dict(output_size=output_size, sampling_ratio=sampling_ratio, aligned=aligned)
   if len(features) == 1:
     return roi_align(features[0], boxes_xyxy, spatial_scale=scales[0], **kw)
   k_min, k_max = round(-math.log2(scales[0])), round(-math.log2(scales[-1]))
@@ -87,31 +82,6 @@ def multiscale_roi_align(features: Sequence[jnp.ndarray], boxes_xyxy: jnp.ndarra
   out = None
   for index, (f, scale) in enumerate(zip(features, scales)):
     pooled = roi_align(f, boxes_xyxy, spatial_scale=scale, **kw)
-    out = pooled if out is None else jnp.where(
-        (levels == index)[..., None, None, None], pooled, out)
-  return out
-
-
-def _per_image_scales(features, boxes_xyxy, image_hw, *, canonical_scale, canonical_level, **kw):
-  """`multiscale_roi_align` with each image's scales inferred from its own height (traced).
-
-  torchvision's `_infer_scale` takes the height ratio, `2 ** round(log2(h_l / h))`, and its level
-  range `[-log2(scale_0), -log2(scale_last)]`; the boxes are multiplied by their level's scale
-  here and pooled at scale 1 (`roi_align` computes `box * spatial_scale` the same way).
-  """
-  height = jnp.asarray(image_hw, jnp.float32)[:, 0]  # [B]
-  log_scales = [jnp.round(jnp.log2(jnp.float32(f.shape[1]) / height)) for f in features]
-  # 2 ** k exactly (as torchvision's Python `2 ** float(k)`), whatever exp2's accuracy.
-  scale = lambda k: jnp.ldexp(jnp.float32(1), k.astype(jnp.int32))[:, None, None]
-  boxes = boxes_xyxy.astype(jnp.float32)
-  if len(features) == 1:
-    return roi_align(features[0], boxes * scale(log_scales[0]), spatial_scale=1.0, **kw)
-  k_min, k_max = -log_scales[0][:, None], -log_scales[-1][:, None]  # [B, 1]
-  levels = roi_levels(boxes, k_min=k_min, k_max=k_max, canonical_scale=canonical_scale,
-                      canonical_level=canonical_level)
-  out = None
-  for index, (f, log_scale) in enumerate(zip(features, log_scales)):
-    pooled = roi_align(f, boxes * scale(log_scale), spatial_scale=1.0, **kw)
     out = pooled if out is None else jnp.where(
         (levels == index)[..., None, None, None], pooled, out)
   return out

@@ -27,8 +27,16 @@ def _torchvision_model(arch, cls_scale=1.0):
 
 def _converted(arch, folder, cls_scale=1.0):
   """(arch, torchvision model built with min_size = max_size = SIZE, the converted folder
-  `--image-size SIZE`)."""
+  `--image-size SIZE`).
+
+  torchvision's MultiScaleRoIAlign infers its levels' scales from the first batch it pools and
+  keeps them; a first batch of one SIZE x SIZE image fixes them at the strides' (1/4..1/32), as
+  any ordinary first image does (jaxdet's; a very short first image would set others).
+  """
+  torch, _ = testing_torch.torch_modules()
   model = _torchvision_model(arch, cls_scale)
+  with torch.no_grad():
+    model([torch.zeros(3, SIZE, SIZE)])
   return arch, model, testing_torch.convert_torchvision(model, arch, folder, "--image-size",
                                                         str(SIZE))
 
@@ -81,10 +89,9 @@ def test_proposals_and_detections_match_torchvision(converted):
 @pytest.mark.parametrize("arch", sorted(det.FASTER_RCNN_VARIANTS))
 def test_photos_of_any_size_match_torchvision_in_jax_and_onnx(arch, tmp_path):
   """Real photos of other sizes and aspect ratios (torchvision's min/max-size rule, each run at
-  its own padded size; RPN and RoI boxes clipped to the resized photo; RoIAlign scales inferred
-  from its height, a 15-px-high strip included): `jaxdet.load(DIR).predict` and the ONNX export
-  through `jaxdet_export.Detector` give torchvision's detections in the photo's pixels. v1 takes
-  every photo, v2 two of them."""
+  its own padded size; RPN and RoI boxes clipped to the resized photo, a 15-px-high strip
+  included): `jaxdet.load(DIR).predict` and the ONNX export through `jaxdet_export.Detector` give
+  torchvision's detections in the photo's pixels. v1 takes every photo, v2 two of them."""
   import jaxdet
   import jaxdet_export
   from jaxdet import testing

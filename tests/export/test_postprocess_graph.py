@@ -178,3 +178,15 @@ def test_bad_parameters_are_clear_errors(bad):
   with pytest.raises(ValueError, match="level_sizes" if "level_sizes" in str(bad) or
                      "per_level" in str(bad) else next(iter(bad))):
     postprocess_graph.postprocess_model(num_anchors=4, num_classes=2, opset=21, **kw)
+
+
+def test_zero_area_boxes_are_no_detections():
+  """As `jaxdet.models.postprocess`: a zero-area box is dropped whatever its score."""
+  boxes = np.array([[[10, 10, 30, 30], [64, 5, 64, 40], [5, 64, 20, 64], [0, 0, 0, 0],
+                     [12, 12, 28, 28]]], np.float32)
+  scores = np.array([[[0.6], [1.0], [1.0], [0.9], [0.7]]], np.float32)
+  kw = dict(score_threshold=0.05, iou_threshold=0.5, max_detections=5, pre_nms_top_k=10)
+  model = postprocess_graph.postprocess_model(num_anchors=5, num_classes=1, opset=21, **kw)
+  out = _run(model, boxes, scores)
+  assert int(out["num_detections"][0]) == 1
+  _check(out, postprocess_reference(boxes, scores, **kw))

@@ -117,10 +117,12 @@ def postprocess_reference(boxes, scores, *, score_threshold, iou_threshold, max_
       order = np.argsort(-flat, kind="stable")[:min(pre_nms_top_k, size * c)]
       cands += [(flat[j], start + j // c, j % c) for j in order]
       start += size
-    cands = [t for t in cands if t[0] >= score_threshold]
-    cands.sort(key=lambda t: -t[0])  # stable: ties keep the candidate order
     box = (lambda anchor, cls: boxes[i, anchor]) if boxes.ndim == 3 else (
         lambda anchor, cls: boxes[i, anchor, cls])
+    # A box of zero area is no detection (DESIGN.md's step 4).
+    nonempty = lambda b: b[2] > b[0] and b[3] > b[1]
+    cands = [t for t in cands if t[0] >= score_threshold and nonempty(box(t[1], t[2]))]
+    cands.sort(key=lambda t: -t[0])  # stable: ties keep the candidate order
     kept = []
     for s, anchor, cls in cands:
       if len(kept) == k_out:

@@ -100,6 +100,10 @@ def _torchvision_retinanet_rule(boxes, scores, level_sizes, *, score_thresh, nms
       all_labels.append(idx % scores.shape[2])
       start += size
     bx, sc, lb = torch.cat(all_boxes), torch.cat(all_scores), torch.cat(all_labels)
+    # jaxdet's one difference: a box of zero area (here: clipped away onto an edge) is no
+    # detection. It suppresses nothing (IoU 0), so dropping it first changes nothing else.
+    nonempty = (bx[:, 2] > bx[:, 0]) & (bx[:, 3] > bx[:, 1])
+    bx, sc, lb = bx[nonempty], sc[nonempty], lb[nonempty]
     keep = box_ops.batched_nms(bx, sc, lb, nms_thresh)[:detections_per_img]
     out.append((bx[keep].numpy(), sc[keep].numpy(), lb[keep].numpy()))
   return out
@@ -200,3 +204,18 @@ def test_score_helpers():
   chex.assert_shape(boxes, (1, 5, 4, 4))
   np.testing.assert_array_equal(boxes[0, 0, 0], [64, 32, 64, 32])
   np.testing.assert_allclose(scores, jax.nn.sigmoid(logits[:1]), rtol=1e-6)
+
+
+def test_zero_area_boxes_are_no_detections():
+  """A box clipped away onto an edge (zero width or height) is dropped even with score 1.0
+  (issue 28: such boxes were kept); the others are those of the NumPy reference."""
+  boxes = np.array([[[10, 10, 30, 30], [64, 5, 64, 40], [5, 64, 20, 64], [0, 0, 0, 0],
+                     [12, 12, 28, 28]]], np.float32)
+  scores = np.array([[[0.6], [1.0], [1.0], [0.9], [0.7]]], np.float32)
+  kw = dict(score_threshold=0.05, iou_threshold=0.5, max_detections=5, pre_nms_top_k=10)
+  out = models.postprocess(jnp.asarray(boxes), jnp.asarray(scores), **kw)
+  assert int(out["num_detections"][0]) == 1
+  np.testing.assert_allclose(out["scores"][0, :1], [0.7])
+  ref = postprocess_reference(boxes, scores, **kw)
+  np.testing.assert_array_equal(out["num_detections"], ref["num_detections"])
+  np.testing.assert_allclose(out["boxes"], ref["boxes"])

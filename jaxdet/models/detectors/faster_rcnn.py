@@ -289,8 +289,8 @@ class FasterRCNN(nn.Module):
   All values are float32 (masks 0/1, labels as whole numbers). Training needs `targets` (`boxes`, `classes`, `box_mask`) and the "sampler" RNG stream;
   Fast R-CNN mode reads `targets["proposals"]` (and `proposal_mask`) in both modes. An
   optional `targets["image_hw"]` `[B,2]` (each image's extent in the padded input,
-  torchvision's `image_sizes`) is what proposals and detections are clipped to and what the RoI
-  levels' scales are inferred from; it is passed on as `image_hw` for `decode`.
+  torchvision's `image_sizes`) is what proposals and detections are clipped to; it is passed on
+  as `image_hw` for `decode`.
   """
   num_classes: int
   backbone: nn.Module
@@ -338,16 +338,13 @@ class FasterRCNN(nn.Module):
     return (jnp.concatenate([o for o, _ in flat], axis=1),
             jnp.concatenate([d for _, d in flat], axis=1), anchors, level_sizes)
 
-  def pool(self, feats, rois, image_size, image_hw=None):
-    """RoI features [B,R,s,s,F] of rois [B,R,4] (multi-scale RoIAlign or RoIPool); the levels'
-    scales are inferred from `image_hw` [B,2] (each image's extent, as torchvision's
-    `image_sizes`) when given, else from the input's (H, W)."""
+  def pool(self, feats, rois, image_size):
+    """RoI features [B,R,s,s,F] of rois [B,R,4] (multi-scale RoIAlign or RoIPool)."""
     cfg = self.config
     if cfg.roi_pooler == "align":
       return multiscale_roi_align(
           [feats[l] for l in _FPN_LEVELS], rois, image_size=image_size,
-          output_size=cfg.roi_output_size, sampling_ratio=cfg.roi_sampling_ratio,
-          image_hw=image_hw)
+          output_size=cfg.roi_output_size, sampling_ratio=cfg.roi_sampling_ratio)
     level = feats[cfg.roi_pool_level]
     return roi_pool(level, rois, output_size=cfg.roi_output_size,
                     spatial_scale=level.shape[1] / image_size[0])
@@ -364,7 +361,8 @@ class FasterRCNN(nn.Module):
       raise ValueError("faster_rcnn needs `targets` (boxes, classes, box_mask) in training")
     batch, image_size = images.shape[0], images.shape[1:3]
     # Each image's extent in a padded batch (torchvision's `image_sizes`): proposals and
-    # detections are clipped to it and the RoI levels' scales inferred from it.
+    # detections are clipped to it. (The RoI levels' scales stay the strides': torchvision
+    # infers them once, from the first batch it pools.)
     image_hw = None if targets is None else targets.get("image_hw")
     clip_to = image_size if image_hw is None else image_hw
     feats = self.features(images, train=train)
@@ -402,8 +400,7 @@ class FasterRCNN(nn.Module):
           positive_fraction=cfg.roi_positive_fraction, fg_iou=cfg.roi_fg_iou_threshold,
           bg_iou=cfg.roi_bg_iou_threshold)
       out.update(roi_labels=_f32(labels), roi_target_boxes=target_boxes)
-    class_logits, box_deltas = self.roi_head(self.pool(feats, proposals, image_size, image_hw),
-                                             train=train)
+    class_logits, box_deltas = self.roi_head(self.pool(feats, proposals, image_size), train=train)
     out.update(proposals=proposals, proposal_mask=_f32(mask), class_logits=class_logits,
                box_deltas=box_deltas)
     if image_hw is not None:
