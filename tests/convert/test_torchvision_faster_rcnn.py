@@ -43,7 +43,8 @@ def _converted(arch, folder, cls_scale=1.0):
 
 @pytest.fixture(scope="module", params=sorted(det.FASTER_RCNN_VARIANTS))
 def converted(request, tmp_path_factory):
-  return _converted(request.param, tmp_path_factory.mktemp(request.param))
+  # Class logits shrunk: scores ~0.5-0.99 on photos too (not saturated at 1.0).
+  return _converted(request.param, tmp_path_factory.mktemp(request.param), cls_scale=0.025)
 
 
 @pytest.mark.slow
@@ -86,17 +87,17 @@ def test_proposals_and_detections_match_torchvision(converted):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch", sorted(det.FASTER_RCNN_VARIANTS))
-def test_photos_of_any_size_match_torchvision_in_jax_and_onnx(arch, tmp_path):
+def test_photos_of_any_size_match_torchvision_in_jax_and_onnx(converted, tmp_path):
   """Real photos of other sizes and aspect ratios (torchvision's min/max-size rule, each run at
   its own padded size; RPN and RoI boxes clipped to the resized photo, a 15-px-high strip
   included): `jaxdet.load(DIR).predict` and the ONNX export through `jaxdet_export.Detector` give
-  torchvision's detections in the photo's pixels. v1 takes every photo, v2 two of them."""
+  torchvision's detections in the photo's pixels. v1 takes every photo (four padded sizes), v2
+  the portrait."""
   import jaxdet
   import jaxdet_export
   from jaxdet import testing
-  _, model, folder = _converted(arch, tmp_path / arch, cls_scale=0.025)  # scores ~0.5-0.99
-  names = testing.PHOTOS if arch == "fasterrcnn_resnet50_fpn" else ("odd", "portrait")
+  arch, model, folder = converted
+  names = testing.PHOTOS if arch == "fasterrcnn_resnet50_fpn" else ("portrait",)
   photos = testing.photos(names)
   detector = jaxdet.load(folder)
   jaxdet_export.export_onnx(detector, tmp_path / "m.onnx")
