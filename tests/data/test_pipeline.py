@@ -308,3 +308,39 @@ def test_augment_presets_static_and_reproducible(tiny_data_dir, preset, resize):
     assert len(boxes) and np.all(boxes[:, 2:] > boxes[:, :2])
     assert boxes.min() >= 0 and boxes.max() <= 64
     assert np.all(b["boxes"][~b["box_mask"]] == 0)
+
+
+def test_eval_example_rcnn_rule_top_left_on_the_canvas_with_its_extent():
+  """torchvision's rule in evaluation batches: the resized image top-left on the S x S canvas,
+  zeros after normalization around it, and `image_hw` (what detections are clipped to)."""
+  rcnn = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), value_range=1.0,
+              resize="rcnn", interpolation="torch", min_size=48, max_size=64)
+  pre = preprocess.settings(rcnn)
+  h, w = 50, 120
+  example = {"image": np.random.default_rng(1).integers(0, 256, (h, w, 3), dtype=np.uint8),
+             "image_id": np.int64(1), "boxes": np.array([[12, 5, 60, 45]], np.float32),
+             "classes": np.array([2], np.int32), "orig_size": np.array([h, w], np.int32)}
+  out = pipeline.eval_example(example, image_size=64, max_boxes=4, preprocess=pre)
+  assert preprocess.rcnn_shape(h, w, 48, 64) == (26, 64)
+  np.testing.assert_array_equal(out["image_hw"], [26, 64])
+  want, _ = preprocess.network_input(example["image"], 64, pre, canvas=(64, 64))
+  np.testing.assert_array_equal(out["image"], want)
+  np.testing.assert_array_equal(out["image"][26:], 0.0)
+  np.testing.assert_allclose(out["scale"], [64 / w, 26 / h])
+  assert "image_hw" not in pipeline.eval_example(example, image_size=64, max_boxes=4)
+
+
+def test_rcnn_rule_trains_at_its_scale_with_the_mean_as_padding(tiny_data_dir):
+  """Training batches of an "rcnn" model: torchvision's scale (a 256 px shapes image becomes
+  32 x 32 at min/max 32/48), placed in the 64 x 64 canvas, padded with the mean colour (~0
+  after normalization)."""
+  rcnn = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), value_range=1.0,
+              resize="rcnn", interpolation="torch", min_size=32, max_size=48)
+  it = pipeline.input_pipeline("shapes/tiny", "train", batch_size=2, image_size=64, max_boxes=8,
+                               train=True, seed=0, data_dir=tiny_data_dir, augment="none",
+                               preprocess=rcnn)
+  batch = next(iter(it))
+  assert batch["image"].shape == (2, 64, 64, 3)
+  # 3/4 of each canvas lies outside its 32 x 32 image: the mean colour's pixels, ~0.
+  padding = np.all(np.abs(batch["image"]) < 0.01, axis=-1).mean(axis=(1, 2))
+  np.testing.assert_allclose(padding, 0.75, atol=0.02)
