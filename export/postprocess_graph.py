@@ -127,31 +127,11 @@ def postprocess_model(
   if opset < 13:
     raise ValueError(f"opset must be >= 13 for the post-processing graph, got {opset}")
   c, big_k = int(num_classes), int(max_detections)
-  if dynamic_levels is not None:
-    if not pre_nms_top_k_per_level:
-      raise ValueError("dynamic_levels needs pre_nms_top_k_per_level")
-    a, level_k = "A", [int(pre_nms_top_k)] * int(dynamic_levels)
-  else:
-    a = int(num_anchors)
-    if pre_nms_top_k_per_level and sum(int(n) for n in level_sizes) != a:
-      raise ValueError(f"level_sizes must sum to A = {a}, got {tuple(level_sizes)}")
-    # TopK over fewer than k elements is an error: clamp (per level) to what is there.
-    levels = ([int(n) for n in level_sizes] if pre_nms_top_k_per_level else [a])
-    level_k = [min(int(pre_nms_top_k), n * c) for n in levels]
-    if pre_nms_top_k_per_class:
-      level_k = [min(int(pre_nms_top_k), a) * c]
-  k = sum(level_k)
-  kk = min(big_k, k)  # the final TopK runs over the k candidates.
-  nodes, inits = [], []
-
-  def const(name, value, dtype):
-    inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
-    return name
-
-  def op(op_type, inputs, outputs, **attrs):
-    nodes.append(helper.make_node(op_type, inputs, outputs, name=f"pp/{outputs[0]}", **attrs))
-    return outputs[0] if len(outputs) == 1 else outputs
-
+  a, levels, level_k = _candidate_counts(
+      num_anchors, c, pre_nms_top_k=int(pre_nms_top_k), per_level=pre_nms_top_k_per_level,
+      level_sizes=level_sizes, per_class=pre_nms_top_k_per_class, dynamic_levels=dynamic_levels)
+  kk = min(big_k, sum(level_k))  # the final TopK runs over the candidates
+  nodes, inits, const, op = _builder()
   # 1-2. Flatten and pre-NMS top-k (flat index = anchor * C + class), per level if asked.
   if dynamic_levels is not None:
     flat = op("Reshape", [scores_name, const("pp_shape_flat", [0, -1], np.int64)], ["pp_flat"])
@@ -163,19 +143,82 @@ def postprocess_model(
   else:
     flat = op("Reshape", [scores_name, const("pp_shape_flat", [0, -1], np.int64)], ["pp_flat"])
     top_scores, top_idx = _top_k(op, const, flat, levels=levels, level_k=level_k, num_classes=c)
-  n_cls = const("pp_num_classes", c, np.int64)
+  # 3. Each candidate's class and box.
+  cls, cand_boxes = _candidate_boxes(op, const, boxes_name, top_idx, num_classes=c,
+                                     class_specific=class_specific_boxes)
+  # 4. Score threshold and non-empty boxes.
+  masked = _valid_scores(op, const, top_scores, cand_boxes, score_threshold=score_threshold)
+  # 5. Class-aware NMS.
+  kept, final_scores = _class_aware_nms(op, const, cand_boxes, masked, cls, num_classes=c,
+                                        iou_threshold=iou_threshold, max_detections=big_k)
+  # 6. Survivors in score order, mapped to the input image, zero-padded to K.
+  _ordered_outputs(op, const, final_scores, kept, cand_boxes, cls, kk=kk, max_detections=big_k,
+                   box_map=dict(image_size=image_size, dynamic_image_size=dynamic_image_size,
+                                box_back=box_back))
+  n = batch_dim
+  graph = helper.make_graph(
+      nodes, "jaxdet_postprocess",
+      inputs=_inputs(n, a, c, boxes_name, scores_name, dynamic_image_size,
+                     class_specific_boxes, box_back=box_back, dynamic_levels=dynamic_levels),
+      outputs=[helper.make_tensor_value_info("num_detections", TensorProto.INT64, [n]),
+               helper.make_tensor_value_info("detection_boxes", TensorProto.FLOAT, [n, big_k, 4]),
+               helper.make_tensor_value_info("detection_scores", TensorProto.FLOAT, [n, big_k]),
+               helper.make_tensor_value_info("detection_classes", TensorProto.INT64, [n, big_k])],
+      initializer=inits)
+  return _finish(graph, opset)
+
+
+def _builder():
+  """``(nodes, initializers, const, op)``: ``op`` takes a list of output names and returns the
+  name (one output) or the names."""
+  nodes, inits = [], []
+
+  def const(name, value, dtype):
+    inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+    return name
+
+  def op(op_type, inputs, outputs, **attrs):
+    nodes.append(helper.make_node(op_type, inputs, outputs, name=f"pp/{outputs[0]}", **attrs))
+    return outputs[0] if len(outputs) == 1 else outputs
+
+  return nodes, inits, const, op
+
+
+def _candidate_counts(num_anchors, c, *, pre_nms_top_k, per_level, level_sizes, per_class,
+                      dynamic_levels):
+  """``(A or "A", level sizes, top-k per level)`` of step 2 (a static candidate count)."""
+  if dynamic_levels is not None:
+    if not per_level:
+      raise ValueError("dynamic_levels needs pre_nms_top_k_per_level")
+    return "A", None, [pre_nms_top_k] * int(dynamic_levels)
+  a = int(num_anchors)
+  if per_level and sum(int(n) for n in level_sizes) != a:
+    raise ValueError(f"level_sizes must sum to A = {a}, got {tuple(level_sizes)}")
+  # TopK over fewer than k elements is an error: clamp (per level) to what is there.
+  levels = [int(n) for n in level_sizes] if per_level else [a]
+  if per_class:
+    return a, levels, [min(pre_nms_top_k, a) * c]
+  return a, levels, [min(pre_nms_top_k, n * c) for n in levels]
+
+
+def _candidate_boxes(op, const, boxes_name, top_idx, *, num_classes, class_specific):
+  """Step 3: each candidate's class ``[N, k]`` and box ``[N, k, 4]``: its anchor's, or the box
+  of its class (class-specific ``[N, A, C, 4]`` boxes)."""
+  n_cls = const("pp_num_classes", num_classes, np.int64)
   anchor = op("Div", [top_idx, n_cls], ["pp_anchor"])
   cls = op("Mod", [top_idx, n_cls], ["pp_class"])
   axis_last = const("pp_axis_last", [-1], np.int64)
   anchor_nd = op("Unsqueeze", [anchor, axis_last], ["pp_anchor_nd"])
-  if class_specific_boxes:  # [N, k, 2] (anchor, class) pairs into [N, A, C, 4]
+  if class_specific:  # [N, k, 2] (anchor, class) pairs into [N, A, C, 4]
     pair = op("Concat", [anchor_nd, op("Unsqueeze", [cls, axis_last], ["pp_class_nd"])],
               ["pp_anchor_class_nd"], axis=-1)
-    cand_boxes = op("GatherND", [boxes_name, pair], ["pp_cand_boxes"], batch_dims=1)
-  else:
-    cand_boxes = op("GatherND", [boxes_name, anchor_nd], ["pp_cand_boxes"], batch_dims=1)
+    return cls, op("GatherND", [boxes_name, pair], ["pp_cand_boxes"], batch_dims=1)
+  return cls, op("GatherND", [boxes_name, anchor_nd], ["pp_cand_boxes"], batch_dims=1)
 
-  # 3. Score threshold and non-empty boxes: invalid candidates get the sentinel score.
+
+def _valid_scores(op, const, top_scores, cand_boxes, *, score_threshold):
+  """Step 4: ``[N, k]`` scores with the sentinel for a candidate under the threshold or with a
+  box of zero area."""
   above = op("GreaterOrEqual", [top_scores, const("pp_score_thr", score_threshold, np.float32)],
              ["pp_above"])
   corner = [op("Gather", [cand_boxes, const(f"pp_corner{i}", i, np.int64)], [f"pp_cand_c{i}"],
@@ -183,21 +226,26 @@ def postprocess_model(
   nonempty = op("And", [op("Greater", [corner[2], corner[0]], ["pp_wide"]),
                         op("Greater", [corner[3], corner[1]], ["pp_tall"])], ["pp_nonempty"])
   valid = op("And", [above, nonempty], ["pp_valid"])
-  invalid_score = const("pp_invalid_score", _INVALID_SCORE, np.float32)
-  masked = op("Where", [valid, top_scores, invalid_score], ["pp_masked"])
+  return op("Where", [valid, top_scores, const("pp_invalid_score", _INVALID_SCORE, np.float32)],
+            ["pp_masked"])
 
-  # 4. Per-class score rows [N, C, k]: a candidate scores only in its own class's row.
+
+def _class_aware_nms(op, const, cand_boxes, masked, cls, *, num_classes, iou_threshold,
+                     max_detections):
+  """Step 5: ``NonMaxSuppression`` with each candidate in its own class's score row ``[N, C, k]``
+  (exact, un-offset coordinates). Returns the kept mask ``[N, k]`` and the kept scores (the
+  sentinel elsewhere)."""
+  invalid_score = "pp_invalid_score"
   axis1 = const("pp_axis1", [1], np.int64)
   cls_row = op("Unsqueeze", [cls, axis1], ["pp_class_row"])  # [N, 1, k]
-  class_ids = const("pp_class_ids", np.arange(c).reshape(1, c, 1), np.int64)
+  class_ids = const("pp_class_ids", np.arange(num_classes).reshape(1, num_classes, 1), np.int64)
   onehot = op("Equal", [cls_row, class_ids], ["pp_onehot"])  # [N, C, k]
   masked_row = op("Unsqueeze", [masked, axis1], ["pp_masked_row"])
   nms_scores = op("Where", [onehot, masked_row, invalid_score], ["pp_nms_scores"])
   selected = op("NonMaxSuppression", [
-      cand_boxes, nms_scores, const("pp_max_per_class", [big_k], np.int64),
+      cand_boxes, nms_scores, const("pp_max_per_class", [max_detections], np.int64),
       const("pp_iou_thr", [iou_threshold], np.float32),
       const("pp_nms_floor", [_NMS_SCORE_FLOOR], np.float32)], ["pp_selected"])  # [M, 3]
-
   # Keep mask [N, k] from the (batch, candidate) pairs NMS selected.
   pairs = op("Gather", [selected, const("pp_cols", [0, 2], np.int64)], ["pp_pairs"], axis=1)
   zeros = op("ConstantOfShape", [op("Shape", [masked], ["pp_masked_shape"])], ["pp_zeros"],
@@ -209,9 +257,16 @@ def postprocess_model(
             value=numpy_helper.from_array(np.ones(1, np.float32)))
   keep = op("ScatterND", [zeros, pairs, ones], ["pp_keep"])
   kept = op("Greater", [keep, const("pp_half", 0.5, np.float32)], ["pp_kept"])
-  final_scores = op("Where", [kept, masked, invalid_score], ["pp_final_scores"])
+  return kept, op("Where", [kept, masked, invalid_score], ["pp_final_scores"])
 
-  # 5. Order the survivors by score; ties keep the candidate (= NMS) order.
+
+def _ordered_outputs(op, const, final_scores, kept, cand_boxes, cls, *, kk, max_detections,
+                     box_map):
+  """Step 6: the graph outputs: survivors ordered by score (ties keep the candidate = NMS
+  order), boxes mapped to the input image (``_boxes_to_image(**box_map)``), zero past
+  ``num_detections`` and padded to K slots."""
+  big_k = max_detections
+  axis1 = "pp_axis1"
   out_scores, out_idx = op("TopK", [final_scores, const("pp_kk", [kk], np.int64)],
                            ["pp_out_scores", "pp_out_idx"], axis=-1, largest=1, sorted=1)
   num = op("ReduceSum", [op("Cast", [kept], ["pp_kept_i64"], to=TensorProto.INT64), axis1],
@@ -222,8 +277,7 @@ def postprocess_model(
                  ["pp_pos_valid"])  # [N, kk]
   out_idx_nd = op("Unsqueeze", [out_idx, const("pp_axis_last2", [-1], np.int64)], ["pp_idx_nd"])
   det_boxes = op("GatherND", [cand_boxes, out_idx_nd], ["pp_det_boxes"], batch_dims=1)
-  det_boxes = _boxes_to_image(op, const, det_boxes, image_size=image_size,
-                             dynamic_image_size=dynamic_image_size, box_back=box_back)
+  det_boxes = _boxes_to_image(op, const, det_boxes, **box_map)
   det_classes = op("GatherElements", [cls, out_idx], ["pp_det_classes"], axis=1)
   pos_valid_box = op("Unsqueeze", [pos_valid, const("pp_axis_last3", [-1], np.int64)],
                      ["pp_pos_valid_box"])
@@ -245,18 +299,6 @@ def postprocess_model(
       pads = [0] * (2 * rank)
       pads[rank + 1] = pad
       op("Pad", [outs[name], const(f"pp_pads_{name}", pads, np.int64)], [name], mode="constant")
-
-  n = batch_dim
-  graph = helper.make_graph(
-      nodes, "jaxdet_postprocess",
-      inputs=_inputs(n, a, c, boxes_name, scores_name, dynamic_image_size,
-                     class_specific_boxes, box_back=box_back, dynamic_levels=dynamic_levels),
-      outputs=[helper.make_tensor_value_info("num_detections", TensorProto.INT64, [n]),
-               helper.make_tensor_value_info("detection_boxes", TensorProto.FLOAT, [n, big_k, 4]),
-               helper.make_tensor_value_info("detection_scores", TensorProto.FLOAT, [n, big_k]),
-               helper.make_tensor_value_info("detection_classes", TensorProto.INT64, [n, big_k])],
-      initializer=inits)
-  return _finish(graph, opset)
 
 
 def raw_outputs_model(*, num_anchors, num_classes, opset, image_size=None,
@@ -280,16 +322,7 @@ def raw_outputs_model(*, num_anchors, num_classes, opset, image_size=None,
     ``onnx.ModelProto`` with outputs ``boxes`` float32 ``[N, A, 4]`` or ``[N, A, C, 4]`` (xyxy
     input-image pixels) and ``scores`` float32 ``[N, A, C]``.
   """
-  nodes, inits = [], []
-
-  def const(name, value, dtype):
-    inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
-    return name
-
-  def op(op_type, inputs, outputs, **attrs):
-    nodes.append(helper.make_node(op_type, inputs, outputs, name=f"raw/{outputs[0]}", **attrs))
-    return outputs[0]
-
+  nodes, inits, const, op = _builder()
   boxes = _boxes_to_image(op, const, boxes_name, image_size=image_size,
                           dynamic_image_size=dynamic_image_size, box_back=box_back)
   op("Identity", [boxes], ["boxes"])
