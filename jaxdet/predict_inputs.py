@@ -164,7 +164,9 @@ class InputGroup:
 
   Attributes:
     indices: int64 `[n]`, their positions in the caller's list.
-    images: float32 `[n, Hc, Wc, 3]`, resized, normalized and padded (the network's input).
+    images: the network's input: uint8 `[n, S, S, 3]` resized pixels for the rules that resize
+      uint8 (`preprocess.resizes_uint8`: the program normalizes them, as the ONNX graph does), else
+      float32 `[n, Hc, Wc, 3]` resized, normalized and padded.
     image_hw: int32 `[n, 2]`, `(new_h, new_w)`: each image's extent in `images`.
     scale: float32 `[n, 2]`, `(new_w / w, new_h / h)`: network pixels per image pixel (what
       `resize_batch` gives; maps proposals in, and boxes back for the uint8 rules).
@@ -199,7 +201,11 @@ def network_inputs(images: list[np.ndarray], size: int, pre) -> list[InputGroup]
   groups = {}
   for i, image in enumerate(images):
     h, w = image.shape[:2]
-    pixels, (new_h, new_w) = preprocess.network_input(image, size, pre)
+    if preprocess.resizes_uint8(pre):  # uint8 pixels, normalized by the program
+      pixels = resize_batch([image], size, pre)[0][0]
+      new_h, new_w = preprocess.resized_shape(h, w, size, pre)
+    else:
+      pixels, (new_h, new_w) = preprocess.network_input(image, size, pre)
     back = (np.float32(w) / np.float32(new_w), np.float32(h) / np.float32(new_h))
     groups.setdefault(pixels.shape, []).append(
         (i, pixels, (new_h, new_w), (new_w / w, new_h / h), back, (w, h, w, h)))

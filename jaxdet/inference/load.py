@@ -88,7 +88,7 @@ class Detector:
 
     Args:
       images: float32 `[N, H, W, 3]`, resized and normalized by the model's rule
-        (`jaxdet.predict_inputs.network_inputs`).
+        (`jaxdet.predict_inputs.network_inputs`; uint8 pixels are normalized first).
       targets: optional dict of inference inputs: `proposals` / `proposal_mask` (Fast R-CNN),
         `image_hw` int32 `[N, 2]` (each image's extent in a padded input, the "rcnn" rule:
         boxes are clipped to it).
@@ -99,6 +99,9 @@ class Detector:
     return self._network(self.variables, images, targets)
 
   def _network(self, variables, images, targets=None):
+    if images.dtype == jnp.uint8:  # the uint8 rules: normalized here, as in the ONNX graph
+      from jaxdet.data import preprocess
+      images = preprocess.normalize_image(images, self.preprocess)
     extra = {} if targets is None else {"targets": targets}
     preds = self.model.apply(variables, images, train=False, **extra)
     return detector_module(self.config).decode(preds, image_size=_input_size(images))

@@ -191,6 +191,7 @@ def test_photos_equal_opencv_dnn_in_jax_and_onnx(name, size, tmp_path):
   detections of those outputs (the model's NMS) mapped to the photo's pixels."""
   import jaxdet_export
   from jaxdet import predict_inputs, testing
+  from jaxdet.data.preprocess import normalize_image
   from jaxdet.models.postprocess import postprocess
   cv2 = pytest.importorskip("cv2", reason="OpenCV parity needs opencv-python(-headless) 4.x")
   cfg, weights = _write(tmp_path, name, size)
@@ -208,7 +209,9 @@ def test_photos_equal_opencv_dnn_in_jax_and_onnx(name, size, tmp_path):
                     for p in photos.values()])
   groups = predict_inputs.network_inputs(list(photos.values()), size, det.preprocess)
   assert len(groups) == 1  # a stretch: one S x S program for every photo
-  np.testing.assert_allclose(groups[0].images, blobs, rtol=0, atol=1e-7)
+  np.testing.assert_array_equal(groups[0].images, np.round(blobs * 255).astype(np.uint8))
+  np.testing.assert_allclose(normalize_image(groups[0].images, det.preprocess), blobs, rtol=0,
+                             atol=1e-7)
   want_boxes, want_scores = _opencv_forward(cfg, weights, blobs)
   boxes, scores = (np.asarray(x) for x in jax.jit(det.forward_normalized)(groups[0].images))
   np.testing.assert_allclose(boxes, want_boxes, rtol=1e-4, atol=1e-4 * size)
